@@ -1,0 +1,79 @@
+"""Reference generators that give every table its anchors.
+
+* ``data``: draws held-out real examples (the noise floor of every metric).
+  The harness passes the pool (the test split) as ``pool``.
+* ``uniform``: independent uniform levels per pixel; its exact NLL is
+  log2(K) bits/dim, the ceiling any image model must beat.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .protocol import DataInfo, GeneratorInfo
+from .registry import register
+
+
+class DataGenerator:
+    """Held-out real examples as a generator (sampling without replacement).
+
+    With ``n`` larger than the pool it draws with replacement and says so in
+    ``with_replacement``.
+    """
+
+    def __init__(self, info: DataInfo, pool: Tensor, pool_labels: Tensor | None = None) -> None:
+        if pool is None or len(pool) == 0:
+            raise ValueError("data generator needs a non-empty pool of real examples")
+        self.data_info = info
+        self.pool = pool.float()
+        self.pool_labels = pool_labels
+        self.with_replacement = False
+
+    @property
+    def info(self) -> GeneratorInfo:
+        return GeneratorInfo(name="data", family="reference", shape=tuple(self.data_info.shape))
+
+    def sample(self, n: int, *, labels=None, prompts=None, steps=None, generator=None) -> Tensor:
+        if n <= len(self.pool):
+            idx = torch.randperm(len(self.pool), generator=generator)[:n]
+        else:
+            self.with_replacement = True
+            idx = torch.randint(0, len(self.pool), (n,), generator=generator)
+        return self.pool[idx].clone()
+
+
+class UniformGenerator:
+    """Each pixel uniform over the K levels: NLL = D log K nats exactly."""
+
+    def __init__(self, info: DataInfo) -> None:
+        if not info.is_image:
+            raise ValueError("uniform reference needs image data with K levels")
+        self.data_info = info
+
+    @property
+    def info(self) -> GeneratorInfo:
+        return GeneratorInfo(name="uniform", family="reference", shape=tuple(self.data_info.shape), likelihood="exact")
+
+    def sample(self, n: int, *, labels=None, prompts=None, steps=None, generator=None) -> Tensor:
+        k = self.data_info.levels
+        x_int = torch.randint(0, k, (n, *self.data_info.shape), generator=generator)
+        return x_int.float() / (k - 1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return torch.full((x.shape[0],), -self.data_info.dim * math.log(self.data_info.levels))
+
+
+@register("data", family="reference")
+def make_data(info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, **_: Any) -> DataGenerator:
+    """Held-out real samples (test split): the noise floor."""
+    return DataGenerator(info, pool, pool_labels)
+
+
+@register("uniform", family="reference", kinds=("image",))
+def make_uniform(info: DataInfo) -> UniformGenerator:
+    """Uniform over the K intensity levels: log2(K) bits/dim."""
+    return UniformGenerator(info)
