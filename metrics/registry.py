@@ -65,8 +65,19 @@ def register_metric(
     return deco
 
 
+# Modules whose import registers metrics; optional ones may not exist yet.
+_METRIC_MODULES = ("metrics.panel", "metrics.clip_score")
+
+
 def _load() -> None:
-    from . import panel  # noqa: F401  (registers the built-in metrics)
+    from importlib import import_module
+
+    for mod in _METRIC_MODULES:
+        try:
+            import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
 
 
 def available() -> dict[str, MetricSpec]:
