@@ -46,20 +46,30 @@ def nll(ctx: EvalContext) -> dict[str, MetricValue]:
     return {"nll": MetricValue(res["value"], interval, settings)}
 
 
-@register_metric("latency", [Output("latency_ms", "ms/sample", "min")], applies=lambda ctx: ctx.generator is not None)
-def latency(ctx: EvalContext) -> dict[str, MetricValue]:
-    """Sampling wall time per sample, median (IQR) after warm-up (metrics/latency.py)."""
+def _latency(ctx: EvalContext, bs: int) -> MetricValue:
     g = ctx.generator
-    bs = int(ctx.setting("latency_batch", 64))
     gen = torch.Generator().manual_seed(ctx.seed)
+    warmup = int(ctx.setting("latency_warmup", 1))
     lat = measure_latency(
         lambda: g.sample(bs, steps=ctx.steps, generator=gen),
         batch_size=bs,
-        warmup=int(ctx.setting("latency_warmup", 1)),
+        warmup=warmup,
         repeats=int(ctx.setting("latency_repeats", 5)),
         device=ctx.device,
         max_seconds=ctx.setting("latency_max_seconds", 10.0),
     )
     iqr = (lat.per_sample_ms - lat.per_sample_iqr_ms / 2, lat.per_sample_ms + lat.per_sample_iqr_ms / 2)
-    settings = {"batch_size": bs, "repeats": lat.repeats, "warmup": 1, "device": str(ctx.device), "steps": ctx.steps, "statistic": "median, IQR"}
-    return {"latency_ms": MetricValue(lat.per_sample_ms, iqr, settings, {"iqr_ms": lat.per_sample_iqr_ms, "median_batch_s": lat.median_s})}
+    settings = {"batch_size": bs, "repeats": lat.repeats, "warmup": warmup, "device": str(ctx.device), "steps": ctx.steps, "statistic": "median, IQR"}
+    return MetricValue(lat.per_sample_ms, iqr, settings, {"iqr_ms": lat.per_sample_iqr_ms, "median_batch_s": lat.median_s})
+
+
+@register_metric("latency", [Output("latency_ms", "ms/sample", "min")], applies=lambda ctx: ctx.generator is not None)
+def latency(ctx: EvalContext) -> dict[str, MetricValue]:
+    """Sampling wall time per sample at batch ``latency_batch`` (default 64), median (IQR) after warm-up (metrics/latency.py)."""
+    return {"latency_ms": _latency(ctx, int(ctx.setting("latency_batch", 64)))}
+
+
+@register_metric("latency_b1", [Output("latency_b1_ms", "ms/sample@b1", "min")], applies=lambda ctx: ctx.generator is not None)
+def latency_b1(ctx: EvalContext) -> dict[str, MetricValue]:
+    """Sampling wall time per sample at batch 1, median (IQR) after warm-up (metrics/latency.py)."""
+    return {"latency_b1_ms": _latency(ctx, 1)}
