@@ -29,9 +29,13 @@ class EvalContext:
     Attributes:
         data_info: ``baselines.protocol.DataInfo``-like metadata (shape, kind, levels, modes...).
         fake: generated samples (float32, images in [0, 1] or (N, 2)).
-        real: held-out real samples (the test split): FID reference.
-        train: the train split (memorization reference); may be None.
-        real_labels, train_labels: class labels of the splits, if any.
+        real: the *reference* real set of the distribution metrics (FID, KID,
+            PRDC, IS of data): the train split by default (DESIGN: the ``data``
+            row is the test split scored against the train-split reference).
+        train: the train split (memorization: nearest train neighbours); may be None.
+        test: the held-out test split (likelihood; memorization's baseline
+            distance of unseen real data to the train set); may be None.
+        real_labels, train_labels, test_labels: class labels of those sets, if any.
         fake_labels: labels the samples were conditioned on, if any.
         extractor: feature extractor for this data set.
         generator: the generator object (for likelihood, latency), or None.
@@ -45,8 +49,10 @@ class EvalContext:
     real: Tensor
     extractor: Extractor
     train: Tensor | None = None
+    test: Tensor | None = None
     real_labels: Tensor | None = None
     train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
     fake_labels: Tensor | None = None
     generator: Any = None
     steps: int | None = None
@@ -59,7 +65,7 @@ class EvalContext:
     def _get(self, which: str, kind: str) -> Tensor:
         key = (which, kind)
         if key not in self._memo:
-            x = {"fake": self.fake, "real": self.real, "train": self.train}[which]
+            x = {"fake": self.fake, "real": self.real, "train": self.train, "test": self.test}[which]
             if x is None:
                 raise ValueError(f"no {which} samples in this evaluation")
             fn = self.extractor.features if kind == "features" else self.extractor.logits
@@ -67,11 +73,11 @@ class EvalContext:
         return self._memo[key]
 
     def features(self, which: str = "fake") -> Tensor:
-        """Extractor features of ``fake``, ``real`` or ``train`` (computed once)."""
+        """Extractor features of ``fake``, ``real``, ``train`` or ``test`` (computed once)."""
         return self._get(which, "features")
 
     def logits(self, which: str = "fake") -> Tensor:
-        """Classifier logits of ``fake``, ``real`` or ``train`` (computed once)."""
+        """Classifier logits of ``fake``, ``real``, ``train`` or ``test`` (computed once)."""
         return self._get(which, "logits")
 
     def setting(self, name: str, default: Any) -> Any:

@@ -28,21 +28,21 @@ def fid(ctx: EvalContext) -> dict[str, MetricValue]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)
         res = fid_from_features(ctx.features("real"), ctx.features("fake"))
-    settings = {**ctx.extractor.settings(), "n_real": res.n1, "n_fake": res.n2, "reference": "test split"}
+    settings = {**ctx.extractor.settings(), "n_real": res.n1, "n_fake": res.n2, "reference": ctx.setting("reference", "train") + " split"}
     extra = {"max_imag": res.max_imag, "min_eig": res.min_eig, "n_below_dim": res.n_below_dim}
     if caught:
         extra["warning"] = str(caught[0].message)
     return {"fid": MetricValue(res.value, None, settings, extra)}
 
 
-@register_metric("nll", [Output("nll", "NLL", "min")], applies=_has_likelihood)
+@register_metric("nll", [Output("nll", "NLL", "min")], applies=lambda ctx: _has_likelihood(ctx) and ctx.test is not None)
 def nll(ctx: EvalContext) -> dict[str, MetricValue]:
     """Test-split NLL: nats/point for 2-D data, bits/dim for images (metrics/likelihood.py)."""
     info = ctx.data_info
-    res = likelihood_summary(ctx.generator, ctx.real, is_image=info.kind == "image", dim=info.dim)
+    res = likelihood_summary(ctx.generator, ctx.test, is_image=info.kind == "image", dim=info.dim)
     se = res["se"]
     interval = (res["value"] - 1.96 * se, res["value"] + 1.96 * se) if math.isfinite(se) else None
-    settings = {"unit": res["unit"], "kind": res["kind"], "n": ctx.n_real, "split": "test"}
+    settings = {"unit": res["unit"], "kind": res["kind"], "n": int(len(ctx.test)), "split": "test"}
     return {"nll": MetricValue(res["value"], interval, settings)}
 
 
