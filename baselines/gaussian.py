@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,8 +146,9 @@ class PPCA(Gaussian):
 
     name = "ppca"
 
-    def __init__(self, info: DataInfo, k: int = 8, reg: float = 1e-6) -> None:
+    def __init__(self, info: DataInfo, k: int | None = None, reg: float = 1e-6) -> None:
         super().__init__(info, reg)
+        k = min(8, self.dim - 1) if k is None else k
         if not 1 <= k < self.dim:
             raise ValueError(f"ppca: k must be in [1, {self.dim - 1}] for {self.dim}-dimensional data, got {k}")
         self.k = k
@@ -252,8 +254,8 @@ def make_gaussian(info: DataInfo, reg: float = 1e-6) -> Gaussian:
 
 
 @register("ppca", family="gaussian")
-def make_ppca(info: DataInfo, k: int = 8, reg: float = 1e-6) -> PPCA:
-    """Probabilistic PCA with k components (closed-form ML)."""
+def make_ppca(info: DataInfo, k: int | None = None, reg: float = 1e-6) -> PPCA:
+    """Probabilistic PCA with k components (default min(8, D-1); closed-form ML)."""
     return PPCA(info, k=k, reg=reg)
 
 

@@ -38,12 +38,16 @@ class DataGenerator:
         return GeneratorInfo(name="data", family="reference", shape=tuple(self.data_info.shape))
 
     def sample(self, n: int, *, labels=None, prompts=None, steps=None, generator=None) -> Tensor:
+        return self.sample_labeled(n, generator)[0]
+
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        """Like ``sample`` but also returns the real labels of the drawn examples."""
         if n <= len(self.pool):
             idx = torch.randperm(len(self.pool), generator=generator)[:n]
         else:
             self.with_replacement = True
             idx = torch.randint(0, len(self.pool), (n,), generator=generator)
-        return self.pool[idx].clone()
+        return self.pool[idx].clone(), (self.pool_labels[idx].clone() if self.pool_labels is not None else None)
 
 
 class UniformGenerator:

@@ -8,10 +8,11 @@ publish a factory through the entry-point group ``genbench.generators``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 from .protocol import DataInfo, Generator
 

@@ -8,8 +8,9 @@ the harness persist them (keyed by extractor weights hash, N, seed, ...).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import Tensor
 

@@ -10,7 +10,8 @@ number is of the discrete data x_int over K levels (see DESIGN): bits/dim =
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

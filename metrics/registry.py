@@ -14,8 +14,9 @@ this module only wires them to the context (see ``metrics/panel.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .context import EvalContext
@@ -43,9 +44,9 @@ class Output:
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    fn: Callable[["EvalContext"], dict[str, MetricValue]]
+    fn: Callable[[EvalContext], dict[str, MetricValue]]
     outputs: tuple[Output, ...]
-    applies: Callable[["EvalContext"], bool]
+    applies: Callable[[EvalContext], bool]
     description: str = ""
 
 
@@ -55,7 +56,7 @@ _METRICS: dict[str, MetricSpec] = {}
 def register_metric(
     name: str,
     outputs: list[Output] | tuple[Output, ...],
-    applies: Callable[["EvalContext"], bool] = lambda ctx: True,
+    applies: Callable[[EvalContext], bool] = lambda ctx: True,
     description: str = "",
 ) -> Callable:
     def deco(fn: Callable) -> Callable:

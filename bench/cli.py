@@ -1,0 +1,157 @@
+"""Command line: ``bench run | list | leaderboard | eval``.
+
+Exit codes: 0 success, 1 a job or evaluation failed (recorded, others kept),
+2 bad usage (unknown suite/dataset/metric/generator names, bad flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _err(msg: str, code: int = EXIT_USAGE) -> int:
+    print(f"bench: error: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .leaderboard import write_leaderboard
+    from .runner import run_suite
+    from .suite import SuiteError, load_suite, validate_names
+
+    try:
+        suite = load_suite(args.suite)
+        validate_names(suite)
+    except SuiteError as e:
+        return _err(str(e))
+    try:
+        summary = run_suite(suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=not args.no_progress)
+    except ValueError as e:  # e.g. --device cuda without CUDA
+        return _err(str(e))
+    print(
+        f"suite {suite.name}: {summary.planned} jobs planned, {summary.ran} ran, {summary.skipped} already done, "
+        f"{summary.records_added} records added in {summary.wall_s:.1f}s -> {Path(args.results) / suite.name / 'records.jsonl'}"
+    )
+    for job, msg in summary.failed:
+        print(f"  FAILED {job}: {msg}", file=sys.stderr)
+    if not args.no_leaderboard:
+        try:
+            out = write_leaderboard(suite, args.results, args.out)
+            print(f"leaderboard: {out}")
+        except FileNotFoundError as e:
+            print(f"no leaderboard: {e}", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "suites":
+        from .suite import available_suites, load_suite
+
+        for s in available_suites():
+            print(f"{s:20s} {load_suite(s).description.strip().splitlines()[0] if load_suite(s).description else ''}")
+    elif args.what == "generators":
+        from baselines.registry import available
+
+        for name, e in available().items():
+            print(f"{name:20s} [{e.family}] {e.description}")
+    elif args.what == "metrics":
+        from metrics.registry import available
+
+        for name, spec in sorted(available().items()):
+            print(f"{name:20s} -> {', '.join(o.name for o in spec.outputs):40s} {spec.description}")
+    elif args.what == "datasets":
+        from . import data
+
+        for name in data.available():
+            doc = (data._LOADERS[name].__doc__ or "").strip().splitlines()[0]
+            print(f"{name:20s} {doc}")
+    elif args.what == "extractors":
+        from metrics.features import available
+
+        for name in available():
+            print(name)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import write_leaderboard
+    from .suite import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as e:
+        return _err(str(e))
+    try:
+        out = write_leaderboard(suite, args.results, args.out)
+    except FileNotFoundError as e:
+        return _err(str(e), EXIT_FAILED)
+    print(f"leaderboard: {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.dataset not in data.available():
+        return _err(f"unknown dataset {args.dataset!r}; valid: {', '.join(data.available())}")
+    try:
+        from .evaluate import format_eval, run_eval
+    except ModuleNotFoundError:
+        return _err("bench eval is not available in this build", EXIT_FAILED)
+    try:
+        res = run_eval(args.samples, args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics, seed=args.seed)
+    except KeyError as e:
+        return _err(str(e.args[0]) if e.args else str(e))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        return _err(str(e), EXIT_FAILED)
+    print(format_eval(res))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="genbench: benchmark and evaluation harness for generative image models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run (or resume) a suite and write its leaderboard")
+    r.add_argument("--suite", required=True, help="suite name (bench list suites) or path to a .toml")
+    r.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
+    r.add_argument("--results", default="results", help="results/cache directory (default: results)")
+    r.add_argument("--out", default="leaderboards", help="leaderboard directory (default: leaderboards)")
+    r.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard after the run")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+
+    lst = sub.add_parser("list", help="list suites, generators, metrics, datasets or extractors")
+    lst.add_argument("what", choices=["suites", "generators", "metrics", "datasets", "extractors"])
+    lst.set_defaults(fn=cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="write leaderboards/<suite>.md from the result store")
+    lb.add_argument("--suite", required=True)
+    lb.add_argument("--results", default="results")
+    lb.add_argument("--out", default="leaderboards")
+    lb.set_defaults(fn=cmd_leaderboard)
+
+    ev = sub.add_parser("eval", help="evaluate samples made elsewhere (folder of images or .npz) against a data set")
+    ev.add_argument("--samples", required=True, help="folder of PNG/JPEG images or a .npz file")
+    ev.add_argument("--dataset", required=True, help="reference data set (bench list datasets)")
+    ev.add_argument("--extractor", default=None, help="feature extractor (default: the data set's embedded one)")
+    ev.add_argument("--extractor-weights", default=None, help="local weights file for the extractor (machines without network)")
+    ev.add_argument("--metrics", nargs="+", default=None, help="metrics to compute (default: the full panel)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(fn=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: D103
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

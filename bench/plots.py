@@ -1,0 +1,81 @@
+"""Figures for leaderboards: sample grids and loss curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (H', W', C) grid array."""
+    x = x[: nrow * nrow].clamp(0, 1).cpu().numpy()
+    n, c, h, w = x.shape
+    rows = math.ceil(n / nrow)
+    grid = np.ones((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.float32)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i].transpose(1, 2, 0)
+    return grid
+
+
+def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n: int = 64) -> Path:
+    """Images: an 8x8 grid of the first ``n`` samples. 2-D: a scatter with the mode centres."""
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
+    if info.kind == "image":
+        g = image_grid(x[:n])
+        ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+    else:
+        pts = x[:2500].cpu().numpy()
+        ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
+        if info.modes:
+            m = np.asarray(info.modes)
+            ax.scatter(m[:, 0], m[:, 1], s=12, c="red", marker="x")
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=6)
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "") -> Path:
+    """One panel per run label; one line per named loss."""
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = max(1, len(curves))
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), dpi=100, squeeze=False)
+    for ax, (label, losses) in zip(axes.flat, curves.items()):
+        for name, v in losses.items():
+            ax.plot(np.arange(len(v)), v, label=name, lw=1)
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
