@@ -120,13 +120,20 @@ class Gaussian(_DensityModel):
         nll = -self._log_density(y).mean().item()
         return TrainReport(steps=1, wall_time_s=time.perf_counter() - t0, losses={"nll": [nll]})
 
+    @property
+    def chol(self) -> Tensor:
+        """Cholesky factor of ``cov``, computed once per covariance."""
+        if getattr(self, "_chol_of", None) is not self.cov:
+            self._chol, self._chol_of = torch.linalg.cholesky(self.cov), self.cov
+        return self._chol
+
     def _log_density(self, y: Tensor) -> Tensor:
-        return _mvn_log_density(y, self.mean, torch.linalg.cholesky(self.cov))
+        return _mvn_log_density(y, self.mean, self.chol)
 
     def sample(self, n: int, *, labels=None, prompts: Sequence[str] | None = None, steps=None, generator=None) -> Tensor:
         self._check_fitted()
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        z = self.mean + eps @ torch.linalg.cholesky(self.cov).T
+        z = self.mean + eps @ self.chol.T
         return self._from_space(z)
 
     def state_dict(self) -> dict[str, Any]:
@@ -225,8 +232,15 @@ class GMM(_DensityModel):
             steps=int(gm.n_iter_), wall_time_s=time.perf_counter() - t0, losses={"nll": [nll]}, extra={"converged": bool(gm.converged_)}
         )
 
+    @property
+    def chols(self) -> Tensor:
+        """Cholesky factors of ``covs``, computed once per covariance set."""
+        if getattr(self, "_chols_of", None) is not self.covs:
+            self._chols, self._chols_of = torch.linalg.cholesky(self.covs), self.covs
+        return self._chols
+
     def _log_density(self, y: Tensor) -> Tensor:
-        chols = torch.linalg.cholesky(self.covs)
+        chols = self.chols
         comps = torch.stack([_mvn_log_density(y, self.means[m], chols[m]) for m in range(self.n_components)], 1)
         return torch.logsumexp(comps + torch.log(self.weights), 1)
 
@@ -234,8 +248,7 @@ class GMM(_DensityModel):
         self._check_fitted()
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        chols = torch.linalg.cholesky(self.covs)
-        z = self.means[comp] + torch.einsum("nij,nj->ni", chols[comp], eps)
+        z = self.means[comp] + torch.einsum("nij,nj->ni", self.chols[comp], eps)
         return self._from_space(z)
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,199 @@
+"""The harness: idempotent jobs, resume after a crash, clear errors, leaderboard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines import registry
+from bench import runner as runner_mod
+from bench.cli import main
+from bench.leaderboard import write_leaderboard
+from bench.store import JOB_DONE, ResultStore
+from bench.suite import SuiteError, load_suite
+
+TIMINGS = {"latency_ms", "latency_b1_ms", "train_s"}
+
+SUITE = """
+name = "tiny"
+seeds = [0, 1]
+[settings]
+latency_repeats = 2
+[[datasets]]
+name = "ring8"
+extractor = "raw"
+n_fake = 300
+metrics = ["fid", "nll", "latency"]
+[[generators]]
+name = "data"
+[[generators]]
+name = "gaussian"
+[[generators]]
+name = "gmm"
+params = { n_components = 8 }
+"""
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(SUITE)
+    return p
+
+
+def _stable(records):
+    """Records without timings: (key, value) for deterministic metrics."""
+    return sorted((r["job"], r["generator"], r["metric"], None if r["metric"] in TIMINGS else r.get("value")) for r in records)
+
+
+def test_run_rerun_and_leaderboard(tmp_path, suite_file):
+    suite = load_suite(str(suite_file))
+    s1 = runner_mod.run_suite(suite, results_dir=tmp_path / "res", progress=False)
+    assert s1.ran == 6 and not s1.failed
+    store = ResultStore(tmp_path / "res" / "tiny")
+    recs = store.records()
+    # 6 jobs x 3 metrics, minus nll is n/a for data (still recorded), + train_s for 4 trained jobs
+    assert len([r for r in recs if r["metric"] in ("fid", "nll", "latency_ms")]) == 18
+    assert [r for r in recs if r["generator"] == "data" and r["metric"] == "nll"][0]["na"] is True
+    assert all(r["git_commit"] and r["device"] and r["versions"] for r in recs)
+    s2 = runner_mod.run_suite(suite, results_dir=tmp_path / "res", progress=False)
+    assert s2.ran == 0 and s2.skipped == 6 and s2.records_added == 0
+    out = write_leaderboard(suite, tmp_path / "res", tmp_path / "lb")
+    md = out.read_text()
+    assert "| data (reference)" in md and "FID[raw] ↓" in md and "**" in md and "n/a" in md
+    assert "± " in md  # two seeds -> mean ± std
+    assert (tmp_path / "lb" / "assets" / "tiny" / "ring8__gmm.png").exists()
+
+
+class _Crash(BaseException):
+    pass
+
+
+def test_resume_after_crash_matches_uninterrupted(tmp_path, suite_file, monkeypatch):
+    suite = load_suite(str(suite_file))
+    runner_mod.run_suite(suite, results_dir=tmp_path / "full", progress=False)
+    full = ResultStore(tmp_path / "full" / "tiny").records()
+
+    # crash after the 7th record, and leave a torn half-line as a kill mid-write would
+    calls = {"n": 0}
+    real_append = ResultStore.append
+
+    def crashing_append(self, rec):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            with open(self.path, "ab") as f:
+                f.write(b'{"job": "torn')
+            raise _Crash()
+        real_append(self, rec)
+
+    monkeypatch.setattr(ResultStore, "append", crashing_append)
+    with pytest.raises(_Crash):
+        runner_mod.run_suite(suite, results_dir=tmp_path / "part", progress=False)
+    monkeypatch.setattr(ResultStore, "append", real_append)
+    partial = ResultStore(tmp_path / "part" / "tiny").records()
+    assert 0 < len(partial) < len(full)
+    runner_mod.run_suite(suite, results_dir=tmp_path / "part", progress=False)
+    resumed = ResultStore(tmp_path / "part" / "tiny").records()
+    assert _stable(resumed) == _stable(full)
+    raw_lines = (tmp_path / "part" / "tiny" / "records.jsonl").read_bytes().splitlines()
+    assert all(json.loads(line) for line in raw_lines)  # the torn line was cut
+
+
+def test_sigkill_then_resume(tmp_path, suite_file):
+    """A real kill -9 mid-run; the re-run ends with the same set of records."""
+    env = {**os.environ, "GENBENCH_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "bench", "run", "--suite", str(suite_file), "--results", str(tmp_path / "k"), "--no-leaderboard"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = tmp_path / "k" / "tiny" / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= 4:
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if not killed:
+        pytest.skip("the run finished before it could be killed")
+    n_partial = len(ResultStore(path.parent).records(include_internal=True))
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner_mod.run_suite(load_suite(str(suite_file)), results_dir=tmp_path / "ref", progress=False)
+    got, ref = ResultStore(path.parent).records(), ResultStore(tmp_path / "ref" / "tiny").records()
+    assert n_partial < len(ref) + 6
+    assert _stable(got) == _stable(ref)
+    assert len(ResultStore(path.parent).done_jobs()) == 6
+
+
+class NaNGen:
+    def __init__(self, info):
+        self._info = info
+
+    @property
+    def info(self):
+        from baselines.protocol import GeneratorInfo
+
+        return GeneratorInfo("nan-gen", "test", self._info.shape)
+
+    def sample(self, n, *, labels=None, prompts=None, steps=None, generator=None):
+        x = torch.zeros(n, *self._info.shape)
+        x[0, 0] = float("nan")
+        return x
+
+
+def test_bad_generator_is_recorded_not_fatal(tmp_path):
+    registry.register("nan-gen", family="test")(lambda info: NaNGen(info))
+    p = tmp_path / "bad.toml"
+    p.write_text(textwrap.dedent(SUITE.replace("seeds = [0, 1]", "seeds = [0]")) + '\n[[generators]]\nname = "nan-gen"\n')
+    s = runner_mod.run_suite(load_suite(str(p)), results_dir=tmp_path / "r", progress=False)
+    assert len(s.failed) == 1 and "NaN" in s.failed[0][1] and "nan-gen" in s.failed[0][1]
+    assert s.ran == 3
+    errs = [r for r in ResultStore(tmp_path / "r" / "tiny").records(include_internal=True) if r["metric"] == "_error"]
+    assert errs and "contain NaN" in errs[0]["extra"]["error"]
+    assert "nan-gen" not in {r["job"].split("/")[1] for r in ResultStore(tmp_path / "r" / "tiny").records(True) if r["metric"] == JOB_DONE}
+
+
+def test_cli_unknown_names(capsys, tmp_path):
+    assert main(["run", "--suite", "nope", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown suite 'nope'" in err and "smoke" in err
+    with pytest.raises(SystemExit) as e:
+        main(["list", "things"])
+    assert e.value.code == 2
+    assert main(["leaderboard", "--suite", "nope"]) == 2
+    assert main(["eval", "--samples", str(tmp_path), "--dataset", "nope"]) == 2
+    assert "valid: " in capsys.readouterr().err
+
+
+def test_suite_validation(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.replace('name = "gmm"', 'name = "gmm"\nbogus = 1'))
+    with pytest.raises(SuiteError, match="unknown keys.*bogus"):
+        load_suite(str(p))
+    p.write_text(SUITE.replace('"latency"]', '"latency", "nosuchmetric"]'))
+    with pytest.raises(SuiteError, match="unknown metric 'nosuchmetric'"):
+        runner_mod.validate_names(load_suite(str(p)))
+    p.write_text(SUITE.replace('name = "gmm"', 'name = "gmm"\nmodel = "nosuchmodel"'))
+    with pytest.raises(SuiteError, match="unknown generator model"):
+        runner_mod.validate_names(load_suite(str(p)))
+
+
+def test_cli_list(capsys):
+    for what in ("suites", "generators", "metrics", "datasets", "extractors"):
+        assert main(["list", what]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "gaussian" in out and "fid" in out and "digits" in out and "digits-cnn" in out
+
+
+def test_smoke_suite_parses():
+    s = load_suite("smoke")
+    runner_mod.validate_names(s)
+    assert {d.name for d in s.datasets} >= {"ring8", "grid25", "digits"}
+    assert {g.name for g in s.generators} >= {"data", "gaussian", "ppca", "gmm"}
