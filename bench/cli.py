@@ -30,8 +30,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SuiteError as e:
         return _err(str(e))
     try:
-        summary = run_suite(suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=not args.no_progress)
-    except ValueError as e:  # e.g. --device cuda without CUDA
+        executor = args.executor or ("process" if args.jobs > 1 else "local")
+        summary = run_suite(
+            suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=not args.no_progress, executor=executor, workers=args.jobs
+        )
+    except (ValueError, RuntimeError) as e:  # e.g. --device cuda without CUDA, ray not installed
         return _err(str(e))
     print(
         f"suite {suite.name}: {summary.planned} jobs planned, {summary.ran} ran, {summary.skipped} already done, "
@@ -125,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="leaderboards", help="leaderboard directory (default: leaderboards)")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard after the run")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--jobs", type=int, default=1, help="run N jobs in parallel local processes (default 1)")
+    r.add_argument("--executor", choices=["local", "process", "ray"], default=None, help="where jobs run (ray needs the [ray] extra)")
     r.set_defaults(fn=cmd_run)
 
     lst = sub.add_parser("list", help="list suites, generators, metrics, datasets or extractors")

@@ -110,31 +110,49 @@ class Runner:
         self._provenance = {"git_commit": git_commit(), "versions": package_versions(), "device": device_description(self.device)}
 
     # ------------------------------------------------------------------ public
-    def run(self, seeds: list[int] | None = None) -> RunSummary:
+    def run(self, seeds: list[int] | None = None, executor: str = "local", workers: int = 1) -> RunSummary:
         t0 = time.perf_counter()
         validate_names(self.suite)
         jobs = plan(self.suite, seeds)
         summary = RunSummary(planned=len(jobs))
         done = self.store.done_jobs()
         n_before = len(self.store.keys())
+        todo = [j for j in jobs if j.id not in done]
+        summary.skipped = len(jobs) - len(todo)
         from tqdm.auto import tqdm
 
-        bar = tqdm(jobs, desc=f"suite {self.suite.name}", disable=not self.progress, mininterval=1.0)
-        for job in bar:
-            if job.id in done:
-                summary.skipped += 1
-                continue
-            bar.set_postfix_str(job.id)
-            try:
-                self.run_job(job)
+        bar = tqdm(total=len(todo), desc=f"suite {self.suite.name}", disable=not self.progress, mininterval=1.0)
+
+        def on_done(job_id: str, error: str | None) -> None:
+            bar.update(1)
+            bar.set_postfix_str(job_id)
+            if error is None:
                 summary.ran += 1
-            except Exception as e:  # record the failure, keep going with other jobs
-                msg = f"{type(e).__name__}: {e}"
-                summary.failed.append((job.id, msg))
-                self._append(job, None, ERROR, {"value": None, "extra": {"error": msg, "traceback": traceback.format_exc()[-4000:]}})
+            else:
+                summary.failed.append((job_id, error))
+
+        if executor == "local":
+            for job in todo:
+                bar.set_postfix_str(job.id)
+                try:
+                    self.run_job(job)
+                    on_done(job.id, None)
+                except Exception as e:  # record the failure, keep going with other jobs
+                    on_done(job.id, self.record_error(job, e))
+        else:
+            from .executors import map_jobs
+
+            map_jobs(executor, self.suite.path, [j.id for j in todo], self.results_dir, self.device, workers, on_done)
+        bar.close()
         summary.records_added = len(self.store.keys()) - n_before
         summary.wall_s = time.perf_counter() - t0
         return summary
+
+    def record_error(self, job: Job, e: BaseException) -> str:
+        """Record a failed job (it is not marked done, so a re-run retries it)."""
+        msg = f"{type(e).__name__}: {e}"
+        self._append(job, None, ERROR, {"value": None, "extra": {"error": msg, "traceback": traceback.format_exc()[-4000:]}})
+        return msg
 
     # ------------------------------------------------------------------ one job
     def run_job(self, job: Job) -> None:
@@ -284,10 +302,23 @@ def _small_report(rep: dict) -> dict:
     return {"steps": rep.get("steps"), "losses": losses, "train_extra": rep.get("extra", {})}
 
 
-def run_suite(suite: Suite, *, seeds: list[int] | None = None, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True) -> RunSummary:
-    """Run (or resume) every job of ``suite``; returns what was done."""
+def run_suite(
+    suite: Suite,
+    *,
+    seeds: list[int] | None = None,
+    results_dir: str | Path = "results",
+    device: str | None = "auto",
+    progress: bool = True,
+    executor: str = "local",
+    workers: int = 1,
+) -> RunSummary:
+    """Run (or resume) every job of ``suite``; returns what was done.
+
+    ``executor``: ``local`` (this process), ``process`` (``workers`` local
+    processes) or ``ray`` (optional extra).
+    """
     if suite.experiment:
         from .experiments import run_experiment
 
         return run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
-    return Runner(suite, results_dir=results_dir, device=device, progress=progress).run(seeds)
+    return Runner(suite, results_dir=results_dir, device=device, progress=progress).run(seeds, executor=executor, workers=workers)

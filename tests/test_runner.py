@@ -197,3 +197,24 @@ def test_smoke_suite_parses():
     runner_mod.validate_names(s)
     assert {d.name for d in s.datasets} >= {"ring8", "grid25", "digits"}
     assert {g.name for g in s.generators} >= {"data", "gaussian", "ppca", "gmm"}
+
+
+def test_process_executor_matches_local(tmp_path, suite_file):
+    suite = load_suite(str(suite_file))
+    s = runner_mod.run_suite(suite, results_dir=tmp_path / "p", progress=False, executor="process", workers=2, seeds=[0])
+    assert s.ran == 3 and not s.failed
+    runner_mod.run_suite(suite, results_dir=tmp_path / "l", progress=False, seeds=[0])
+    assert _stable(ResultStore(tmp_path / "p" / "tiny").records()) == _stable(ResultStore(tmp_path / "l" / "tiny").records())
+
+
+def test_ray_executor(tmp_path, suite_file):
+    """Without the [ray] extra: a clear error. With it: a real run on a local cluster."""
+    import importlib.util
+
+    suite = load_suite(str(suite_file))
+    if importlib.util.find_spec("ray") is None:
+        with pytest.raises(RuntimeError, match=r"genbench\[ray\]"):
+            runner_mod.run_suite(suite, results_dir=tmp_path / "r", progress=False, executor="ray", seeds=[0])
+        return
+    s = runner_mod.run_suite(suite, results_dir=tmp_path / "r", progress=False, executor="ray", seeds=[0])
+    assert s.ran == 3
