@@ -67,7 +67,7 @@ def register_metric(
 
 
 # Modules whose import registers metrics; optional ones may not exist yet.
-_METRIC_MODULES = ("metrics.panel", "metrics.clip_score")
+_METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score")
 
 
 def _load() -> None:
