@@ -1,0 +1,189 @@
+"""Real extractors through torch-fidelity, exercised without the real weights
+(error messages, download failure, tiny or random stand-in weights files), and
+digits-cnn inside torch-fidelity's calculate_metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+
+import pytest
+import torch
+
+from metrics import features as F
+from metrics.features import ClipExtractor, DinoV2Extractor, ExtractorError, InceptionExtractor, to_uint8_rgb
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty torch hub dir, so no real cached weights are found."""
+    d = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(d))
+    return d
+
+
+def test_to_uint8_rgb():
+    x = torch.tensor([0.0, 0.5, 1.0, 1 / 16]).reshape(1, 1, 2, 2)
+    u = to_uint8_rgb(x)
+    assert u.dtype == torch.uint8 and u.shape == (1, 3, 2, 2)
+    assert u[0, 0].flatten().tolist() == [0, 128, 255, 16] and torch.equal(u[0, 0], u[0, 2])
+    with pytest.raises(ValueError, match="range"):
+        to_uint8_rgb(x * 2)
+    with pytest.raises(ValueError, match="shape"):
+        to_uint8_rgb(torch.rand(1, 2, 4, 4))
+
+
+@pytest.mark.parametrize("cls,fname", [(InceptionExtractor, "weights-inception-2015-12-05-6726825d.pth"),
+                                       (ClipExtractor, "clip-vit-b-32-"), (DinoV2Extractor, "dinov2_vitl14_pretrain.pth")])  # fmt: skip
+def test_missing_weights_offline_says_how_to_get_them(cls, fname, hub, monkeypatch):
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    with pytest.raises(ExtractorError) as e:
+        cls()
+    msg = str(e.value)
+    assert fname in msg and "https://" in msg and "--extractor-weights" in msg and str(hub / "checkpoints") in msg
+
+
+def test_missing_explicit_weights_file(tmp_path):
+    with pytest.raises(ExtractorError, match="not found.*--extractor-weights"):
+        InceptionExtractor(weights=tmp_path / "nope.pth")
+
+
+def test_failed_download_is_an_extractor_error(hub, monkeypatch):
+    monkeypatch.delenv("GENBENCH_OFFLINE", raising=False)
+
+    def fail(url, dst, *a, **k):
+        open(dst, "wb").write(b"partial")
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    with pytest.raises(ExtractorError, match="download from https://github.com/toshas/torch-fidelity.*failed.*no network"):
+        InceptionExtractor()
+    assert not list((hub / "checkpoints").glob("*part*"))  # no partial file left behind
+
+
+def test_corrupt_weights_file(tmp_path):
+    p = tmp_path / "bad.pth"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(ExtractorError, match="cannot load weights from .*bad.pth"):
+        InceptionExtractor(weights=p)
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory):
+    """A randomly initialised inception-v3-compat state dict (the real architecture, no real weights)."""
+    import torch_fidelity.feature_extractor_inceptionv3 as fi
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fi.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, strict=True: None)
+    mp.setattr(fi, "load_state_dict_from_url", lambda *a, **k: {})
+    torch.manual_seed(0)
+    m = fi.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    mp.undo()
+    p = tmp_path_factory.mktemp("inc") / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(m.state_dict(), p)
+    return p
+
+
+def test_inception_with_weights_file_matches_torch_fidelity(random_inception_weights):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    e = InceptionExtractor(weights=random_inception_weights, device="cpu")
+    x = torch.rand(3, 1, 8, 8)
+    f, lg = e.features(x), e.logits(x)
+    assert f.shape == (3, 2048) and lg.shape == (3, 1008) and e.dim == 2048 and e.has_logits
+    ref = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(random_inception_weights)
+    )
+    rf, rl = ref(to_uint8_rgb(x))
+    assert torch.allclose(f, rf, atol=1e-5) and torch.allclose(lg, rl, atol=1e-4)
+    assert e.weights_hash == hashlib.sha256(random_inception_weights.read_bytes()).hexdigest()[:16]
+    s = e.settings()
+    assert s["extractor"] == "inception-v3-compat" and "299" in s["resize"] and s["weights_hash"] == e.weights_hash
+    with pytest.raises(ValueError, match="range"):
+        e.features(x * 3)
+
+
+def test_inception_weights_found_in_hub_checkpoints(random_inception_weights, hub, monkeypatch):
+    monkeypatch.setenv("GENBENCH_OFFLINE", "1")
+    (hub / "checkpoints").mkdir(parents=True)
+    (hub / "checkpoints" / random_inception_weights.name).symlink_to(random_inception_weights)
+    e = InceptionExtractor(device="cpu")
+    assert e.weights_path.startswith(str(hub))
+
+
+def test_clip_with_tiny_torchscript_weights(tmp_path):
+    from torch import nn
+    from torch_fidelity.feature_extractor_clip import CLIPVisual
+
+    class TinyClip(nn.Module):  # the keys of an OpenAI CLIP archive, at toy size
+        def __init__(self):
+            super().__init__()
+            self.visual = CLIPVisual(16, 32, 1, 64, 16).visual
+            self.text_projection = nn.Parameter(torch.randn(64, 16))
+
+        def forward(self, x):
+            return x
+
+    p = tmp_path / "tiny-clip.pt"
+    with pytest.warns(FutureWarning):
+        torch.jit.script(TinyClip()).save(str(p))
+    e = ClipExtractor(weights=p, device="cpu")
+    assert e.dim == 16 and e.input_size == 32 and not e.has_logits
+    f = e.features(torch.rand(4, 3, 8, 8))
+    assert f.shape == (4, 16) and torch.isfinite(f).all()
+    with pytest.raises(ExtractorError, match="no classifier logits"):
+        e.logits(torch.rand(2, 3, 8, 8))
+
+
+def test_dinov2_with_random_original_format_checkpoint(tmp_path, hub):
+    import timm
+
+    torch.manual_seed(0)
+    m = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)  # img_size 518 like the original
+    state = {k: v for k, v in m.state_dict().items()}
+    state["mask_token"] = torch.zeros(1, 384)  # original DINOv2 checkpoints carry it
+    p = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save(state, p)
+    e = DinoV2Extractor(weights=p, variant="dinov2-vit-s-14", device="cpu")
+    assert e.dim == 384 and e.arch.startswith("timm") and e.settings()["arch"] == e.arch
+    f = e.features(torch.rand(2, 1, 8, 8))
+    assert f.shape == (2, 384) and torch.isfinite(f).all()
+    with pytest.raises(ExtractorError, match="unknown variant"):
+        DinoV2Extractor(weights=p, variant="dinov2-vit-x-14")
+
+
+@pytest.mark.skipif(not (torch.hub.get_dir() and (F._hub_checkpoints() / "weights-inception-2015-12-05-6726825d.pth").is_file()),
+                    reason="needs the real inception-v3-compat weights")  # fmt: skip
+def test_real_inception_weights_give_sane_is():
+    e = InceptionExtractor()
+    from bench import data
+
+    x = data.load("digits").test_x[:50]
+    lg = e.logits(x)
+    assert lg.shape == (50, 1008)
+
+
+def test_digits_cnn_inside_torch_fidelity(digits):
+    import torch_fidelity
+
+    from metrics.fid import fid_from_features, kid_from_features
+    from metrics.inception_score import inception_score
+    from metrics.prdc import prdc
+
+    F.register_torch_fidelity()
+    F.register_torch_fidelity()  # idempotent
+    real, fake = digits.train_x[:400], digits.test_x[:300]
+    out = torch_fidelity.calculate_metrics(
+        input1=F.Uint8ImageDataset(fake), input2=F.Uint8ImageDataset(real), feature_extractor="digits-cnn",
+        fid=True, kid=True, prc=True, isc=True, kid_subset_size=200, kid_subsets=10, cuda=False, cache=False,
+        verbose=False, save_cpu_ram=True, samples_shuffle=True, rng_seed=2020,
+    )  # fmt: skip
+    # ours on the same (uint8-quantized) images
+    e = F.get_extractor("digits-cnn")
+    q = lambda x: to_uint8_rgb(x)[:, :1].float() / 255  # noqa: E731
+    fr, ff = e.features(q(real)), e.features(q(fake))
+    assert fid_from_features(fr, ff).value == pytest.approx(out["frechet_inception_distance"], rel=1e-4)
+    assert kid_from_features(fr, ff, 10, 200, seed=2020).value == pytest.approx(out["kernel_inception_distance_mean"], rel=1e-3)
+    r = prdc(fr, ff)
+    assert r.precision == pytest.approx(out["precision"], abs=1e-6) and r.recall == pytest.approx(out["recall"], abs=1e-6)
+    assert inception_score(e.logits(q(fake)), 10, seed=2020).value == pytest.approx(out["inception_score_mean"], rel=1e-5)
