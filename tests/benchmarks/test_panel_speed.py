@@ -1,0 +1,112 @@
+"""Our whole distribution panel vs torch-fidelity on 10,000 digits-sized images.
+
+Ours: FID, KID (100 subsets of 1000), precision/recall (k=3), density/coverage
+(k=5) and IS (10 splits) through the registered metric panel, features from
+``digits-cnn``. Theirs: ``torch_fidelity.calculate_metrics`` with fid, kid,
+prc and isc and the same extractor registered with torch-fidelity
+(``metrics.features.register_torch_fidelity``), its defaults otherwise (CPU,
+no cache). Both see the same uint8-quantized images and both timings include
+feature extraction. Target: ours <= 1.2 x theirs while computing more.
+
+Both run with one compute thread (torch and BLAS, via ``torch.set_num_threads``
+and threadpoolctl): on a shared or small machine, multi-threaded small ops
+spend most of their time waiting on each other and the timings measure the
+scheduler, not the algorithms. torch-fidelity keeps its DataLoader workers.
+``GENBENCH_BENCH_THREADS=N`` sets another count (0 keeps the defaults).
+
+Run: ``pytest tests/benchmarks/test_panel_speed.py --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from metrics import features as F
+from metrics import registry as mreg
+from metrics.context import EvalContext
+
+N = 10_000
+_TIMES: dict[str, float] = {}
+_VALUES: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    from threadpoolctl import threadpool_limits
+
+    threads = int(os.environ.get("GENBENCH_BENCH_THREADS", "1"))  # 0: leave the defaults
+    if threads <= 0:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads):
+        yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def images():
+    """10,000 real and 10,000 'generated' 8x8 digits: train/test digits resampled with pixel noise."""
+    from bench import data
+
+    ds = data.load("digits")
+    g = torch.Generator().manual_seed(0)
+
+    def resample(x: torch.Tensor, noise: float) -> torch.Tensor:
+        idx = torch.randint(0, len(x), (N,), generator=g)
+        y = (x[idx] + noise * torch.randn(N, *x.shape[1:], generator=g)).clamp(0, 1)
+        return F.to_uint8_rgb(y)[:, :1].float() / 255  # what both sides see: 8-bit images
+
+    return ds.info, resample(ds.train_x, 0.05), resample(ds.test_x, 0.08)
+
+
+def _ours(info, real, fake) -> dict:
+    ext = F.get_extractor("digits-cnn")
+    ctx = EvalContext(data_info=info, fake=fake, real=real, extractor=ext, settings={}, seed=0)
+    out = {}
+    for m in ("fid", "kid", "prdc", "is"):
+        out.update(mreg.get_metric(m).fn(ctx))
+    return {k: v.value for k, v in out.items()}
+
+
+def _theirs(real_ds, fake_ds) -> dict:
+    import torch_fidelity
+
+    return torch_fidelity.calculate_metrics(
+        input1=fake_ds, input2=real_ds, feature_extractor="digits-cnn", fid=True, kid=True, prc=True, isc=True,
+        cuda=False, cache=False, verbose=False,
+    )  # fmt: skip
+
+
+def test_panel_ours(benchmark, images):
+    info, real, fake = images
+    F.get_extractor("digits-cnn")  # trained/loaded outside the timing
+    benchmark.group = "metric panel, 10k digits"
+    res = benchmark.pedantic(_ours, args=(info, real, fake), rounds=1, iterations=1)
+    _TIMES["ours"] = benchmark.stats.stats.mean
+    _VALUES["ours"] = res
+    benchmark.extra_info.update({k: round(float(v), 6) for k, v in res.items()})
+
+
+def test_panel_torch_fidelity(benchmark, images):
+    _, real, fake = images
+    F.register_torch_fidelity()
+    real_ds, fake_ds = F.Uint8ImageDataset(real), F.Uint8ImageDataset(fake)
+    benchmark.group = "metric panel, 10k digits"
+    res = benchmark.pedantic(_theirs, args=(real_ds, fake_ds), rounds=1, iterations=1)
+    _TIMES["torch_fidelity"] = benchmark.stats.stats.mean
+    benchmark.extra_info.update({k: round(float(v), 6) for k, v in res.items()})
+    if "ours" in _TIMES:
+        ours = _VALUES["ours"]
+        # same images, same extractor: the shared metrics agree
+        assert ours["fid"] == pytest.approx(res["frechet_inception_distance"], rel=1e-3)
+        assert ours["precision"] == pytest.approx(res["precision"], abs=1e-3)
+        assert ours["recall"] == pytest.approx(res["recall"], abs=1e-3)
+        ratio = _TIMES["ours"] / _TIMES["torch_fidelity"]
+        benchmark.extra_info["ratio_ours_over_torch_fidelity"] = round(ratio, 3)
+        print(f"\npanel time ours {_TIMES['ours']:.2f} s, torch-fidelity {_TIMES['torch_fidelity']:.2f} s, ratio {ratio:.3f}")
+        assert ratio <= 1.2, f"our panel took {ratio:.2f} x torch-fidelity's time (target <= 1.2)"
