@@ -4,7 +4,8 @@ One entry per metric; the math lives in the modules named in each function.
 Settings read from ``ctx.settings`` (suite ``[settings]``), with defaults:
 ``k_prc`` 3, ``k_dc`` 5, ``kid_subsets`` 100, ``kid_subset_size`` 1000,
 ``is_splits`` 10, ``bootstrap`` 0 (off; else resamples for 95% intervals of FID
-and the four PRDC numbers), ``copy_ratio`` 1/3. Every value's ``settings``
+and the four PRDC numbers), ``copy_ratio`` 1/3, ``prdc_equal_n`` true (PRDC
+against a random subset of the reference with as many samples as the fakes). Every value's ``settings``
 states its protocol (N, k, extractor and weights hash, subsets...).
 """
 
@@ -160,8 +161,17 @@ def prdc(ctx: EvalContext) -> dict[str, MetricValue]:
     """Precision/recall (k=3) and density/coverage (k=5) from one distance pass (metrics/prdc.py)."""
     real, fake = ctx.features("real"), ctx.features("fake")
     k_prc, k_dc = int(ctx.setting("k_prc", 3)), int(ctx.setting("k_dc", 5))
+    n_available = len(real)
+    equal_n = bool(ctx.setting("prdc_equal_n", True))
+    if equal_n and len(real) > len(fake):
+        # k-NN manifolds depend on N: recall and coverage of M real balls by N << M fakes are biased
+        # down, so (as in both papers) the reference is a random subset of the same size as the samples
+        g = torch.Generator().manual_seed(ctx.seed)
+        real = real[torch.randperm(len(real), generator=g)[: len(fake)]]
     r = prdc_stats(real, fake, k_prc=k_prc, k_dc=k_dc)
-    base = _dist_settings(ctx, real, fake)
+    base = {**_dist_settings(ctx, real, fake), "n_real_available": n_available}
+    if len(real) < n_available:
+        base["real_subset"] = f"random {len(real)} of {n_available} (seed {ctx.seed}); setting prdc_equal_n"
     pr = {**base, "k": k_prc, "radius_test": "d <= NND_k (torch-fidelity)", "method": "Kynkaanniemi et al. 2019"}
     dc = {**base, "k": k_dc, "radius_test": "d < NND_k of real (Naeem et al.)", "method": "Naeem et al. 2020"}
     b = _bootstrap(ctx)

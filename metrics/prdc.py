@@ -48,9 +48,9 @@ def check_knn(metric: str, k: int, **sizes: int) -> None:
     """Raise a clear ValueError when a k-NN metric gets fewer than k + 1 samples."""
     if k < 1:
         raise ValueError(f"{metric}: k must be >= 1, got k={k}")
-    for name, n in sizes.items():
-        if n < k + 1:
-            raise ValueError(f"{metric} with k={k} needs at least k+1={k + 1} samples per set, got {name}={n}")
+    low = [f"{name}={n}" for name, n in sizes.items() if n < k + 1]
+    if low:
+        raise ValueError(f"{metric} with k={k} needs at least k+1={k + 1} samples per set, got {', '.join(low)}")
 
 
 def sq_dists(a: Tensor, b: Tensor, a_sq: Tensor | None = None, b_sq: Tensor | None = None) -> Tensor:

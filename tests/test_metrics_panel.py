@@ -57,8 +57,7 @@ def test_digits_panel_data_row(digits_ctx, data_row):
     assert set(out) == {"kid", "is", "precision", "recall", "density", "coverage", "class_kl", "class_acc", "copy_rate", "dist_ratio"}
     assert out["kid"].settings["subsets"] == 20 and out["kid"].settings["subset_size"] == 360
     assert out["precision"].value > 0.8 and out["recall"].value > 0.8
-    # 360 fakes against 1437 real balls: coverage well below 1 even for real data
-    assert 0.7 < out["density"].value < 1.3 and out["coverage"].value > 0.5
+    assert 0.7 < out["density"].value < 1.3 and out["coverage"].value > 0.8
     assert 8 < out["is"].value <= 10  # digits-cnn is ~99% accurate on balanced data
     assert out["class_kl"].value < 0.01 and out["class_acc"].value > 0.97
     assert out["dist_ratio"].value == pytest.approx(1.0)
@@ -67,7 +66,9 @@ def test_digits_panel_data_row(digits_ctx, data_row):
         assert s["extractor"] == "digits-cnn" and s["weights_hash"] == digits_ctx.extractor.weights_hash
         assert "n_fake" in s
     assert out["precision"].settings["k"] == 3 and out["density"].settings["k"] == 5
-    assert out["precision"].settings["n_real"] == 1437 and out["precision"].settings["n_fake"] == 360
+    # PRDC against a random reference subset of the samples' size (N-dependent k-NN manifolds)
+    assert out["precision"].settings["n_real"] == 360 and out["precision"].settings["n_fake"] == 360
+    assert out["precision"].settings["n_real_available"] == 1437 and "real_subset" in out["coverage"].settings
     assert out["copy_rate"].settings["copy_ratio"] == pytest.approx(1 / 3)
     assert out["precision"].interval is None
 
@@ -137,3 +138,13 @@ def test_stacked_digits_mode_collapse():
     collapsed[:, 0] = ds.test_x[0, 0]  # first channel fixed -> at most 100 modes
     out2 = _run(EvalContext(data_info=ds.info, fake=collapsed, real=ds.train_x, extractor=ext), ["mode_collapse"])
     assert out2["modes"].value <= 100 and out2["kl_uniform"].value > out["kl_uniform"].value + 1.5
+
+
+def test_prdc_full_reference_when_asked(digits_ctx):
+    from dataclasses import replace
+
+    ctx = replace(digits_ctx, settings={"prdc_equal_n": False}, _memo={})
+    full = mreg.get_metric("prdc").fn(ctx)
+    assert full["coverage"].settings["n_real"] == 1437 and "real_subset" not in full["coverage"].settings
+    # 360 fakes cannot cover 1437 real balls: the reason for the equal-N default
+    assert full["coverage"].value < 0.75
