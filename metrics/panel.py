@@ -55,7 +55,7 @@ def _dist_settings(ctx: EvalContext, real, fake) -> dict:
 
 @register_metric("fid", [Output("fid", "FID", "min", per_extractor=True)])
 def fid(ctx: EvalContext) -> dict[str, MetricValue]:
-    """Fréchet distance of extractor features, fake vs the test split (metrics/fid.py)."""
+    """Fréchet distance of extractor features, fake vs the reference split (train by default) (metrics/fid.py)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SampleSizeWarning)
         res = fid_from_features(ctx.features("real"), ctx.features("fake"))
