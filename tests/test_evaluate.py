@@ -15,6 +15,15 @@ from metrics.features import get_extractor
 from metrics.fid import fid_from_features
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _write_pngs(x: torch.Tensor, folder):
     folder.mkdir()
     for i, im in enumerate(x):

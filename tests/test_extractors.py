@@ -14,6 +14,15 @@ from metrics import features as F
 from metrics.features import ClipExtractor, DinoV2Extractor, ExtractorError, InceptionExtractor, to_uint8_rgb
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An empty torch hub dir, so no real cached weights are found."""

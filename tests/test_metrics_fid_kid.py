@@ -11,6 +11,15 @@ import torch
 from metrics.fid import SampleSizeWarning, feature_statistics, fid_from_features, frechet_distance, kid_from_features
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _rot(theta: float) -> np.ndarray:
     c, s = math.cos(theta), math.sin(theta)
     return np.array([[c, -s], [s, c]])

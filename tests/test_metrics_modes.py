@@ -12,6 +12,16 @@ from metrics.inception_score import inception_score
 from metrics.memorization import copy_rate, memorization
 from metrics.mode_collapse import class_histogram_kl, mixture_mode_stats, stacked_mode_stats, stacked_modes_from_labels
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 GRID = [(float(a), float(b)) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)]
 
 

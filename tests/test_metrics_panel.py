@@ -9,6 +9,16 @@ from metrics import registry as mreg
 from metrics.context import EvalContext
 from metrics.features import get_extractor
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 NEW = ["kid", "is", "prdc", "class_kl", "class_acc", "memorization", "mode_collapse"]
 
 

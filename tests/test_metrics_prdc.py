@@ -11,6 +11,15 @@ from metrics.prdc import density_coverage, knn_radii, prdc, precision_recall
 from metrics.uncertainty import bootstrap_mean_interval
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small-op loops (KID subsets, k-NN blocks) crawl with several threads on a busy small machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _line(xs):
     return torch.tensor([[float(v), 0.0] for v in xs])
 
