@@ -28,7 +28,7 @@ from .store import ResultStore
 from .suite import Suite
 
 REFERENCE_MODELS = ("data", "uniform")
-ARROW = {"min": "↓", "max": "↑", None: ""}
+ARROW = {"min": "↓", "max": "↑", "zero": "→0", None: ""}
 
 
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -125,12 +125,14 @@ def dataset_table(df: pd.DataFrame, suite: Suite, dataset: str) -> str:
         direction = outputs[m].direction if m in outputs else None
         cands = {r: means[r][m] for r in rows if r not in ref_rows and means[r][m] is not None}
         if direction and len(cands) > 1:
-            best = (min if direction == "min" else max)(cands.values())
+            score = {"min": lambda v: v, "max": lambda v: -v, "zero": abs}[direction]
+            best = min(score(v) for v in cands.values())
             for r, v in cands.items():
-                if v == best:
+                if score(v) == best:
                     table[r][m] = f"**{table[r][m]}**"
     for r, k in kinds.items():
         table[r]["nll"] += f" ({k})"
+    metric_order = [m for m in metric_order if any(means[r][m] is not None for r in rows)]  # hide all-n/a columns
     seeds = sub.groupby("generator")["seed"].nunique().to_dict()
     out = pd.DataFrame(
         [{"generator": r + (" (reference)" if r in ref_rows else ""), "seeds": seeds.get(r, 0), **{headers[m]: table[r][m] for m in metric_order}} for r in rows]
@@ -219,7 +221,7 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
         "## Protocol",
         "",
         *protocol_lines(df, suite),
-        "- ↓ lower is better, ↑ higher is better; **bold** = best non-reference row; reference rows are the noise floor / ceiling, "
+        "- ↓ lower is better, ↑ higher is better, →0 closest to zero is best (unbiased estimates such as KID can be slightly negative); **bold** = best non-reference row; reference rows are the noise floor / ceiling, "
         "quoted rows (_italic_) are numbers from papers, not run here; n/a = the metric does not apply to that generator.",
         "- FID is biased by sample size: compare FIDs only within a table (equal N). Read FID together with memorization when present.",
         "",

@@ -119,7 +119,7 @@ def latency_b1(ctx: EvalContext) -> dict[str, MetricValue]:
 
 
 # ------------------------------------------------------------------------------ distribution metrics
-@register_metric("kid", [Output("kid", "KID", "min", per_extractor=True)])
+@register_metric("kid", [Output("kid", "KID", "zero", per_extractor=True)])
 def kid(ctx: EvalContext) -> dict[str, MetricValue]:
     """Kernel Inception Distance, polynomial kernel degree 3, mean ± std over subsets (metrics/fid.py)."""
     real, fake = ctx.features("real"), ctx.features("fake")

@@ -37,7 +37,7 @@ class MetricValue:
 class Output:
     name: str  # record key, e.g. "fid"
     label: str  # column header, e.g. "FID"
-    direction: str | None  # "min", "max" or None (no best)
+    direction: str | None  # "min", "max", "zero" (closest to 0 is best: unbiased estimates such as KID) or None
     per_extractor: bool = False  # label gets "[extractor]" appended
 
 
