@@ -166,6 +166,8 @@ class Runner:
             model.set_sampler(**job.gen.sample_params)
         if train_info is not None and (job.id, job.gen.name, "train_s") not in have:
             self._append(job, None, "train_s", train_info)
+            if job.seed == min(self.suite.seeds):
+                self._latent_figure(job, ds, model)
         extractor = freg.get_extractor(job.dataset.extractor)
         metric_names = [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
         for steps in job.gen.steps:
@@ -275,6 +277,16 @@ class Runner:
             real_labels=split_labels, train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=fake_labels,
             generator=model, steps=steps, settings=settings, seed=job.seed, device=self.device, feature_cache=feature_cache,
         )  # fmt: skip
+
+    def _latent_figure(self, job: Job, ds: dreg.Dataset, model) -> None:
+        """The seeds' latent-space arithmetic figure, for any model that can encode and decode labelled digits."""
+        if not (callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None))):
+            return
+        if not ds.info.is_image or ds.train_y is None or ds.info.num_classes != 10:
+            return
+        from .figures import vae_latent_figure
+
+        vae_latent_figure(model, ds, self.assets / f"{job.dataset.name}__{job.gen.name}_latent-arithmetic.png")
 
     def _save_grid(self, job: Job, row: str, x: torch.Tensor, info) -> None:
         from .plots import save_sample_grid
