@@ -1,0 +1,222 @@
+"""The personalization experiment end to end with a tiny ddpm, its pieces,
+and its leaderboard section."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from baselines.lora import parameter_counts
+from baselines.nets import UNet
+from bench.personalization import (
+    METRICS,
+    NewRowEmbedding,
+    PersonalizationError,
+    attention_kv_layers,
+    conditioning_projections,
+    config_from_suite,
+    prepare_method,
+    run_personalization,
+)
+
+
+def _tiny_suite() -> dict:
+    methods = [
+        {"name": "pretrained", "method": "none"},
+        {"name": "full", "method": "full", "steps": 4, "batch_size": 4},
+        {"name": "full+prior", "method": "full", "steps": 4, "batch_size": 4, "prior": True},
+        {"name": "embedding", "method": "embedding", "steps": 4, "batch_size": 4},
+        {"name": "kv", "method": "kv", "steps": 4},
+        {"name": "cond-proj", "method": "cond-proj", "steps": 4, "batch_size": 4},
+        {"name": "lora-r1", "method": "lora", "r": 1, "steps": 4, "batch_size": 4},
+        {"name": "lora-r4", "method": "lora", "r": 4, "steps": 4, "batch_size": 4},
+    ]
+    return {
+        "name": "personalization-test",
+        "experiment": "personalization",
+        "personalization": {
+            "params": {"conditional": True, "width": 8, "T": 20},
+            "pretrain": {"steps": 10, "batch_size": 32},
+            "sample_steps": 2,
+            "n_prior": 18,
+            "grid_samples": 4,
+            "methods": methods,
+        },
+    }
+
+
+def _lora_count(net: nn.Module, r: int) -> int:
+    """LoRA parameters by hand: r * (fan_in + fan_out) per layer (k*k*c_in for convs)."""
+    n = 0
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            n += r * (m.in_features + m.out_features)
+        elif isinstance(m, nn.Conv2d):
+            n += r * (m.in_channels * m.kernel_size[0] * m.kernel_size[1] + m.out_channels)
+    return n
+
+
+# ------------------------------------------------------------------------------ pieces
+def test_new_row_embedding_changes_and_trains_only_its_row():
+    torch.manual_seed(0)
+    base = nn.Embedding(11, 6)
+    ref = base.weight.detach().clone()
+    emb = NewRowEmbedding(base, 9)
+    y = torch.tensor([0, 9, 3, 9, 10])
+    torch.testing.assert_close(emb(y), ref[y])  # starts equal
+    with torch.no_grad():
+        emb.new_row.add_(1.0)
+    out = emb(y)
+    torch.testing.assert_close(out[[0, 2, 4]], ref[[0, 3, 10]])
+    torch.testing.assert_close(out[[1, 3]], (ref[9] + 1).expand(2, 6))
+    out.sum().backward()
+    assert base.weight.grad is None and emb.new_row.grad is not None
+    assert parameter_counts(emb) == (6, 66 + 6)
+
+
+def test_method_setup_counts_on_the_unet():
+    torch.manual_seed(0)
+    net = UNet(1, width=8, num_classes=10)
+    total = sum(p.numel() for p in net.parameters())
+    assert attention_kv_layers(net) == []  # no attention: K/V-only does not apply
+    proj = conditioning_projections(net)
+    assert proj and all(n.endswith(".emb") for n in proj)
+
+    import copy
+
+    from bench.personalization import NotApplicable
+
+    cases = {}
+    for method in (
+        {"method": "full"},
+        {"method": "embedding"},
+        {"method": "cond-proj"},
+        {"method": "lora", "r": 2, "alpha": None, "targets": None},
+    ):
+        n = copy.deepcopy(net)
+        params, state_fn, _ = prepare_method(n, method, 9, 10)
+        cases[method["method"]] = (sum(p.numel() for p in params), parameter_counts(n)[0], state_fn())
+    assert cases["full"][0] == cases["full"][1] == total
+    assert cases["embedding"][:2] == (32, 32)  # one row of the 4*width-dim class table
+    assert set(cases["embedding"][2]) == {"new_row"}
+    mods = dict(net.named_modules())
+    proj_params = sum(p.numel() for n in proj for p in mods[n].parameters())
+    assert cases["cond-proj"][0] == cases["cond-proj"][1] == 32 + proj_params
+    assert cases["lora"][0] == cases["lora"][1] == _lora_count(net, 2)
+    with pytest.raises(NotApplicable, match="no attention"):
+        prepare_method(copy.deepcopy(net), {"method": "kv"}, 9, 10)
+
+
+def test_config_validation():
+    with pytest.raises(PersonalizationError, match="methods"):
+        config_from_suite({"personalization": {}})
+    with pytest.raises(PersonalizationError, match="unknown method"):
+        config_from_suite({"personalization": {"methods": [{"name": "a", "method": "dreambooth"}]}})
+    with pytest.raises(PersonalizationError, match="unknown keys"):
+        config_from_suite({"personalization": {"methods": [{"name": "a", "method": "embedding", "r": 4}]}})
+    with pytest.raises(PersonalizationError, match="conditional"):
+        config_from_suite({"personalization": {"params": {"conditional": False}, "methods": [{"name": "a", "method": "none"}]}})
+    with pytest.raises(PersonalizationError, match="used twice"):
+        config_from_suite({"personalization": {"methods": [{"name": "a", "method": "none"}, {"name": "a", "method": "full"}]}})
+
+
+def test_shipped_suite_parses():
+    raw = tomllib.loads((Path(__file__).parents[1] / "bench" / "suites" / "personalization.toml").read_text())
+    assert raw["experiment"] == "personalization" and "personalization" in raw["sections"]
+    cfg, methods = config_from_suite(raw)
+    kinds = [m["method"] for m in methods]
+    for k in ("none", "full", "embedding", "kv", "cond-proj", "lora"):
+        assert k in kinds
+    assert {m["r"] for m in methods if m["method"] == "lora"} == {1, 4, 16}
+    assert any(m["method"] == "full" and m["prior"] for m in methods) and any(m["method"] == "full" and not m["prior"] for m in methods)
+
+
+# ------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from baselines.registry import available
+
+    if "ddpm" not in available():
+        pytest.skip("baselines.diffusion (ddpm) is not available")
+    root = tmp_path_factory.mktemp("pers")
+    suite = _tiny_suite()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: threads only add overhead on a shared machine
+    try:
+        recs = run_personalization(suite, root / "results", root / "cache", "cpu", [0])
+    finally:
+        torch.set_num_threads(threads)
+    return suite, root, recs
+
+
+def test_records_cover_every_method_and_metric(run):
+    suite, _, recs = run
+    df = pd.DataFrame(recs)
+    for m in suite["personalization"]["methods"]:
+        sub = df[df["generator"] == m["name"]]
+        assert set(METRICS) <= set(sub["metric"]), m["name"]
+        assert (sub["dataset"] == "digits").all() and (sub["seed"] == 0).all()
+    kv = df[(df["generator"] == "kv") & (df["metric"] == "concept_fid")].iloc[0]
+    assert pd.isna(kv["value"]) and "attention" in kv["na"]
+    real = df[df["generator"] == "real data"]
+    assert set(real["metric"]) >= {"concept_acc", "concept_clip", "prior_fid"}
+    for r in recs:
+        if r["metric"] in METRICS and r.get("value") is not None:
+            assert "concept" in r["settings"] and "sample_steps" in r["settings"]
+
+
+def test_values_are_consistent(run):
+    _, _, recs = run
+    v = {(r["generator"], r["metric"]): r["value"] for r in recs}
+    # embedding-only and the untouched model leave the other classes exactly as they were
+    assert v[("embedding", "prior_fid")] == pytest.approx(v[("embedding", "prior_fid_before")], abs=1e-9)
+    assert v[("pretrained", "prior_fid")] == pytest.approx(v[("pretrained", "prior_fid_before")], abs=1e-9)
+    assert v[("full", "prior_fid")] != v[("full", "prior_fid_before")]
+    assert v[("full", "trainable_pct")] == pytest.approx(100.0)
+    assert v[("embedding", "trainable_params")] == 32
+    assert v[("pretrained", "trainable_params")] == 0 and v[("pretrained", "adapter_bytes")] == 0
+    sizes = [v[(g, "adapter_bytes")] for g in ("embedding", "lora-r1", "lora-r4", "full")]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 4
+    assert v[("lora-r4", "trainable_params")] == 4 * v[("lora-r1", "trainable_params")]
+    for g in ("full", "embedding", "lora-r1"):
+        assert 0 <= v[(g, "concept_acc")] <= 1 and 0 <= v[(g, "concept_clip")] <= 100 and v[(g, "concept_fid")] > 0
+        assert v[(g, "adapt_s")] > 0
+    # the real nines are recognised: the ceiling of the concept columns
+    assert v[("real data", "concept_acc")] > 0.9 and v[("real data", "concept_clip")] > 50
+
+
+def test_rerun_uses_the_cache(run, monkeypatch):
+    suite, root, recs = run
+    import bench.personalization as bp
+
+    def boom(*a, **k):
+        raise AssertionError("retrained although cached")
+
+    monkeypatch.setattr(bp, "finetune", boom)
+    again = run_personalization(suite, root / "results", root / "cache", "cpu", [0])
+    strip = lambda rs: sorted((r["generator"], r["metric"], r["value"] if r["value"] is None else round(r["value"], 9)) for r in rs)  # noqa: E731
+    assert strip(again) == strip(recs)
+
+
+def test_section_renders_table_and_grids(run, tmp_path):
+    from bench.sections.personalization import section
+
+    suite, _, recs = run
+    df = pd.DataFrame(recs)
+    df["extra"] = df.get("extra")
+    df["na"] = df.get("na")
+    assets = tmp_path / "assets" / "personalization-test"
+    md = section(df, suite, assets)
+    for m in suite["personalization"]["methods"]:
+        assert f"| {m['name']}" in md
+    assert "real data (reference)" in md
+    assert "n/a — **kv**" in md
+    assert "trainable params:" in md  # peft-format line
+    pngs = sorted(p.name for p in assets.glob("*.png"))
+    assert "personalization__lora-r4.png" in pngs and len(pngs) >= 7
+    assert "assets/personalization-test/personalization__full.png" in md
