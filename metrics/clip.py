@@ -221,6 +221,10 @@ def _contrastive_loss(img: Tensor, txt: Tensor, y_img: Tensor, y_txt: Tensor, sc
 def train_digits_clip(steps: int = 800, batch_size: int = 128, captions_per_class: int = 3, lr: float = 3e-3, seed: int = 0):
     """Deterministic contrastive training on the digits train split.
 
+    Runs single-threaded (like digits-cnn): multi-threaded CPU reductions are
+    not bit-stable across thread counts, and the weights hash must not depend
+    on the machine.
+
     Each step: ``batch_size`` train images (random 1-pixel shifts) against
     ``captions_per_class`` random training captions of every class (10 *
     ``captions_per_class`` texts), symmetric InfoNCE where every caption of
@@ -229,6 +233,15 @@ def train_digits_clip(steps: int = 800, batch_size: int = 128, captions_per_clas
     Returns ``(model, tokenizer, report)``; ``report`` holds the zero-shot
     accuracies on the test split and the training time.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_digits_clip(steps, batch_size, captions_per_class, lr, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_digits_clip(steps: int, batch_size: int, captions_per_class: int, lr: float, seed: int):
     xtr, xte, ytr, yte = digits_split()
     n_templates = len(TRAIN_TEMPLATES)
     if not 1 <= captions_per_class <= n_templates:
