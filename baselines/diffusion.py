@@ -1,0 +1,571 @@
+"""Denoising diffusion (Ho et al. 2020) with separate samplers.
+
+One trained network, several samplers (diffusers' scheduler/model split):
+
+* **Training** (Algorithm 1 of the seeds): ``x_t = sqrt(abar_t) x_0 +
+  sqrt(1 - abar_t) eps`` with ``t ~ U{1..T}``; the network predicts ``eps``
+  (mean squared error). Schedules: ``"linear"`` (beta from 1e-4 to 0.02, both
+  scaled by 1000 / T as in Nichol & Dhariwal so that any T gives the same
+  curve) and ``"cosine"`` (Nichol & Dhariwal 2021, ``s = 0.008``, betas
+  clipped at 0.999).
+* **Networks**: a small U-Net (``nets.UNet``: residual blocks, sinusoidal time
+  embedding, skip connections) for images and an MLP with a time embedding
+  (``nets.TimeMLP``) for 2-D data.
+* **Samplers** (``set_sampler``): ancestral ``"ddpm"`` with the posterior
+  variance beta~_t, and deterministic ``"ddim"`` (Song et al. 2021) with
+  ``eta = 0`` by default. ``sample(n, steps=S)``: S network evaluations
+  (S sampler steps; 2 S evaluations, batched in pairs, under classifier-free
+  guidance with a scale other than 0 or 1). DDIM accepts any 1 <= S <= T on
+  evenly spaced ("trailing") timesteps ``floor(T - i T / S + 1/2) - 1``; DDPM
+  uses all T steps by default and, for S < T, the same strided timesteps with
+  the respaced betas ``1 - abar_t / abar_s`` (Nichol & Dhariwal's respacing),
+  which is an approximation of the T-step chain.
+* **Class conditioning** (``conditional=True``): labels are dropped (replaced
+  by a null label) with probability ``p_uncond`` during training, and sampling
+  uses classifier-free guidance ``eps = eps_u + w (eps_c - eps_u)``: ``w = 0``
+  is the unconditional model, ``w = 1`` the conditional one, ``w > 1``
+  strengthens the condition.
+* **Likelihood**: ``elbo(x)`` is the variational bound of Ho et al.
+  ``-(L_T + sum_{t>=2} L_{t-1} + L_0)`` in nats per example, with a
+  discretized Gaussian decoder over the K intensity levels for images (a lower
+  bound on log P(x_int)) and a Gaussian decoder for 2-D data (a bound on the
+  density, nats per point). See :meth:`DDPM.elbo` for the estimator.
+
+Images are mapped to [-1, 1] internally; samples are quantized to the K levels
+in [0, 1]. 2-D data are standardized with the training mean and std. Sampling
+and ``elbo`` use the exponential moving average of the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .nets import EMA, TimeMLP, UNet, minibatches, pick_device, progress
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, from_levels, to_levels
+from .registry import register
+
+SCHEDULES = ("linear", "cosine")
+SAMPLERS = ("ddpm", "ddim")
+
+
+# ----------------------------------------------------------------------------- schedules
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+    """Ho et al.'s linear schedule for T = 1000, rescaled by 1000 / T (float64, (T,)).
+
+    Betas are clipped at 0.999 so that very small T stays a valid process.
+    """
+    scale = 1000.0 / T
+    return torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64).clamp(max=0.999)
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """Nichol & Dhariwal's cosine schedule: abar(t) = f(t) / f(0),
+    f(t) = cos^2(pi/2 (t/T + s) / (1 + s)); betas clipped at ``max_beta`` (float64, (T,))."""
+    t = torch.arange(T + 1, dtype=torch.float64) / T
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    abar = f / f[0]
+    return (1 - abar[1:] / abar[:-1]).clamp(min=0.0, max=max_beta)
+
+
+class NoiseSchedule:
+    """betas, alphas and alphas_bar for t = 1..T (stored at index t - 1, float64).
+
+    ``alphas_bar[i] = prod_{j <= i} (1 - betas[j])`` is the signal fraction of
+    ``q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)``.
+    """
+
+    def __init__(self, kind: str = "linear", T: int = 1000) -> None:
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown noise schedule {kind!r}; valid: {', '.join(SCHEDULES)}")
+        if int(T) < 2:
+            raise ValueError(f"the number of diffusion steps T must be >= 2, got {T}")
+        self.kind = kind
+        self.T = int(T)
+        self.betas = linear_betas(self.T) if kind == "linear" else cosine_betas(self.T)
+        self.alphas = 1.0 - self.betas
+        self.alphas_bar = torch.cumprod(self.alphas, 0)
+
+    def abar(self, i: int) -> float:
+        """abar at index i (t = i + 1); index -1 is t = 0 (clean data, abar = 1)."""
+        return 1.0 if i < 0 else float(self.alphas_bar[i])
+
+    def q_sample(self, x0: Tensor, i: Tensor, eps: Tensor) -> Tensor:
+        """Draw x_t ~ q(x_t | x_0) given the noise: indices i = t - 1 (N,)."""
+        ab = self.alphas_bar.to(x0.device)[i].float().view(-1, *([1] * (x0.dim() - 1)))
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+
+def sampler_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` evenly spaced indices (t - 1) from T - 1 down, "trailing" spacing:
+    ``floor(T - k T / steps + 1/2) - 1`` for k = 0..steps-1 (all distinct, T - 1 first)."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in [1, T={T}], got {steps}")
+    k = np.arange(steps)
+    return [int(v) for v in np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1]
+
+
+def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor | float, levels: int) -> Tensor:
+    """log P(x) per element for x on the K-level grid of [-1, 1] (centres
+    -1 + 2k/(K-1)), under N(mean, std^2) integrated over each bin of half width
+    1/(K-1); the end bins extend to -inf / +inf. Computed in float64 with
+    log-ndtr so that far tails do not underflow."""
+    x, mean = x.double(), mean.double()
+    std = torch.exp(torch.as_tensor(log_std, dtype=torch.float64, device=x.device))
+    half = 1.0 / (levels - 1)
+    lo = (x - half - mean) / std
+    hi = (x + half - mean) / std
+    lo = torch.where(x <= -1 + 1e-6, torch.full_like(lo, -math.inf), lo)
+    hi = torch.where(x >= 1 - 1e-6, torch.full_like(hi, math.inf), hi)
+    # use the lower tail: P = Phi(b) - Phi(a) with a < b both flipped when a > 0
+    flip = lo > 0
+    a = torch.where(flip, -hi, lo)
+    b = torch.where(flip, -lo, hi)
+    lb = torch.special.log_ndtr(b)
+    la = torch.special.log_ndtr(a)
+    return lb + torch.log1p(-torch.exp((la - lb).clamp(max=0.0)).clamp(max=1 - 1e-15))
+
+
+# ----------------------------------------------------------------------------- the model
+class DDPM:
+    """epsilon-prediction diffusion model; see the module docstring.
+
+    Hyperparameters (factory :func:`make_ddpm`): ``T`` diffusion steps,
+    ``schedule`` ("linear" | "cosine"), network size (``width``, ``mults``,
+    ``blocks`` for the U-Net; ``hidden`` for the 2-D MLP), ``conditional`` and
+    ``p_uncond`` (label dropout), optimiser ``lr``, ``ema_decay``,
+    ``elbo_timesteps`` (number of stratified timesteps of the ELBO estimate,
+    ``None`` = all T terms).
+    """
+
+    name = "ddpm"
+    family = "diffusion"
+
+    def __init__(
+        self,
+        info: DataInfo,
+        T: int = 1000,
+        schedule: str = "linear",
+        width: int = 32,
+        mults: Sequence[int] = (1, 2),
+        blocks: int = 1,
+        hidden: Sequence[int] = (256, 256, 256),
+        conditional: bool = False,
+        p_uncond: float = 0.1,
+        lr: float = 1e-3,
+        ema_decay: float = 0.999,
+        elbo_timesteps: int | None = 100,
+        device: str | None = None,
+    ) -> None:
+        if info.kind not in ("image", "points"):
+            raise ValueError(f"ddpm: unsupported data kind {info.kind!r}")
+        if info.is_image and (info.levels is None or info.levels < 2):
+            raise ValueError(f"ddpm: image data needs levels >= 2, got {info.levels}")
+        if conditional and info.num_classes < 1:
+            raise ValueError(f"ddpm: conditional=True needs a labelled data set; {info.name} has no classes")
+        if not 0.0 <= p_uncond < 1.0:
+            raise ValueError(f"ddpm: p_uncond must be in [0, 1), got {p_uncond}")
+        if elbo_timesteps is not None and elbo_timesteps < 1:
+            raise ValueError(f"ddpm: elbo_timesteps must be >= 1 or None, got {elbo_timesteps}")
+        self.data_info = info
+        self.schedule = NoiseSchedule(schedule, T)
+        self.T = self.schedule.T
+        self.conditional = bool(conditional)
+        self.p_uncond = float(p_uncond)
+        self.lr = float(lr)
+        self.elbo_timesteps = elbo_timesteps
+        self.device = pick_device(device)
+        self.num_classes = info.num_classes if self.conditional else 0
+        if info.is_image:
+            self.net: nn.Module = UNet(info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes)
+        else:
+            self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes)
+        self.net.to(self.device)
+        self.ema = EMA(self.net, ema_decay)
+        # 2-D data are standardized; images use the fixed map [0, 1] -> [-1, 1]
+        self.shift = torch.zeros(info.dim if not info.is_image else 1)
+        self.scale = torch.ones_like(self.shift)
+        self.x0_bound = 1.0  # x_0 predictions are clipped to [-bound, bound] while sampling
+        self.sampler = "ddpm"
+        self.eta = 0.0
+        self.guidance_scale = 1.0
+        self.clip_denoised = True
+        self._fitted = False
+
+    # -- representation -------------------------------------------------------------
+    def _encode(self, x: Tensor) -> Tensor:
+        x = x.float()
+        if self.data_info.is_image:
+            return from_levels(to_levels(x, self.data_info.levels), self.data_info.levels) * 2 - 1
+        return (x - self.shift) / self.scale
+
+    def _decode(self, z: Tensor) -> Tensor:
+        z = z.float().cpu()
+        if self.data_info.is_image:
+            return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
+        return z * self.scale + self.shift
+
+    def _check_x(self, x: Tensor, what: str) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"ddpm: {what} must be a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
+            raise ValueError(f"ddpm: {what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"ddpm: {what} contains NaN/inf values")
+
+    # -- info / options ---------------------------------------------------------------
+    @property
+    def info(self) -> GeneratorInfo:
+        n, n_tr = count_parameters(self.net)
+        return GeneratorInfo(
+            name=self.name,
+            family=self.family,
+            shape=tuple(self.data_info.shape),
+            conditioning="class" if self.conditional else "none",
+            n_params=n,
+            n_trainable=n_tr,
+            likelihood="elbo",
+            iterative=True,
+            default_steps=self.default_steps,
+        )
+
+    @property
+    def accepts(self) -> frozenset[str]:
+        return frozenset({"labels"}) if self.conditional else frozenset()
+
+    @property
+    def default_steps(self) -> int:
+        """T for the ancestral sampler, min(50, T) for DDIM."""
+        return self.T if self.sampler == "ddpm" else min(50, self.T)
+
+    def set_sampler(
+        self, sampler: str | None = None, eta: float | None = None, guidance_scale: float | None = None, clip_denoised: bool | None = None
+    ) -> None:
+        """Choose the sampling procedure (training is unaffected).
+
+        Args:
+            sampler: ``"ddpm"`` (ancestral, T steps by default) or ``"ddim"``.
+            eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like noise).
+            guidance_scale: classifier-free guidance weight w >= 0 of a
+                conditional model (0 unconditional, 1 conditional).
+            clip_denoised: clip the predicted x_0 to the data range at every step.
+        """
+        if sampler is not None:
+            if sampler not in SAMPLERS:
+                raise ValueError(f"ddpm: unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+            self.sampler = sampler
+        if eta is not None:
+            if not 0.0 <= float(eta) <= 1.0:
+                raise ValueError(f"ddpm: eta must be in [0, 1], got {eta}")
+            self.eta = float(eta)
+        if guidance_scale is not None:
+            if not self.conditional:
+                raise ValueError("ddpm: guidance_scale needs a model trained with conditional=True")
+            if float(guidance_scale) < 0:
+                raise ValueError(f"ddpm: guidance_scale must be >= 0, got {guidance_scale}")
+            self.guidance_scale = float(guidance_scale)
+        if clip_denoised is not None:
+            self.clip_denoised = bool(clip_denoised)
+
+    # -- network --------------------------------------------------------------------
+    def _null(self, n: int) -> Tensor:
+        return torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)
+
+    def predict_eps(self, net: nn.Module, x: Tensor, i: int | Tensor, y: Tensor | None, guidance_scale: float | None = None) -> Tensor:
+        """Network noise prediction at index i (t = i + 1), with classifier-free
+        guidance ``eps_u + w (eps_c - eps_u)`` for a conditional model given labels."""
+        n = x.shape[0]
+        t = i.to(self.device) if isinstance(i, Tensor) else torch.full((n,), int(i), device=self.device, dtype=torch.long)
+        if not self.conditional:
+            return net(x, t)
+        if y is None:
+            return net(x, t, self._null(n))
+        w = self.guidance_scale if guidance_scale is None else guidance_scale
+        if w == 1.0:
+            return net(x, t, y)
+        if w == 0.0:
+            return net(x, t, self._null(n))
+        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, self._null(n)]))
+        e_c, e_u = out.chunk(2)
+        return e_u + w * (e_c - e_u)
+
+    # -- training -------------------------------------------------------------------
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """``budget.steps`` Adam steps on the epsilon-prediction MSE (uniform t)."""
+        self._check_x(data.x, "training data")
+        if self.conditional and data.y is None:
+            raise ValueError("ddpm: conditional=True needs training labels (TrainData.y)")
+        if budget.steps < 1:
+            raise ValueError(f"ddpm: budget.steps must be >= 1, got {budget.steps}")
+        t0 = time.perf_counter()
+        if not self.data_info.is_image:
+            x = data.x.float().reshape(len(data.x), -1)
+            self.shift = x.mean(0)
+            self.scale = x.std(0).clamp_min(1e-6)
+            self.x0_bound = float(((x - self.shift) / self.scale).abs().max()) * 1.5
+        x = self._encode(data.x)
+        y = data.y.long() if (self.conditional and data.y is not None) else None
+        self.net.train()
+        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
+        warmup = max(1, min(100, budget.steps // 10))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        batches = minibatches(x, budget.batch_size, y, generator=gen)
+        losses: list[float] = []
+        every = max(1, math.ceil(budget.steps / 200))
+        acc, n_acc, done = 0.0, 0, 0
+        for step in progress(range(budget.steps), "ddpm fit"):
+            xb, yb = next(batches)
+            b = xb.shape[0]
+            i = torch.randint(0, self.T, (b,), generator=gen)
+            eps = torch.randn(xb.shape, generator=gen)
+            xt = self.schedule.q_sample(xb, i, eps)
+            yin = None
+            if self.conditional:
+                drop = torch.rand(b, generator=gen) < self.p_uncond
+                yin = torch.where(drop, torch.full_like(yb, self.num_classes), yb).to(self.device)
+            pred = self.net(xt.to(self.device), i.to(self.device), yin) if self.conditional else self.net(xt.to(self.device), i.to(self.device))
+            loss = nn.functional.mse_loss(pred, eps.to(self.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            self.ema.update(self.net)
+            acc += float(loss.detach())
+            n_acc += 1
+            done = step + 1
+            if n_acc == every:
+                losses.append(acc / n_acc)
+                acc, n_acc = 0.0, 0
+            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
+                break
+        if n_acc:
+            losses.append(acc / n_acc)
+        self.net.eval()
+        self._fitted = True
+        return TrainReport(steps=done, wall_time_s=time.perf_counter() - t0, losses={"loss": losses}, extra={"loss_every": every})
+
+    # -- sampling -------------------------------------------------------------------
+    def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError("ddpm: labels given but the model was trained unconditionally (conditional=False)")
+            return None
+        if labels is None:
+            labels = torch.randint(0, self.num_classes, (n,), generator=generator)
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"ddpm: got {labels.shape[0]} labels for {n} samples")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"ddpm: labels must be in [0, {self.num_classes - 1}]")
+        return labels.to(self.device)
+
+    def _x0_eps(self, x: Tensor, eps: Tensor, ab: float) -> tuple[Tensor, Tensor]:
+        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        if self.clip_denoised:
+            x0 = x0.clamp(-self.x0_bound, self.x0_bound)
+            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        return x0, eps
+
+    @torch.no_grad()
+    def sample_continuous(
+        self, n: int, *, labels: Tensor | None = None, steps: int | None = None, generator: torch.Generator | None = None, x_T: Tensor | None = None
+    ) -> Tensor:
+        """Run the current sampler and return x_0 before quantization, in the
+        model's internal space ([-1, 1] for images, standardized 2-D data), on
+        the model's device. ``x_T`` overrides the initial noise (then only the
+        per-step noise of stochastic samplers comes from ``generator``)."""
+        steps = self.default_steps if steps is None else int(steps)
+        ts = sampler_timesteps(self.T, steps)
+        y = self._labels(n, labels, generator)
+        net = self.ema.module
+        net.eval()
+        shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
+        x = torch.randn(shape, generator=generator) if x_T is None else x_T.float().reshape(shape)
+        x = x.to(self.device)
+        for k, i in enumerate(ts):
+            s = ts[k + 1] if k + 1 < len(ts) else -1
+            ab_t, ab_s = self.schedule.abar(i), self.schedule.abar(s)
+            x0, eps = self._x0_eps(x, self.predict_eps(net, x, i, y), ab_t)
+            if self.sampler == "ddim":
+                sigma = self.eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+                x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma**2, 0.0)) * eps
+            else:  # ancestral step: respaced beta' = 1 - abar_t / abar_s, posterior mean and variance
+                a = ab_t / ab_s
+                beta = 1 - a
+                x = math.sqrt(ab_s) * beta / (1 - ab_t) * x0 + math.sqrt(a) * (1 - ab_s) / (1 - ab_t) * x
+                sigma = math.sqrt(beta * (1 - ab_s) / (1 - ab_t))
+            if sigma > 0 and s >= 0:
+                x = x + sigma * torch.randn(x.shape, generator=generator).to(self.device)
+        return x
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw ``n`` samples with the current sampler (see :meth:`set_sampler`).
+
+        ``steps`` is the number of sampler steps (network evaluations, doubled
+        under guidance other than 0 or 1): DDIM any 1..T (default 50); DDPM T
+        by default, fewer steps use strided respacing (an approximation of the
+        T-step chain). ``labels`` (N,) in 0..C-1 for conditional models (random
+        when None). Noise is drawn on the CPU from ``generator`` and moved to
+        the device. Returns float32 on the CPU: images NCHW on the K levels of
+        [0, 1], 2-D data (n, 2).
+        """
+        if prompts is not None:
+            raise ValueError("ddpm: text prompts are not supported (class labels only)")
+        if n < 0:
+            raise ValueError(f"ddpm: n must be >= 0, got {n}")
+        return self._decode(self.sample_continuous(n, labels=labels, steps=steps, generator=generator))
+
+    # -- likelihood -----------------------------------------------------------------
+    def _x0_hat(self, xt: Tensor, i: Tensor, y: Tensor | None) -> Tensor:
+        """x_0 prediction (float64, CPU) of the EMA network at indices i, clipped
+        like the sampler when ``clip_denoised`` (the reverse model's mean is the
+        posterior mean given this prediction)."""
+        ab = self.schedule.alphas_bar[i].view(-1, *([1] * (xt.dim() - 1)))
+        e_hat = self.predict_eps(self.ema.module, xt.to(self.device), i, y, guidance_scale=1.0).cpu().double()
+        x0 = (xt.double() - (1 - ab).sqrt() * e_hat) / ab.sqrt()
+        return x0.clamp(-self.x0_bound, self.x0_bound) if self.clip_denoised else x0
+
+    @torch.no_grad()
+    def elbo(self, x: Tensor, labels: Tensor | None = None, timesteps: int | None = -1, seed: int = 0) -> Tensor:
+        """Variational lower bound on log p(x), nats per example (N,).
+
+        ``-(L_T + sum_{t=2}^T L_{t-1} + L_0)`` (Ho et al. 2020, eq. 5) for the
+        T-step ancestral model, whose reverse steps p(x_{t-1} | x_t) are
+        Gaussians with the posterior variance beta~_t and the posterior mean
+        given the predicted x_0 (clipped to the data range when
+        ``clip_denoised``, as in the sampler). Then
+        ``L_{t-1} = (SNR(t-1) - SNR(t)) / 2 * ||x_0 - x0_hat(x_t)||^2`` with
+        SNR = abar / (1 - abar) (equal to Ho et al.'s eps form without clipping).
+        The decoder p(x_0 | x_1) = N(x0_hat(x_1), beta_1) is integrated over the
+        K-level bins for images (so this bounds log P(x_int) of the discrete
+        data, in nats) and evaluated as a density for 2-D data (nats per point,
+        with the standardization's log-Jacobian). L_T is the closed-form KL of
+        q(x_T | x_0) from N(0, I).
+
+        Estimator: the sum over t is estimated, per example, by stratified
+        sampling: {2..T} is cut into at most ``timesteps`` strata with
+        geometrically growing widths (the terms fall off roughly like 1/t, so
+        small t get strata of one step, evaluated exactly), one t is drawn
+        uniformly in each stratum and weighted by its width, with one eps per
+        term; this is unbiased. ``timesteps=None`` evaluates
+        all T - 1 terms (still one eps draw each). The default (-1) uses the
+        ``elbo_timesteps`` hyperparameter (100). Randomness comes from a CPU
+        generator seeded with ``seed``, so repeated calls agree. A conditional
+        model scores log p(x) with the null label unless ``labels`` are given
+        (then log p(x | y)).
+        """
+        self._check_x(x, "x")
+        if timesteps == -1:
+            timesteps = self.elbo_timesteps
+        gen = torch.Generator().manual_seed(seed)
+        self.ema.module.eval()
+        n = x.shape[0]
+        x0 = self._encode(x).reshape(n, -1) if not self.data_info.is_image else self._encode(x)
+        y = None
+        if self.conditional:
+            y = self._null(n) if labels is None else self._labels(n, labels, None)
+        sch = self.schedule
+        dims = tuple(range(1, x0.dim()))
+        x0d = x0.double()
+        # prior term L_T = KL(q(x_T | x_0) || N(0, I))
+        abT = float(sch.alphas_bar[-1])
+        lt = 0.5 * (abT * x0d**2 + (1 - abT) - 1 - math.log(1 - abT)).sum(dims)
+        # denoising terms t = 2..T (indices 1..T-1)
+        if timesteps is None or timesteps >= self.T - 1:
+            draws = [torch.full((n,), i, dtype=torch.long) for i in range(1, self.T)]
+            weights = [1.0] * len(draws)
+        else:
+            bounds = np.unique(np.round(np.geomspace(1, self.T, timesteps + 1)).astype(np.int64))
+            draws = [torch.randint(int(lo), int(hi), (n,), generator=gen) for lo, hi in zip(bounds[:-1], bounds[1:])]
+            weights = [float(hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        abar = sch.alphas_bar
+        snr = abar / (1 - abar)
+        ldiff = torch.zeros(n, dtype=torch.float64)
+        for i, w in zip(draws, weights):
+            eps = torch.randn(x0.shape, generator=gen)
+            xt = sch.q_sample(x0.cpu(), i, eps)
+            x0_hat = self._x0_hat(xt, i, y)
+            coef = 0.5 * (snr[i - 1] - snr[i]).view(-1, *([1] * len(dims)))
+            ldiff += w * (coef * (x0d - x0_hat) ** 2).sum(dims)
+        # decoder term L_0 = -log p(x_0 | x_1): mean = posterior mean at t = 1 = x0_hat, variance beta_1
+        i1 = torch.zeros(n, dtype=torch.long)
+        x1 = sch.q_sample(x0.cpu(), i1, torch.randn(x0.shape, generator=gen))
+        mean = self._x0_hat(x1, i1, y)
+        log_std = 0.5 * math.log(float(sch.betas[0]))
+        if self.data_info.is_image:
+            l0 = -discretized_gaussian_log_prob(x0d, mean, log_std, self.data_info.levels).sum(dims)
+        else:
+            l0 = 0.5 * (((x0d - mean) / math.exp(log_std)) ** 2 + 2 * log_std + math.log(2 * math.pi)).sum(dims)
+            l0 = l0 + torch.log(self.scale.double()).sum()  # density of the unstandardized data
+        return (-(lt + ldiff + l0)).float()
+
+    # -- state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}
+        return {
+            "net": cpu(self.net.state_dict()),
+            "ema": cpu(self.ema.module.state_dict()),
+            "ema_n": self.ema.n,
+            "shift": self.shift.clone(),
+            "scale": self.scale.clone(),
+            "x0_bound": self.x0_bound,
+            "fitted": self._fitted,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.ema.n = int(state.get("ema_n", 0))
+        self.shift, self.scale = state["shift"].float(), state["scale"].float()
+        self.x0_bound = float(state["x0_bound"])
+        self._fitted = bool(state.get("fitted", True))
+        self.net.eval()
+
+
+@register("ddpm", family="diffusion")
+def make_ddpm(
+    info: DataInfo,
+    T: int = 1000,
+    schedule: str = "linear",
+    width: int = 32,
+    mults: Sequence[int] = (1, 2),
+    blocks: int = 1,
+    hidden: Sequence[int] = (256, 256, 256),
+    conditional: bool = False,
+    p_uncond: float = 0.1,
+    lr: float = 1e-3,
+    ema_decay: float = 0.999,
+    elbo_timesteps: int | None = 100,
+    device: str | None = None,
+) -> DDPM:
+    """Denoising diffusion (eps-prediction; DDPM and DDIM samplers, CFG, ELBO)."""
+    return DDPM(
+        info,
+        T=T,
+        schedule=schedule,
+        width=width,
+        mults=mults,
+        blocks=blocks,
+        hidden=hidden,
+        conditional=conditional,
+        p_uncond=p_uncond,
+        lr=lr,
+        ema_decay=ema_decay,
+        elbo_timesteps=elbo_timesteps,
+        device=device,
+    )
