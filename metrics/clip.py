@@ -306,7 +306,8 @@ class DigitsClip(ClipModel):
         return self.report.get("zero_shot_accuracy")
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "clip_zero_shot_accuracy": self.zero_shot_accuracy}
+        acc = self.zero_shot_accuracy
+        return {**super().settings(), "clip_zero_shot_accuracy": round(acc, 4) if acc is not None else None}
 
     def encode_images(self, x: Tensor, batch_size: int = 512) -> Tensor:
         x = self._check_images(x, self.name)
