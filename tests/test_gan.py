@@ -9,7 +9,7 @@ from torch import nn
 
 from baselines import registry
 from baselines.gan import GAN, gradient_penalty, pack_samples
-from baselines.protocol import Budget, Conditional, Generator, TrainData, Trainable
+from baselines.protocol import Budget, Conditional, Generator, Trainable, TrainData
 from bench import data
 
 TINY_2D = dict(hidden=(16, 16))
