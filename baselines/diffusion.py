@@ -329,7 +329,11 @@ class DDPM:
             if self.conditional:
                 drop = torch.rand(b, generator=gen) < self.p_uncond
                 yin = torch.where(drop, torch.full_like(yb, self.num_classes), yb).to(self.device)
-            pred = self.net(xt.to(self.device), i.to(self.device), yin) if self.conditional else self.net(xt.to(self.device), i.to(self.device))
+            pred = (
+                self.net(xt.to(self.device), i.to(self.device), yin)
+                if self.conditional
+                else self.net(xt.to(self.device), i.to(self.device))
+            )
             loss = nn.functional.mse_loss(pred, eps.to(self.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -375,7 +379,13 @@ class DDPM:
 
     @torch.no_grad()
     def sample_continuous(
-        self, n: int, *, labels: Tensor | None = None, steps: int | None = None, generator: torch.Generator | None = None, x_T: Tensor | None = None
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        x_T: Tensor | None = None,
     ) -> Tensor:
         """Run the current sampler and return x_0 before quantization, in the
         model's internal space ([-1, 1] for images, standardized 2-D data), on

@@ -82,7 +82,9 @@ class FlowMatching:
         self.device = pick_device(device)
         self.num_classes = info.num_classes if self.conditional else 0
         if info.is_image:
-            self.net: nn.Module = UNet(info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=T_SCALE)
+            self.net: nn.Module = UNet(
+                info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=T_SCALE
+            )
         else:
             self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes, t_scale=T_SCALE)
         self.net.to(self.device)
@@ -141,7 +143,9 @@ class FlowMatching:
     def _null(self, n: int) -> Tensor:
         return torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)
 
-    def velocity(self, net: nn.Module, x: Tensor, t: float | Tensor, y: Tensor | None = None, guidance_scale: float | None = None) -> Tensor:
+    def velocity(
+        self, net: nn.Module, x: Tensor, t: float | Tensor, y: Tensor | None = None, guidance_scale: float | None = None
+    ) -> Tensor:
         """v(x, t) with classifier-free guidance ``v_u + w (v_c - v_u)`` for a
         conditional model given labels; t a float in [0, 1] or (N,) tensor."""
         n = x.shape[0]
@@ -162,7 +166,9 @@ class FlowMatching:
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
         """``budget.steps`` Adam steps on ``||v(x_t, t) - (x_1 - x_0)||^2`` with t ~ U[0, 1]."""
         if tuple(data.x.shape[1:]) != tuple(self.data_info.shape):
-            raise ValueError(f"flow-matching: training data has shape {tuple(data.x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
+            raise ValueError(
+                f"flow-matching: training data has shape {tuple(data.x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})"
+            )
         if not torch.isfinite(data.x).all():
             raise ValueError("flow-matching: training data contains NaN/inf values")
         if self.conditional and data.y is None:
@@ -236,7 +242,13 @@ class FlowMatching:
 
     @torch.no_grad()
     def sample_continuous(
-        self, n: int, *, labels: Tensor | None = None, steps: int | None = None, generator: torch.Generator | None = None, x0: Tensor | None = None
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        x0: Tensor | None = None,
     ) -> Tensor:
         """Euler integration from t = 0 to 1 in ``steps`` equal steps, before
         quantization, in the model's internal space ([-1, 1] for images,

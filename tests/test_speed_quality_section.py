@@ -1,0 +1,120 @@
+"""The speed_quality leaderboard section on a synthetic record set."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.sections.speed_quality import _pareto, section
+
+SUITE = {
+    "name": "speed-quality",
+    "settings": {"latency_batch": 256},
+    "generators": [
+        {"name": "data"},
+        {"name": "ddpm", "model": "ddpm", "sample_params": {"sampler": "ddpm"}, "steps": [1000]},
+        {"name": "ddim", "model": "ddpm", "sample_params": {"sampler": "ddim"}, "steps": [1, 10, 100]},
+        {"name": "flow-matching", "steps": [1, 10]},
+        {"name": "gan"},
+        {"name": "pixelcnn"},
+        {"name": "cfg-w0", "model": "ddpm", "sample_params": {"sampler": "ddim", "guidance_scale": 0.0}, "steps": [20]},
+        {"name": "cfg-w3", "model": "ddpm", "sample_params": {"sampler": "ddim", "guidance_scale": 3.0}, "steps": [20]},
+    ],
+    "speed_quality": {"fid_thresholds": [5, 20, 100], "nfe": {"pixelcnn": 64}},
+}
+
+# (row, base, model, steps, fid, precision, recall, ms@b1, ms@b256, class_acc)
+ROWS = [
+    ("data", "data", "data", None, 2.0, 0.8, 0.8, 0.001, 0.0001, None),
+    ("ddpm@1000", "ddpm", "ddpm", 1000, 8.0, 0.7, 0.7, 2000.0, 100.0, None),
+    ("ddim@1", "ddim", "ddpm", 1, 300.0, 0.0, 0.0, 2.0, 0.1, None),
+    ("ddim@10", "ddim", "ddpm", 10, 18.0, 0.5, 0.5, 20.0, 1.0, None),
+    ("ddim@100", "ddim", "ddpm", 100, 12.0, 0.6, 0.6, 200.0, 10.0, None),
+    ("flow-matching@1", "flow-matching", "flow-matching", 1, 700.0, 0.0, 0.0, 2.0, 0.1, None),
+    ("flow-matching@10", "flow-matching", "flow-matching", 10, 15.0, 0.6, 0.5, 20.0, 1.0, None),
+    ("gan", "gan", "gan", None, 40.0, 0.7, 0.2, 0.5, 0.02, None),
+    ("pixelcnn", "pixelcnn", "pixelcnn", None, 25.0, 0.6, 0.5, 50.0, 5.0, None),
+    ("cfg-w0@20", "cfg-w0", "ddpm", 20, 14.0, 0.6, 0.6, 40.0, 2.0, 0.55),
+    ("cfg-w3@20", "cfg-w3", "ddpm", 20, 30.0, 0.8, 0.3, 80.0, 4.0, 0.97),
+]
+
+
+def _records(seeds=(0, 1)) -> pd.DataFrame:
+    recs = []
+    for seed in seeds:
+        jitter = 1.0 + 0.1 * seed
+        for row, base, model, steps, fid, p, r, b1, bn, acc in ROWS:
+            base_rec = {"suite": "speed-quality", "dataset": "digits", "generator": row, "base": base, "model": model, "seed": seed,
+                        "steps": steps, "n_real": 360, "n_fake": 360, "extractor": "digits-cnn"}  # fmt: skip
+            vals = {"fid": fid * jitter, "precision": p, "recall": r, "latency_b1_ms": b1 * jitter, "latency_ms": bn}
+            if acc is not None:
+                vals["class_acc"] = acc
+            for metric, v in vals.items():
+                lo, hi = (v * 0.9, v * 1.1) if metric.startswith("latency") else (None, None)
+                recs.append({**base_rec, "metric": metric, "value": v, "lo": lo, "hi": hi})
+        # a metric that did not apply is recorded with value None: must be ignored
+        recs.append({"suite": "speed-quality", "dataset": "digits", "generator": "gan", "base": "gan", "model": "gan", "seed": seed,
+                     "steps": None, "metric": "nll", "value": None, "lo": None, "hi": None})  # fmt: skip
+    return pd.DataFrame(recs)
+
+
+def _line(md: str, start: str) -> str:
+    return next(line for line in md.splitlines() if line.startswith(start))
+
+
+def test_section_table_ratios_fastest_and_plots(tmp_path):
+    assets = tmp_path / "speed-quality"
+    md = section(_records(), SUITE, assets)
+    # main table: NFE from steps, from the nfe table, 1 for single-step generators; latency median [IQR]
+    assert "| ddpm@1000 | ddpm | 1000 | 8.40 |" in md  # FID averaged over seeds (8.0, 8.8)
+    assert _line(md, "| pixelcnn | pixelcnn | 64 |")
+    assert _line(md, "| gan | gan | 1 |")
+    assert "2,100 [420.0]" in md  # ddpm@1000 at b1: mean of 2000 and 2200, IQR 0.2 * value averaged
+    # the sweep rows are not in the main table but in their own
+    main = md.split("#### Classifier-free guidance sweep")[0]
+    assert "cfg-w0" not in main.split("Latency ratios")[0]
+    # ratios: reference ddpm@1000 against the best-FID row of each other generator, per seed then averaged
+    ratio_part = md.split("Latency ratios")[1].split("Fastest")[0]
+    assert "**ddpm@1000**" in md.split("Latency ratios")[1].splitlines()[0]
+    ddim = _line(ratio_part, "| ddim@100 |")
+    assert ddim.endswith("| 10.00× | 10.00× |")  # 2000/200 (seed 0) and 2200/220 (seed 1) at b1; 100/10 at b256
+    gan = _line(ratio_part, "| gan |")
+    assert gan.endswith("| 4,000× | 5,000× |")
+    assert "| flow-matching@10 |" in ratio_part and "| data |" not in ratio_part and "cfg" not in ratio_part
+    # fastest at each quality level, reference rows excluded (data has FID 2 and ~0 latency)
+    fast = md.split("Fastest generator")[1]
+    assert _line(fast, "| FID ≤ 5.00 |") == "| FID ≤ 5.00 | none | none |"
+    l20 = _line(fast, "| FID ≤ 20.00 |")
+    assert "**ddim@10**" in l20 or "**flow-matching@10**" in l20  # both 1 ms at b256; at b1 fm is faster (20 vs 20*jitter)
+    assert "**gan**" in _line(fast, "| FID ≤ 100.0 |")
+    # guidance sweep: w, FID and class accuracy, sorted by w
+    sweep = md.split("#### Classifier-free guidance sweep")[1]
+    assert sweep.index("| 0 | cfg-w0@20 | 20 |") < sweep.index("| 3.00 | cfg-w3@20 | 40 |")  # NFE doubled under guidance
+    assert "0.970" in sweep
+    # plots saved and linked relative to leaderboards/
+    for name in ("speed_quality__digits_pareto.png", "speed_quality__digits_guidance.png"):
+        assert (assets / name).stat().st_size > 1000
+        assert f"(assets/speed-quality/{name})" in md
+
+
+def test_section_handles_missing_pieces(tmp_path):
+    recs = _records(seeds=(0,))
+    only = recs[recs["base"].isin(["gan", "flow-matching"]) & (recs["metric"] != "latency_b1_ms")]
+    md = section(only, SUITE, tmp_path / "a")
+    assert "| flow-matching@10 |" in md and "Latency ratios" not in md  # no DDPM reference row
+    assert "n/a" in _line(md, "| gan |")  # no batch-1 latency
+    assert "Classifier-free guidance sweep" not in md
+    assert section(recs.iloc[0:0], SUITE, tmp_path / "b").strip().endswith("No records.")
+
+
+def test_pareto_front():
+    pts = [(1.0, 50.0, "a"), (2.0, 60.0, "b"), (3.0, 10.0, "c"), (0.5, 100.0, "d"), (3.0, 12.0, "e")]
+    assert [p[2] for p in _pareto(pts)] == ["d", "a", "c"]
+
+
+@pytest.mark.parametrize("ref", ["ddim@100"])
+def test_reference_row_can_be_chosen(tmp_path, ref):
+    suite = {**SUITE, "speed_quality": {**SUITE["speed_quality"], "reference": ref}}
+    md = section(_records(seeds=(0,)), suite, tmp_path)
+    assert f"the reference **{ref}**" in md
+    assert _line(md.split("Latency ratios")[1], "| ddpm@1000 |").endswith("| 0.100× | 0.100× |")
