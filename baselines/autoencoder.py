@@ -1,0 +1,318 @@
+"""Autoencoders as generators: ``autoencoder`` (deterministic) and ``dae`` (denoising).
+
+An autoencoder learns an encoder E and a decoder D with D(E(x)) ~ x. It is not
+a generative model by itself; as in the seeds, it becomes one by fitting a
+density to the latent codes of the training data (a full-covariance Gaussian
+or a Gaussian mixture, hyperparameter ``latent_prior``) and decoding samples
+of that density. Not every latent point decodes onto the data manifold, and
+the sample metrics show it: nothing here hides that.
+
+* ``autoencoder``: reconstruction loss only.
+* ``dae``: the encoder sees a corrupted input x + sigma * eps and the decoder
+  must reconstruct the clean x, which pushes the map towards a projection onto
+  the data manifold (the seeds' "nullspace" of the autoencoder).
+
+Data: images are fed as x in [0, 1] (scaled to [-1, 1] inside), decoded with a
+sigmoid and an MSE loss, and samples are rounded to the K levels. 2-D points
+are standardized with the training mean/std (stored in the state) and use MLPs.
+Neither model has a likelihood (its NLL columns read n/a).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
+from .registry import register
+
+__all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
+
+_PRIORS = ("gaussian", "gmm")
+
+
+def _thin(values: list[float], n: int = 200) -> list[float]:
+    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
+    if len(values) <= n:
+        return [float(v) for v in values]
+    step = math.ceil(len(values) / n)
+    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
+
+
+class _AENet(nn.Module):
+    """Encoder + decoder; for 2-D data also the standardization buffers."""
+
+    def __init__(self, info: DataInfo, latent_dim: int, width: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.is_image = info.is_image
+        if self.is_image:
+            self.encoder = ConvEncoder(info.shape, latent_dim, width=width)
+            self.decoder = ConvDecoder(latent_dim, info.shape, width=width)
+        else:
+            d = info.dim
+            self.encoder = mlp(d, latent_dim, hidden)
+            self.decoder = mlp(latent_dim, d, hidden)
+        self.register_buffer("shift", torch.zeros(info.dim))
+        self.register_buffer("scale", torch.ones(info.dim))
+
+    def to_net(self, x: Tensor) -> Tensor:
+        """Data -> network input space ([-1, 1] images; standardized points)."""
+        if self.is_image:
+            return x * 2 - 1
+        return (x - self.shift) / self.scale
+
+    def from_net(self, x: Tensor) -> Tensor:
+        """Network output (reconstruction target space) -> data space."""
+        if self.is_image:
+            return x
+        return x * self.scale + self.shift
+
+    def decode_raw(self, z: Tensor) -> Tensor:
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.is_image else out
+
+
+class AutoencoderGenerator:
+    """Autoencoder (optionally denoising) + a Gaussian / GMM density on the latent codes.
+
+    Args:
+        info: data description.
+        latent_dim: size of the code (default 8 for images, 2 for 2-D points).
+        width: base channel count of the conv encoder/decoder (images).
+        hidden: hidden sizes of the MLPs (2-D points).
+        lr: Adam learning rate (``Budget.lr`` overrides it when given).
+        latent_prior: latent density to sample: ``"gaussian"`` (full covariance) or
+            ``"gmm"`` (scikit-learn EM). Both are fitted; ``set_sampler`` switches.
+        gmm_components: mixture components when ``latent_prior="gmm"``.
+        noise_std: input corruption std for the denoising variant, in [0, 1]
+            pixel units for images, in standardized units for 2-D (0 = plain AE).
+        device: ``"cpu"``, ``"cuda"`` or None (auto).
+    """
+
+    family = "autoencoder"
+
+    def __init__(
+        self,
+        info: DataInfo,
+        *,
+        name: str = "autoencoder",
+        latent_dim: int | None = None,
+        width: int = 16,
+        hidden: Sequence[int] = (128, 128),
+        lr: float = 1e-3,
+        latent_prior: str = "gaussian",
+        gmm_components: int = 10,
+        noise_std: float = 0.0,
+        device: str | None = None,
+    ) -> None:
+        if latent_prior not in _PRIORS:
+            raise ValueError(f"{name}: latent_prior must be one of {_PRIORS}, got {latent_prior!r}")
+        if latent_dim is None:
+            latent_dim = 8 if info.is_image else 2
+        if latent_dim < 1:
+            raise ValueError(f"{name}: latent_dim must be >= 1, got {latent_dim}")
+        if noise_std < 0:
+            raise ValueError(f"{name}: noise_std must be >= 0, got {noise_std}")
+        if gmm_components < 1:
+            raise ValueError(f"{name}: gmm_components must be >= 1, got {gmm_components}")
+        self.data_info = info
+        self.name = name
+        self.latent_dim = latent_dim
+        self.lr = lr
+        self.latent_prior = latent_prior
+        self.gmm_components = gmm_components
+        self.noise_std = float(noise_std)
+        self.device = pick_device(device)
+        self.net = _AENet(info, latent_dim, width, tuple(hidden)).to(self.device)
+        # latent densities, both fitted after training: {name: (weights, means, cholesky factors)}
+        self.priors: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        self._fitted = False
+
+    # -- protocol ---------------------------------------------------------------------
+    @property
+    def info(self) -> GeneratorInfo:
+        n, t = count_parameters(self.net)
+        m = 1 if self.latent_prior == "gaussian" else self.gmm_components
+        d = self.latent_dim
+        prior = m * (d + d * (d + 1) // 2) + m - 1
+        return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), n_params=n + prior, n_trainable=t)
+
+    def set_sampler(self, latent_prior: str | None = None) -> None:
+        """Sampling option (no retraining): which fitted latent density to sample,
+        ``"gaussian"`` or ``"gmm"`` (both are fitted by :meth:`fit`)."""
+        if latent_prior is not None:
+            if latent_prior not in _PRIORS:
+                raise ValueError(f"{self.name}: latent_prior must be one of {_PRIORS}, got {latent_prior!r}")
+            self.latent_prior = latent_prior
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Data (N, *shape) -> codes (N, latent_dim), no gradient."""
+        self.net.eval()
+        with torch.no_grad():
+            return self.net.encoder(self.net.to_net(x.float().to(self.device))).cpu()
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Codes (N, latent_dim) -> data; images in [0, 1] (not rounded to levels)."""
+        self.net.eval()
+        with torch.no_grad():
+            out = self.net.from_net(self.net.decode_raw(z.float().to(self.device)))
+        return out.reshape(len(z), *self.data_info.shape).float().cpu()
+
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """Train by minimizing the (denoising) reconstruction error, then fit the latent prior.
+
+        Loss: squared error summed over dimensions, mean over the batch.
+        """
+        t0 = time.perf_counter()
+        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+        if not self.data_info.is_image:
+            self.net.shift.copy_(x_all.mean(0).to(self.device))
+            self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
+        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
+        batches = minibatches(x_all, budget.batch_size)
+        losses: list[float] = []
+        self.net.train()
+        steps = 0
+        for _ in progress(range(budget.steps), desc=self.name):
+            xb, _ = next(batches)
+            target = self.net.to_net(xb.to(self.device))
+            inp = target
+            if self.noise_std > 0:
+                scale = 2.0 if self.data_info.is_image else 1.0  # pixel units -> [-1, 1] units
+                inp = target + scale * self.noise_std * torch.randn_like(target)
+            recon = self.net.decode_raw(self.net.encoder(inp))
+            if self.data_info.is_image:
+                recon = recon * 2 - 1
+            loss = ((recon - target) ** 2).flatten(1).sum(1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            steps += 1
+            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
+                break
+        self._fit_prior(x_all)
+        self._fitted = True
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"recon": _thin(losses)})
+
+    def _fit_prior(self, x: Tensor) -> None:
+        """Fit both latent densities (full-covariance Gaussian; GMM by EM) to the training codes."""
+        from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+        codes = torch.cat([self.encode(x[i : i + 1024]) for i in range(0, len(x), 1024)]).double()
+        reg = 1e-6 * torch.eye(self.latent_dim, dtype=torch.float64)
+        mean = codes.mean(0)
+        c = codes - mean
+        cov = c.T @ c / len(codes) + reg
+        self.priors["gaussian"] = (torch.ones(1, dtype=torch.float64), mean[None], torch.linalg.cholesky(cov)[None])
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows the harness's torch seed
+        m = min(self.gmm_components, len(codes))
+        gm = GaussianMixture(n_components=m, covariance_type="full", reg_covar=1e-6, random_state=seed)
+        with threadpool_limits(1):  # tiny problem: BLAS/OpenMP threads only add contention
+            gm.fit(codes.numpy())
+        self.priors["gmm"] = (
+            torch.as_tensor(gm.weights_, dtype=torch.float64),
+            torch.as_tensor(gm.means_, dtype=torch.float64),
+            torch.linalg.cholesky(torch.as_tensor(gm.covariances_, dtype=torch.float64) + reg),
+        )
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw n codes from the fitted latent density ``latent_prior`` (float64, CPU)."""
+        weights, means, chols = self.priors[self.latent_prior]
+        comp = torch.multinomial(weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+        return means[comp] + torch.einsum("nij,nj->ni", chols[comp], eps)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """n samples: images (n, C, H, W) on the K levels in [0, 1], or points (n, 2)."""
+        if not self._fitted:
+            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) before sampling")
+        out = self.decode(self.sample_latents(n, generator))
+        if self.data_info.is_image:
+            k = self.data_info.levels
+            out = torch.round(out.clamp(0, 1) * (k - 1)) / (k - 1)
+        return out.float()
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"net": self.net.state_dict()}
+        for name, (w, m, c) in self.priors.items():
+            state[f"prior_{name}"] = {"weights": w, "means": m, "chols": c}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.priors = {}
+        for name in _PRIORS:
+            p = state[f"prior_{name}"]
+            self.priors[name] = (p["weights"].double(), p["means"].double(), p["chols"].double())
+        self._fitted = True
+
+
+@register("autoencoder", family="autoencoder")
+def make_autoencoder(
+    info: DataInfo,
+    latent_dim: int | None = None,
+    width: int = 16,
+    hidden: Sequence[int] = (128, 128),
+    lr: float = 1e-3,
+    latent_prior: str = "gaussian",
+    gmm_components: int = 10,
+    device: str | None = None,
+) -> AutoencoderGenerator:
+    """Deterministic autoencoder; samples decode a Gaussian/GMM fitted to the latent codes."""
+    return AutoencoderGenerator(
+        info,
+        name="autoencoder",
+        latent_dim=latent_dim,
+        width=width,
+        hidden=hidden,
+        lr=lr,
+        latent_prior=latent_prior,
+        gmm_components=gmm_components,
+        device=device,
+    )
+
+
+@register("dae", family="autoencoder")
+def make_dae(
+    info: DataInfo,
+    latent_dim: int | None = None,
+    width: int = 16,
+    hidden: Sequence[int] = (128, 128),
+    lr: float = 1e-3,
+    latent_prior: str = "gaussian",
+    gmm_components: int = 10,
+    noise_std: float | None = None,
+    device: str | None = None,
+) -> AutoencoderGenerator:
+    """Denoising autoencoder (Gaussian input noise; default std 0.2 of the pixel range, 0.1 standardized units for 2-D)."""
+    if noise_std is None:
+        noise_std = 0.2 if info.is_image else 0.1
+    if noise_std <= 0:
+        raise ValueError(f"dae: noise_std must be > 0 (use 'autoencoder' for none), got {noise_std}")
+    return AutoencoderGenerator(
+        info,
+        name="dae",
+        latent_dim=latent_dim,
+        width=width,
+        hidden=hidden,
+        lr=lr,
+        latent_prior=latent_prior,
+        gmm_components=gmm_components,
+        noise_std=noise_std,
+        device=device,
+    )

@@ -1,0 +1,299 @@
+"""Energy-based model trained with persistent contrastive divergence (PCD).
+
+p(x) = exp(-E(x)) / Z with an unnormalized energy network E. The gradient of
+the log-likelihood is -E_data[grad E] + E_model[grad E] (the seeds' contrastive
+divergence); the model expectation uses negative samples from Langevin chains
+that persist across training steps in a replay buffer (Tieleman 2008; Du &
+Mordatch 2019):
+
+* each step takes a batch of chains from the buffer (a fraction ``reinit`` of
+  them restarted from noise), runs ``train_steps`` Langevin updates
+  x <- x - step_size * grad E(x) + noise * eps, writes them back, and
+  minimizes E(x_data) - E(x_neg) + reg * (E(x_data)^2 + E(x_neg)^2).
+* ``sample(n, steps=S)`` starts *fresh* chains from noise and runs S Langevin
+  updates (``info.iterative``; default ``default_steps``), so quality depends on
+  S, and the latency grows with it.
+
+Step size and noise are decoupled (the usual practice for image EBMs), so the
+chains sample a tempered version of p. Z is unknown: no likelihood, the
+likelihood columns read n/a.
+
+Images are mapped to [-1, 1] inside (chains clamped there), samples rounded to
+the K levels; 2-D points are standardized with the training mean/std and the
+chains start uniform in [-init_range, init_range]^2 (standardized units).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .nets import ConvEncoder, minibatches, mlp, pick_device, progress
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
+from .registry import register
+
+__all__ = ["EBM", "make_ebm"]
+
+
+def _thin(values: list[float], n: int = 200) -> list[float]:
+    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
+    if len(values) <= n:
+        return [float(v) for v in values]
+    step = math.ceil(len(values) / n)
+    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
+
+
+class _EnergyNet(nn.Module):
+    def __init__(self, info: DataInfo, arch: str, width: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        self.is_image = info.is_image
+        self.shape = tuple(info.shape)
+        if self.is_image and arch == "conv":
+            self.body: nn.Module = ConvEncoder(self.shape, 1, width=width)
+            self.flat = False
+        else:
+            self.body = mlp(info.dim, 1, hidden)
+            self.flat = True
+        self.register_buffer("shift", torch.zeros(info.dim))
+        self.register_buffer("scale", torch.ones(info.dim))
+
+    def forward(self, h: Tensor) -> Tensor:
+        """Energy (N,) of inputs in network space ([-1, 1] images, standardized points)."""
+        return self.body(h.flatten(1) if self.flat else h).squeeze(-1)
+
+    def to_net(self, x: Tensor) -> Tensor:
+        if self.is_image:
+            return x * 2 - 1
+        return (x - self.shift) / self.scale
+
+    def from_net(self, h: Tensor) -> Tensor:
+        if self.is_image:
+            return (h + 1) / 2
+        return h * self.scale + self.shift
+
+
+class EBM:
+    """Energy network + PCD training with a replay buffer of Langevin chains.
+
+    Args:
+        info: data description.
+        arch: images: ``"mlp"`` (on the flattened image, cheap at 8x8) or ``"conv"``;
+            2-D data always use an MLP.
+        width: base channels of the conv energy.
+        hidden: hidden sizes of the MLP energy (default (256, 256) images, (128, 128) 2-D).
+        lr: Adam learning rate (``Budget.lr`` overrides it when given).
+        train_steps: Langevin updates per training step (per persistent chain visit).
+        step_size: gradient step of each Langevin update.
+        noise: std of the Gaussian noise of each update.
+        buffer_size: number of persistent chains.
+        reinit: probability that a chain is restarted from noise when visited.
+        reg: weight of the energy-magnitude regularizer.
+        default_steps: Langevin updates of ``sample`` when ``steps`` is None.
+        init_range: 2-D chains start uniform in [-init_range, init_range]^2 (standardized units).
+        device: ``"cpu"``, ``"cuda"`` or None (auto).
+    """
+
+    family = "ebm"
+
+    def __init__(
+        self,
+        info: DataInfo,
+        *,
+        arch: str = "mlp",
+        width: int = 16,
+        hidden: Sequence[int] | None = None,
+        lr: float = 1e-4,
+        train_steps: int = 20,
+        step_size: float | None = None,
+        noise: float | None = None,
+        buffer_size: int = 10000,
+        reinit: float = 0.1,
+        reg: float = 0.1,
+        default_steps: int = 100,
+        init_range: float = 2.5,
+        device: str | None = None,
+    ) -> None:
+        if arch not in ("mlp", "conv"):
+            raise ValueError(f"ebm: arch must be 'mlp' or 'conv', got {arch!r}")
+        if train_steps < 1 or default_steps < 1:
+            raise ValueError(f"ebm: train_steps and default_steps must be >= 1, got {train_steps}, {default_steps}")
+        if not 0 <= reinit <= 1:
+            raise ValueError(f"ebm: reinit is a probability in [0, 1], got {reinit}")
+        if buffer_size < 1:
+            raise ValueError(f"ebm: buffer_size must be >= 1, got {buffer_size}")
+        if hidden is None:
+            hidden = (256, 256) if info.is_image else (128, 128)
+        self.data_info = info
+        self.lr = lr
+        self.train_steps = int(train_steps)
+        self.step_size = float(step_size if step_size is not None else (2.0 if info.is_image else 0.05))
+        self.noise = float(noise if noise is not None else (0.01 if info.is_image else 0.02))
+        self.buffer_size = int(buffer_size)
+        self.reinit = float(reinit)
+        self.reg = float(reg)
+        self.default_steps = int(default_steps)
+        self.init_range = float(init_range)
+        self.device = pick_device(device)
+        self.net = _EnergyNet(info, arch, width, tuple(hidden)).to(self.device)
+        self._fitted = False
+
+    @property
+    def info(self) -> GeneratorInfo:
+        n, t = count_parameters(self.net)
+        return GeneratorInfo(
+            name="ebm",
+            family=self.family,
+            shape=tuple(self.data_info.shape),
+            n_params=n,
+            n_trainable=t,
+            iterative=True,
+            default_steps=self.default_steps,
+        )
+
+    def energy(self, x: Tensor) -> Tensor:
+        """Energy E(x) (N,) of data-space inputs (lower = more probable), no gradient."""
+        self.net.eval()
+        with torch.no_grad():
+            x = x.float().reshape(len(x), *self.data_info.shape).to(self.device)
+            return self.net(self.net.to_net(x)).cpu()
+
+    def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """Chain initializations in network space, drawn on CPU."""
+        u = torch.rand(n, *self.data_info.shape, generator=generator)
+        if self.data_info.is_image:
+            return u * 2 - 1
+        return (u * 2 - 1) * self.init_range
+
+    def _langevin(self, h: Tensor, n_steps: int, generator: torch.Generator | None = None) -> Tensor:
+        """n_steps updates h <- h - step_size grad E(h) + noise eps (network space)."""
+        was_training = self.net.training
+        self.net.eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        try:
+            for _ in range(n_steps):
+                h = h.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.net(h).sum(), h)
+                eps = torch.randn(h.shape, generator=generator).to(h.device) if generator is not None else torch.randn_like(h)
+                h = h - self.step_size * grad + self.noise * eps
+                if self.data_info.is_image:
+                    h = h.clamp(-1, 1)
+        finally:
+            for p in self.net.parameters():
+                p.requires_grad_(True)
+            self.net.train(was_training)
+        return h.detach()
+
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """PCD training; records the contrastive loss E(data) - E(neg) and both mean energies."""
+        t0 = time.perf_counter()
+        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+        if not self.data_info.is_image:
+            self.net.shift.copy_(x_all.reshape(len(x_all), -1).mean(0).to(self.device))
+            self.net.scale.copy_(x_all.reshape(len(x_all), -1).std(0).clamp_min(1e-6).to(self.device))
+        buffer = self._noise(self.buffer_size, None).to(self.device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr, betas=(0.0, 0.999))
+        batches = minibatches(x_all, budget.batch_size)
+        losses: list[float] = []
+        e_pos: list[float] = []
+        e_neg: list[float] = []
+        self.net.train()
+        steps = 0
+        for _ in progress(range(budget.steps), desc="ebm"):
+            xb, _ = next(batches)
+            pos = self.net.to_net(xb.to(self.device))
+            idx = torch.randint(0, self.buffer_size, (len(pos),), device=self.device)
+            neg = buffer[idx]
+            fresh = torch.rand(len(pos), device=self.device) < self.reinit
+            if fresh.any():
+                neg[fresh] = self._noise(int(fresh.sum()), None).to(self.device)
+            neg = self._langevin(neg, self.train_steps)
+            buffer[idx] = neg
+            ep, en = self.net(pos), self.net(neg)
+            loss = ep.mean() - en.mean() + self.reg * (ep**2 + en**2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append((ep.mean() - en.mean()).item())
+            e_pos.append(ep.mean().item())
+            e_neg.append(en.mean().item())
+            steps += 1
+            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
+                break
+        self.net.eval()
+        self._fitted = True
+        return TrainReport(
+            steps=steps,
+            wall_time_s=time.perf_counter() - t0,
+            losses={"cd": _thin(losses), "energy_data": _thin(e_pos), "energy_neg": _thin(e_neg)},
+        )
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """n samples from ``steps`` Langevin updates (default ``default_steps``) started from noise."""
+        if not self._fitted:
+            raise RuntimeError("ebm: call fit() (or load_state_dict) before sampling")
+        n_steps = self.default_steps if steps is None else int(steps)
+        if n_steps < 0:
+            raise ValueError(f"ebm: steps must be >= 0, got {steps}")
+        h = self._langevin(self._noise(n, generator).to(self.device), n_steps, generator)
+        x = self.net.from_net(h).float().cpu()
+        if self.data_info.is_image:
+            k = self.data_info.levels
+            x = torch.round(x.clamp(0, 1) * (k - 1)) / (k - 1)
+        return x
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        self._fitted = True
+
+
+@register("ebm", family="ebm")
+def make_ebm(
+    info: DataInfo,
+    arch: str = "mlp",
+    width: int = 16,
+    hidden: Sequence[int] | None = None,
+    lr: float = 1e-4,
+    train_steps: int = 20,
+    step_size: float | None = None,
+    noise: float | None = None,
+    buffer_size: int = 10000,
+    reinit: float = 0.1,
+    reg: float = 0.1,
+    default_steps: int = 100,
+    init_range: float = 2.5,
+    device: str | None = None,
+) -> EBM:
+    """Energy-based model, PCD with a replay buffer of Langevin chains; samples with `steps` Langevin updates."""
+    return EBM(
+        info,
+        arch=arch,
+        width=width,
+        hidden=hidden,
+        lr=lr,
+        train_steps=train_steps,
+        step_size=step_size,
+        noise=noise,
+        buffer_size=buffer_size,
+        reinit=reinit,
+        reg=reg,
+        default_steps=default_steps,
+        init_range=init_range,
+        device=device,
+    )

@@ -1,0 +1,333 @@
+"""Variational autoencoder (Kingma & Welling 2014) with the ELBO and the IWAE bound.
+
+Model: z ~ N(0, I_d), x ~ p(x | z); amortized posterior q(z | x) = N(mu(x), diag exp(logvar(x))).
+
+* Images: the decoder is *discrete*: a categorical distribution over the K
+  intensity levels for every pixel (``C * K`` logits per position), so the
+  bounds are bounds on the discrete log-likelihood log P(x_int) directly
+  (no dequantization).
+* 2-D points: a Gaussian decoder with a mean and a diagonal log-variance per
+  point (clamped below at ``min_logvar``), on standardized coordinates; the
+  standardization's Jacobian is included, so numbers are nats per point of
+  the raw data.
+
+Bounds (nats per example, higher is better):
+
+* ``elbo(x)``: E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), one reparameterized
+  sample for the expectation and the KL in closed form.
+* ``iwae_bound(x, k)``: log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q (Burda et
+  al. 2016). k = 1 is an (unbiased, noisier) estimate of the ELBO; the expected
+  bound is non-decreasing in k and tends to log p(x).
+
+``encode(x) -> (mu, logvar)`` and ``decode(z)`` (mean image) expose the latent
+space for the seeds' latent arithmetic (``bench.figures.vae_latent_figure``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
+from .registry import register
+
+__all__ = ["VAE", "make_vae"]
+
+LOG_2PI = math.log(2 * math.pi)
+_DECODERS = ("sample", "mean")
+
+
+def _thin(values: list[float], n: int = 200) -> list[float]:
+    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
+    if len(values) <= n:
+        return [float(v) for v in values]
+    step = math.ceil(len(values) / n)
+    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
+
+
+def _std_normal_logpdf(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z**2 + LOG_2PI).sum(-1)
+
+
+class _VAENet(nn.Module):
+    def __init__(self, info: DataInfo, latent_dim: int, width: int, hidden: Sequence[int], min_logvar: float) -> None:
+        super().__init__()
+        self.is_image = info.is_image
+        self.shape = tuple(info.shape)
+        self.latent_dim = latent_dim
+        self.min_logvar = min_logvar
+        if self.is_image:
+            self.levels = int(info.levels)
+            c = self.shape[0]
+            self.encoder = ConvEncoder(self.shape, 2 * latent_dim, width=width)
+            self.decoder = ConvDecoder(latent_dim, self.shape, out_channels=c * self.levels, width=width)
+        else:
+            d = info.dim
+            self.encoder = mlp(d, 2 * latent_dim, hidden)
+            self.decoder = mlp(latent_dim, 2 * d, hidden)
+        self.register_buffer("shift", torch.zeros(info.dim))
+        self.register_buffer("scale", torch.ones(info.dim))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Data -> (mu, logvar) of q(z|x)."""
+        h = x * 2 - 1 if self.is_image else (x - self.shift) / self.scale
+        mu, logvar = self.encoder(h).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decoder_params(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Images: log-probabilities (..., C, H, W, K); points: (mean, logvar) in standardized units."""
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, self.latent_dim))
+        if self.is_image:
+            c, h, w = self.shape
+            out = out.reshape(*lead, c, self.levels, h, w).movedim(-3, -1)
+            return F.log_softmax(out, dim=-1)
+        mean, logvar = out.reshape(*lead, -1).chunk(2, dim=-1)
+        return mean, self.min_logvar + F.softplus(logvar - self.min_logvar)
+
+    def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) in nats for x (N, ...) and z (..., N, d): shape z.shape[:-1]."""
+        if self.is_image:
+            logp = self.decoder_params(z)  # (..., N, C, H, W, K)
+            idx = to_levels(x, self.levels).expand(*logp.shape[:-1])
+            return logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).flatten(-3).sum(-1)
+        mean, logvar = self.decoder_params(z)
+        y = (x - self.shift) / self.scale
+        lp = -0.5 * (LOG_2PI + logvar + (y - mean) ** 2 / logvar.exp()).sum(-1)
+        return lp - torch.log(self.scale).sum()
+
+
+class VAE:
+    """Gaussian-latent VAE; discretized (categorical) decoder for images, Gaussian for 2-D.
+
+    Args:
+        info: data description.
+        latent_dim: size of z (default 8 for images, 2 for 2-D points).
+        width: base channel count of the conv encoder/decoder (images).
+        hidden: hidden sizes of the MLPs (2-D points).
+        lr: Adam learning rate (``Budget.lr`` overrides it when given).
+        beta: weight of the KL term in the *training* loss (1 = the ELBO);
+            the reported bounds always use beta = 1.
+        min_logvar: lower bound of the 2-D decoder's log-variance (standardized units).
+        iwae_k: default k of :meth:`iwae_bound`.
+        device: ``"cpu"``, ``"cuda"`` or None (auto).
+    """
+
+    family = "vae"
+
+    def __init__(
+        self,
+        info: DataInfo,
+        *,
+        latent_dim: int | None = None,
+        width: int = 16,
+        hidden: Sequence[int] = (128, 128),
+        lr: float = 1e-3,
+        beta: float = 1.0,
+        min_logvar: float = -9.0,
+        iwae_k: int = 64,
+        device: str | None = None,
+    ) -> None:
+        if info.is_image and not info.levels:
+            raise ValueError("vae: image data needs info.levels (number of intensity levels K)")
+        if latent_dim is None:
+            latent_dim = 8 if info.is_image else 2
+        if latent_dim < 1:
+            raise ValueError(f"vae: latent_dim must be >= 1, got {latent_dim}")
+        if beta <= 0:
+            raise ValueError(f"vae: beta must be > 0, got {beta}")
+        _check_k(iwae_k)
+        self.data_info = info
+        self.latent_dim = latent_dim
+        self.lr = lr
+        self.beta = float(beta)
+        self.iwae_k = int(iwae_k)
+        self.device = pick_device(device)
+        self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar).to(self.device)
+        self.decoder_mode = "sample"
+        self.temperature = 1.0
+        self._fitted = False
+
+    # -- protocol ---------------------------------------------------------------------
+    @property
+    def info(self) -> GeneratorInfo:
+        n, t = count_parameters(self.net)
+        return GeneratorInfo(
+            name="vae", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t, likelihood="elbo"
+        )
+
+    def set_sampler(self, decoder: str = "sample", temperature: float = 1.0) -> None:
+        """Sampling options (no retraining).
+
+        Args:
+            decoder: ``"sample"`` draws x ~ p(x|z) (the model whose bound is
+                reported); ``"mean"`` outputs the decoder mean (rounded to the
+                K levels for images), the usual "VAE sample" picture.
+            temperature: scale of the prior noise z = temperature * eps.
+        """
+        if decoder not in _DECODERS:
+            raise ValueError(f"vae: decoder must be one of {_DECODERS}, got {decoder!r}")
+        if temperature <= 0:
+            raise ValueError(f"vae: temperature must be > 0, got {temperature}")
+        self.decoder_mode = decoder
+        self.temperature = float(temperature)
+
+    def _prep(self, x: Tensor) -> Tensor:
+        x = x.float().to(self.device)
+        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
+            x = x.reshape(len(x), *self.data_info.shape)
+        return x
+
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """Maximize the ELBO (KL weighted by ``beta``) with Adam; records -ELBO (nats/example)."""
+        t0 = time.perf_counter()
+        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+        if not self.data_info.is_image:
+            self.net.shift.copy_(x_all.mean(0).to(self.device))
+            self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
+        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
+        batches = minibatches(x_all, budget.batch_size)
+        losses: list[float] = []
+        kls: list[float] = []
+        self.net.train()
+        steps = 0
+        for _ in progress(range(budget.steps), desc="vae"):
+            xb, _ = next(batches)
+            xb = xb.to(self.device)
+            rec, kl = self._elbo_terms(xb)
+            loss = -(rec - self.beta * kl).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(-(rec - kl).mean().item())
+            kls.append(kl.mean().item())
+            steps += 1
+            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
+                break
+        self.net.eval()
+        self._fitted = True
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"neg_elbo": _thin(losses), "kl": _thin(kls)})
+
+    def _elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.net.encode(x)
+        eps = torch.randn(mu.shape, generator=generator).to(mu.device) if generator is not None else torch.randn_like(mu)
+        z = mu + (0.5 * logvar).exp() * eps
+        rec = self.net.log_px_given_z(x, z)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        return rec, kl
+
+    def elbo(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """ELBO in nats per example (one posterior sample, closed-form KL); shape (N,)."""
+        self.net.eval()
+        with torch.no_grad():
+            rec, kl = self._elbo_terms(self._prep(x), generator)
+        return (rec - kl).float().cpu()
+
+    def iwae_bound(self, x: Tensor, k: int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Importance-weighted bound with k samples (1 <= k <= 256), nats per example; shape (N,)."""
+        k = self.iwae_k if k is None else int(k)
+        _check_k(k)
+        self.net.eval()
+        x = self._prep(x)
+        chunk = max(1, 4096 // k)
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), chunk):
+                xb = x[i : i + chunk]
+                mu, logvar = self.net.encode(xb)
+                std = (0.5 * logvar).exp()
+                eps = torch.randn((k, *mu.shape), generator=generator).to(mu.device)
+                z = mu + std * eps  # (k, n, d)
+                log_q = -0.5 * (eps**2 + LOG_2PI + logvar).sum(-1)
+                log_w = self.net.log_px_given_z(xb, z) + _std_normal_logpdf(z) - log_q
+                out.append(torch.logsumexp(log_w, 0) - math.log(k))
+        return torch.cat(out).float().cpu()
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Data (N, *shape) -> (mu, logvar) of q(z|x), each (N, latent_dim), on CPU."""
+        self.net.eval()
+        with torch.no_grad():
+            mu, logvar = self.net.encode(self._prep(x))
+        return mu.cpu(), logvar.cpu()
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents (N, latent_dim) -> decoder mean: images (N, C, H, W) in [0, 1] (not rounded), points (N, 2)."""
+        self.net.eval()
+        with torch.no_grad():
+            params = self.net.decoder_params(z.float().to(self.device))
+            if self.data_info.is_image:
+                k = self.net.levels
+                levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
+                return (params.exp() * levels).sum(-1).float().cpu()
+            mean, _ = params
+            return (mean * self.net.scale + self.net.shift).float().cpu()
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean, see :meth:`set_sampler`)."""
+        if not self._fitted:
+            raise RuntimeError("vae: call fit() (or load_state_dict) before sampling")
+        z = self.temperature * torch.randn(n, self.latent_dim, generator=generator)
+        self.net.eval()
+        with torch.no_grad():
+            params = self.net.decoder_params(z.to(self.device))
+            if self.data_info.is_image:
+                k = self.net.levels
+                if self.decoder_mode == "mean":
+                    levels = torch.arange(k, device=params.device, dtype=params.dtype)
+                    x_int = torch.round((params.exp() * levels).sum(-1))
+                else:  # inverse-CDF sampling with CPU uniforms: reproducible on any device
+                    u = torch.rand(params.shape[:-1], generator=generator).to(params.device)
+                    cdf = params.exp().cumsum(-1)
+                    x_int = (cdf < u.unsqueeze(-1)).sum(-1).clamp(max=k - 1).float()
+                return (x_int / (k - 1)).float().cpu()
+            mean, logvar = params
+            y = mean
+            if self.decoder_mode == "sample":
+                y = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator).to(mean.device)
+            return (y * self.net.scale + self.net.shift).float().cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+        self._fitted = True
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= int(k) <= 256:
+        raise ValueError(f"vae: the IWAE k must be in [1, 256], got {k}")
+
+
+@register("vae", family="vae")
+def make_vae(
+    info: DataInfo,
+    latent_dim: int | None = None,
+    width: int = 16,
+    hidden: Sequence[int] = (128, 128),
+    lr: float = 1e-3,
+    beta: float = 1.0,
+    min_logvar: float = -9.0,
+    iwae_k: int = 64,
+    device: str | None = None,
+) -> VAE:
+    """VAE: Gaussian encoder, categorical-over-K decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
+    return VAE(
+        info, latent_dim=latent_dim, width=width, hidden=hidden, lr=lr, beta=beta, min_logvar=min_logvar, iwae_k=iwae_k, device=device
+    )
