@@ -85,7 +85,7 @@ class EBM:
             2-D data always use an MLP.
         width: base channels of the conv energy.
         hidden: hidden sizes of the MLP energy (default (256, 256) images, (128, 128) 2-D).
-        lr: Adam learning rate (``Budget.lr`` overrides it when given).
+        lr: Adam learning rate (default 1e-4 images, 3e-3 2-D; ``Budget.lr`` overrides it when given).
         train_steps: Langevin updates per training step (per persistent chain visit).
         step_size: gradient step of each Langevin update.
         noise: std of the Gaussian noise of each update.
@@ -106,7 +106,7 @@ class EBM:
         arch: str = "mlp",
         width: int = 16,
         hidden: Sequence[int] | None = None,
-        lr: float = 1e-4,
+        lr: float | None = None,
         train_steps: int = 20,
         step_size: float | None = None,
         noise: float | None = None,
@@ -128,7 +128,7 @@ class EBM:
         if hidden is None:
             hidden = (256, 256) if info.is_image else (128, 128)
         self.data_info = info
-        self.lr = lr
+        self.lr = float(lr if lr is not None else (1e-4 if info.is_image else 3e-3))
         self.train_steps = int(train_steps)
         self.step_size = float(step_size if step_size is not None else (2.0 if info.is_image else 0.05))
         self.noise = float(noise if noise is not None else (0.01 if info.is_image else 0.02))
@@ -269,7 +269,7 @@ def make_ebm(
     arch: str = "mlp",
     width: int = 16,
     hidden: Sequence[int] | None = None,
-    lr: float = 1e-4,
+    lr: float | None = None,
     train_steps: int = 20,
     step_size: float | None = None,
     noise: float | None = None,

@@ -156,14 +156,18 @@ class _FlowNet(nn.Module):
             x = (torch.sigmoid(x) - a) / (1 - 2 * a)
         return x
 
-    def log_density(self, x: Tensor) -> Tensor:
-        """log p(x) (nats per example) of continuous inputs (dequantized y for images)."""
+    def to_base(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Continuous inputs (dequantized y for images) -> base point z and log|det dz/dx| per example."""
         h, logdet = self.preprocess(x)
         for layer in self.layers:
             h, ld = layer(h)
             logdet = logdet + ld
-        base = -0.5 * (h**2 + LOG_2PI).flatten(1).sum(1)
-        return base + logdet
+        return h, logdet
+
+    def log_density(self, x: Tensor) -> Tensor:
+        """log p(x) (nats per example) of continuous inputs (dequantized y for images)."""
+        z, logdet = self.to_base(x)
+        return -0.5 * (z**2 + LOG_2PI).flatten(1).sum(1) + logdet
 
     def invert(self, z: Tensor) -> Tensor:
         for layer in reversed(self.layers):
