@@ -537,6 +537,10 @@ def _method_settings(method: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
     return s
 
 
+# Records holding the sample arrays of the grids (value None). Not "_"-prefixed:
+# the result store hides internal "_" records from leaderboard sections.
+GRID_METRIC = "sample_grid"
+
 METRICS = {
     # record name: (value key, description)
     "trainable_params": "trainable parameters",
@@ -647,7 +651,9 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
                 if m == "adapt_s":
                     rec["extra"] = {"prior_gen_s": res.get("prior_gen_s", 0.0), "losses": res.get("losses", [])}
                 records.append(rec)
-            records.append({**base, "metric": "_samples", "value": None, "settings": {"levels": refs.ds.info.levels}, "extra": res["grid"]})
+            records.append(
+                {**base, "metric": GRID_METRIC, "value": None, "settings": {"levels": refs.ds.info.levels}, "extra": res["grid"]}
+            )
         records += _real_rows(refs, cfg, common, protocol, seed)
     return records
 
@@ -677,7 +683,7 @@ def _real_rows(refs: _Refs, cfg: dict[str, Any], common: dict, protocol: dict, s
     recs.append(
         {
             **base,
-            "metric": "_samples",
+            "metric": GRID_METRIC,
             "value": None,
             "settings": {"levels": refs.ds.info.levels},
             "extra": {"concept": (refs.examples[:, 0] * levels).round().int().tolist(), "prior": []},

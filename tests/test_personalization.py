@@ -204,12 +204,15 @@ def test_rerun_uses_the_cache(run, monkeypatch):
 
 
 def test_section_renders_table_and_grids(run, tmp_path):
+    from bench.leaderboard import records_frame
     from bench.sections.personalization import section
+    from bench.store import ResultStore
 
     suite, _, recs = run
-    df = pd.DataFrame(recs)
-    df["extra"] = df.get("extra")
-    df["na"] = df.get("na")
+    store = ResultStore(tmp_path / "store")  # the leaderboard's path: stored, read back, framed
+    for r in recs:
+        store.append(r)
+    df = records_frame(store.records())
     assets = tmp_path / "assets" / "personalization-test"
     md = section(df, suite, assets)
     for m in suite["personalization"]["methods"]:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.personalization import GRID_METRIC
+
 COLUMNS = [
     # metric, header, direction, formatter kind
     ("trainable_params", "trainable params", None, "int"),
@@ -107,7 +109,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
     out = ["## Personalization: teaching a new concept", ""]
     if records is None or records.empty or "metric" not in records:
         return "\n".join(out + ["_no personalization results_"])
-    df = records[records["metric"].isin([c[0] for c in COLUMNS] + ["_samples"])]
+    df = records[records["metric"].isin([c[0] for c in COLUMNS] + [GRID_METRIC])]
     if df.empty:
         return "\n".join(out + ["_no personalization results_"])
     s0 = next((s for s in df["settings"] if isinstance(s, dict) and "concept" in s), {})
@@ -179,7 +181,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         out += ["Parameter counts (peft format, of the adapted network):", "", *lines, ""]
     # sample grids (first seed)
     first = seeds[0] if seeds else None
-    samples = df[(df["metric"] == "_samples") & (df["seed"] == first)]
+    samples = df[(df["metric"] == GRID_METRIC) & (df["seed"] == first)]
     imgs = []
     for g in gens:
         ex = next((e for e in samples[samples["generator"] == g]["extra"] if isinstance(e, dict)), None)
