@@ -141,6 +141,13 @@ class DDPM:
     ``p_uncond`` (label dropout), optimiser ``lr``, ``ema_decay``,
     ``elbo_timesteps`` (number of stratified timesteps of the ELBO estimate,
     ``None`` = all T terms).
+
+    Defaults (cosine schedule, U-Net width 16, lr 2e-3) were chosen for
+    minute-scale CPU budgets: on digits (1500 steps of 128) width 16 beat
+    width 32 at equal wall time, and cosine beat linear in FID (DDIM@50 15 vs
+    19) though not in the bound (3.4 vs 3.1 bits/dim); on ring8 (2000 steps of
+    256) cosine with lr 2e-3 put 38 % of DDIM@50 samples within 3 std of a
+    mode against 1 % for linear with lr 1e-3.
     """
 
     name = "ddpm"
@@ -150,14 +157,14 @@ class DDPM:
         self,
         info: DataInfo,
         T: int = 1000,
-        schedule: str = "linear",
-        width: int = 32,
+        schedule: str = "cosine",
+        width: int = 16,
         mults: Sequence[int] = (1, 2),
         blocks: int = 1,
         hidden: Sequence[int] = (256, 256, 256),
         conditional: bool = False,
         p_uncond: float = 0.1,
-        lr: float = 1e-3,
+        lr: float = 2e-3,
         ema_decay: float = 0.999,
         elbo_timesteps: int | None = 100,
         device: str | None = None,
@@ -551,14 +558,14 @@ class DDPM:
 def make_ddpm(
     info: DataInfo,
     T: int = 1000,
-    schedule: str = "linear",
-    width: int = 32,
+    schedule: str = "cosine",
+    width: int = 16,
     mults: Sequence[int] = (1, 2),
     blocks: int = 1,
     hidden: Sequence[int] = (256, 256, 256),
     conditional: bool = False,
     p_uncond: float = 0.1,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     ema_decay: float = 0.999,
     elbo_timesteps: int | None = 100,
     device: str | None = None,
