@@ -62,9 +62,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import io
 import json
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -422,6 +424,10 @@ def evaluate(ddpm: Any, net: nn.Module, refs: _Refs, cfg: dict[str, Any], seed: 
 # ----------------------------------------------------------------------------- pretraining
 def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, seed: int) -> tuple[Any, dict[str, Any]]:
     """Build and fit (or load from the cache) the model on every class but the concept."""
+    torch.manual_seed(seed)
+    ddpm = build(cfg["model"], refs.ds.info, device=device, **cfg["params"])
+    # the family's source enters the key: an edited model module is never served a stale cache
+    src = hashlib.sha256(inspect.getsource(sys.modules[type(ddpm).__module__]).encode()).hexdigest()[:16]
     key = _hash(
         {
             "model": cfg["model"],
@@ -430,13 +436,12 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
             "seed": seed,
             "concept": refs.concept,
             "dataset": cfg["dataset"],
+            "src": src,
             "v": 1,
         }
     )
     root = Path(cache_dir) / "personalization"
     path, meta_path = root / f"pretrain-{key}.pt", root / f"pretrain-{key}.json"
-    torch.manual_seed(seed)
-    ddpm = build(cfg["model"], refs.ds.info, device=device, **cfg["params"])
     if path.exists() and meta_path.exists():
         ddpm.load_state_dict(torch.load(path, weights_only=True))
         report = json.loads(meta_path.read_text())
