@@ -118,3 +118,19 @@ def test_reference_row_can_be_chosen(tmp_path, ref):
     md = section(_records(seeds=(0,)), suite, tmp_path)
     assert f"the reference **{ref}**" in md
     assert _line(md.split("Latency ratios")[1], "| ddpm@1000 |").endswith("| 0.100× | 0.100× |")
+
+
+def test_speed_quality_suite_parses_and_shares_models():
+    from bench.suite import load_suite, validate_names
+
+    s = load_suite("speed-quality")
+    validate_names(s)
+    assert s.sections == ("speed_quality",) and s.settings["latency_batch"] == 256
+    g = {x.name: x for x in s.generators}
+    # DDPM and DDIM rows: one trained network (same model, params and budget), different samplers
+    assert (g["ddpm"].model, g["ddpm"].params, g["ddpm"].budget) == (g["ddim"].model, g["ddim"].params, g["ddim"].budget)
+    assert 1000 in g["ddpm"].steps and g["ddim"].steps == (1, 2, 5, 10, 20, 50, 100, 1000)
+    assert g["flow-matching"].steps == (1, 2, 5, 10, 20, 50, 100)
+    sweep = [x for x in s.generators if "guidance_scale" in x.sample_params]
+    assert len(sweep) >= 3 and len({(str(x.params), str(x.budget)) for x in sweep}) == 1
+    assert all(x.params.get("conditional") and "class_acc" in x.metrics for x in sweep)
