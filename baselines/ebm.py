@@ -174,14 +174,16 @@ class EBM:
         self.net.eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
-        try:
-            for _ in range(n_steps):
-                h = h.detach().requires_grad_(True)
-                (grad,) = torch.autograd.grad(self.net(h).sum(), h)
-                eps = torch.randn(h.shape, generator=generator).to(h.device) if generator is not None else torch.randn_like(h)
-                h = h - self.step_size * grad + self.noise * eps
-                if self.data_info.is_image:
-                    h = h.clamp(-1, 1)
+        try:  # callers may sample under no_grad / inference_mode: Langevin needs input gradients
+            with torch.inference_mode(False), torch.enable_grad():
+                h = h.clone()
+                for _ in range(n_steps):
+                    h = h.detach().requires_grad_(True)
+                    (grad,) = torch.autograd.grad(self.net(h).sum(), h)
+                    eps = torch.randn(h.shape, generator=generator).to(h.device) if generator is not None else torch.randn_like(h)
+                    h = h - self.step_size * grad + self.noise * eps
+                    if self.data_info.is_image:
+                        h = h.clamp(-1, 1)
         finally:
             for p in self.net.parameters():
                 p.requires_grad_(True)

@@ -65,3 +65,11 @@ def test_image_steps_zero_is_quantized_uniform_noise():
 def test_bad_hyperparameters_are_named(hp, match):
     with pytest.raises(ValueError, match=match):
         registry.build("ebm", data.load("digits").info, **hp)
+
+
+@pytest.mark.parametrize("ctx", [torch.no_grad, torch.inference_mode])
+def test_sampling_works_under_no_grad(ring_ebm, ctx):
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with ctx():
+        x = ring_ebm.sample(10, steps=5, generator=g())
+    assert torch.equal(x, ring_ebm.sample(10, steps=5, generator=g()))
