@@ -17,8 +17,10 @@ so the untrained flow is the identity.
   dequantization bound log p(y) - D log K on the discrete log-likelihood
   (``info.likelihood == "dequantized"``), with u drawn from a fixed-seed
   generator so the number is reproducible. Samples are quantized back.
-* 2-D points: MLP conditioners, alternating coordinate masks, on standardized
-  coordinates; ``log_prob`` is the exact density of the raw points (nats).
+* 2-D points: MLP conditioners, alternating coordinate masks with a fixed
+  random rotation between couplings (without it, data with independent
+  coordinates such as grid25 leave the identity-initialized flow stuck), on
+  standardized coordinates; ``log_prob`` is the exact density of the raw points (nats).
 """
 
 from __future__ import annotations
@@ -93,6 +95,29 @@ class _Coupling(nn.Module):
         return (y - t) * torch.exp(-s)
 
 
+class _Rotation(nn.Module):
+    """A fixed random rotation (log|det| = 0) between 2-D couplings.
+
+    With coordinate masks alone, data whose coordinates are independent (grid25)
+    sit at a saddle: a coupling of an independent coordinate has no gradient to
+    follow from the identity. Rotating in between mixes the coordinates.
+    """
+
+    def __init__(self, d: int, seed: int) -> None:
+        super().__init__()
+        q, r = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(1000 + seed), dtype=torch.float64))
+        q = q * torch.sign(torch.diagonal(r))
+        if torch.det(q) < 0:
+            q[:, 0] = -q[:, 0]
+        self.register_buffer("w", q.float())
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x @ self.w.T, torch.zeros(len(x), device=x.device, dtype=x.dtype)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return y @ self.w
+
+
 class _FlowNet(nn.Module):
     def __init__(
         self,
@@ -131,6 +156,8 @@ class _FlowNet(nn.Module):
             for i in range(n_couplings):
                 mask = (torch.arange(d) % 2 == i % 2).float()
                 layers.append(_Coupling(mask, _mlp(d, 2 * d, hidden, dropout), s_max, conv=False))
+                if i < n_couplings - 1:
+                    layers.append(_Rotation(d, seed=i))
         self.layers = nn.ModuleList(layers)
         # per-dimension affine in front of the couplings (data-initialized for images,
         # the training mean/std for points)

@@ -117,6 +117,8 @@ class VAE:
             the reported bounds always use beta = 1.
         min_logvar: lower bound of the 2-D decoder's log-variance (standardized units).
         iwae_k: default k of :meth:`iwae_bound`.
+        kl_warmup: fraction of the training steps over which the KL weight ramps
+            linearly from 0 to ``beta`` (0 = no warm-up); counters posterior collapse.
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
@@ -133,6 +135,7 @@ class VAE:
         beta: float = 1.0,
         min_logvar: float = -9.0,
         iwae_k: int = 64,
+        kl_warmup: float = 0.0,
         device: str | None = None,
     ) -> None:
         if info.is_image and not info.levels:
@@ -144,6 +147,9 @@ class VAE:
         if beta <= 0:
             raise ValueError(f"vae: beta must be > 0, got {beta}")
         _check_k(iwae_k)
+        if not 0 <= kl_warmup <= 1:
+            raise ValueError(f"vae: kl_warmup is a fraction of the training steps in [0, 1], got {kl_warmup}")
+        self.kl_warmup = float(kl_warmup)
         self.data_info = info
         self.latent_dim = latent_dim
         self.lr = lr
@@ -198,11 +204,13 @@ class VAE:
         kls: list[float] = []
         self.net.train()
         steps = 0
-        for _ in progress(range(budget.steps), desc="vae"):
+        warm = self.kl_warmup * budget.steps
+        for i in progress(range(budget.steps), desc="vae"):
             xb, _ = next(batches)
             xb = xb.to(self.device)
             rec, kl = self._elbo_terms(xb)
-            loss = -(rec - self.beta * kl).mean()
+            beta = self.beta * min(1.0, (i + 1) / warm) if warm > 0 else self.beta
+            loss = -(rec - beta * kl).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -325,9 +333,19 @@ def make_vae(
     beta: float = 1.0,
     min_logvar: float = -9.0,
     iwae_k: int = 64,
+    kl_warmup: float = 0.0,
     device: str | None = None,
 ) -> VAE:
     """VAE: Gaussian encoder, categorical-over-K decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
     return VAE(
-        info, latent_dim=latent_dim, width=width, hidden=hidden, lr=lr, beta=beta, min_logvar=min_logvar, iwae_k=iwae_k, device=device
+        info,
+        latent_dim=latent_dim,
+        width=width,
+        hidden=hidden,
+        lr=lr,
+        beta=beta,
+        min_logvar=min_logvar,
+        iwae_k=iwae_k,
+        kl_warmup=kl_warmup,
+        device=device,
     )

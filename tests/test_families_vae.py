@@ -97,7 +97,9 @@ def test_latent_figure_validates_inputs(vae, tmp_path):
         vae_latent_figure(object(), ds, tmp_path / "x.png")
 
 
-@pytest.mark.parametrize("hp,match", [({"beta": 0}, "beta"), ({"latent_dim": 0}, "latent_dim"), ({"iwae_k": 300}, "k must be")])
+@pytest.mark.parametrize(
+    "hp,match", [({"beta": 0}, "beta"), ({"latent_dim": 0}, "latent_dim"), ({"iwae_k": 300}, "k must be"), ({"kl_warmup": 2}, "kl_warmup")]
+)
 def test_bad_hyperparameters_are_named(hp, match):
     with pytest.raises(ValueError, match=match):
         registry.build("vae", data.load("digits").info, **hp)
