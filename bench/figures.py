@@ -1,6 +1,7 @@
 """Model-specific leaderboard figures.
 
 * :func:`vae_latent_figure`: the seeds' latent-space arithmetic for a model
+  (a VAE, or any model that encodes and decodes, e.g. an autoencoder)
   with ``encode(x) -> (mu, logvar)`` (or codes) and ``decode(z) -> images``:
   a linear interpolation between two test digits, and class-attribute vectors
   (mean latent of class a minus mean latent of class b, added with growing
@@ -105,7 +106,8 @@ def vae_latent_figure(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-    fig.suptitle("VAE latent space: interpolation, class-attribute vectors (left: real test image)", fontsize=7)
+    who = getattr(getattr(model, "info", None), "name", None) or type(model).__name__
+    fig.suptitle(f"{who} latent space: interpolation, class-attribute vectors (left: real test image)", fontsize=7)
     fig.subplots_adjust(left=label_w / fig_w, right=1 - 0.1 / fig_w, bottom=0.05 / fig_h, top=1 - 0.3 / fig_h, hspace=0.12)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

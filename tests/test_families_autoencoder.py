@@ -79,3 +79,11 @@ def test_set_sampler_rejects_unknown_prior():
     m = registry.build("autoencoder", data.load("ring8").info)
     with pytest.raises(ValueError, match="latent_prior"):
         m.set_sampler(latent_prior="uniform")
+
+
+def test_latent_figure_accepts_deterministic_codes(tmp_path):
+    from bench.figures import vae_latent_figure
+
+    m, ds = _fit("autoencoder", "digits", steps=10, batch_size=64, width=8)
+    path = vae_latent_figure(m, ds, tmp_path / "ae.png", n_steps=3)
+    assert path.stat().st_size > 1000
