@@ -34,7 +34,7 @@ def _run(ctx: EvalContext, names=NEW) -> dict:
 def test_record_names_and_directions():
     outs = mreg.all_outputs()
     expected = {
-        "kid": "min", "is": "max", "precision": "max", "recall": "max", "density": "max", "coverage": "max",
+        "kid": "zero", "is": "max", "precision": "max", "recall": "max", "density": "max", "coverage": "max",
         "class_kl": "min", "class_acc": "max", "copy_rate": "min", "dist_ratio": None, "modes": "max",
         "hq_pct": "max", "reverse_kl": "min", "kl_uniform": "min",
     }  # fmt: skip
