@@ -60,9 +60,19 @@ class RunSummary:
 
 
 def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
-    """All jobs of a suite, in a stable order."""
+    """All jobs of a suite, in a stable order.
+
+    A generator is planned only on the data kinds it supports (e.g. PixelCNN
+    on images, not on 2-D points), as declared when it was registered.
+    """
     seeds = list(seeds) if seeds else list(suite.seeds)
-    return [Job(suite.name, d, g, s) for d in suite.datasets for g in suite.generators_for(d.name) for s in seeds]
+    jobs = []
+    for d in suite.datasets:
+        kind = dreg.load(d.name, **d.params).info.kind
+        for g in suite.generators_for(d.name):
+            if kind in greg.get(g.model).kinds:
+                jobs += [Job(suite.name, d, g, s) for s in seeds]
+    return jobs
 
 
 def seed_everything(seed: int) -> None:

@@ -217,3 +217,11 @@ def test_ray_executor(tmp_path, suite_file):
         return
     s = runner_mod.run_suite(suite, results_dir=tmp_path / "r", progress=False, executor="ray", seeds=[0])
     assert s.ran == 3
+
+
+def test_plan_respects_supported_data_kinds(tmp_path):
+    p = tmp_path / "k.toml"
+    p.write_text(SUITE.replace('name = "data"', 'name = "data"\n[[generators]]\nname = "uniform"'))
+    jobs = runner_mod.plan(load_suite(str(p)))
+    assert "uniform" not in {j.gen.name for j in jobs}  # images only: not planned on ring8
+    assert {j.gen.name for j in jobs} == {"data", "gaussian", "gmm"}
