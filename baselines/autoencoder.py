@@ -20,14 +20,13 @@ Neither model has a likelihood (its NLL columns read n/a).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress
+from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
 
@@ -36,12 +35,6 @@ __all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
 _PRIORS = ("gaussian", "gmm")
 
 
-def _thin(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
 
 
 class _AENet(nn.Module):
@@ -198,7 +191,7 @@ class AutoencoderGenerator:
                 break
         self._fit_prior(x_all)
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"recon": _thin(losses)})
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"recon": thin_curve(losses)})
 
     def _fit_prior(self, x: Tensor) -> None:
         """Fit both latent densities (full-covariance Gaussian; GMM by EM) to the training codes."""

@@ -26,7 +26,6 @@ so its latency grows with the pixel count.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
 
@@ -34,19 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import minibatches, pick_device, progress
+from .nets import minibatches, pick_device, progress, thin_curve
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
 from .registry import register
 
 __all__ = ["PixelCNN", "make_pixelcnn"]
 
 
-def _thin(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
 
 
 def _down(x: Tensor) -> Tensor:
@@ -191,7 +184,7 @@ class PixelCNN:
                 break
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": _thin(losses)})
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": thin_curve(losses)})
 
     def conditionals(self, x: Tensor) -> Tensor:
         """Per-pixel conditional probabilities P(x_i = level | x_<i): (N, C, H, W, K), summing to 1 over K."""

@@ -25,26 +25,19 @@ chains start uniform in [-init_range, init_range]^2 (standardized units).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nets import ConvEncoder, minibatches, mlp, pick_device, progress
+from .nets import ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
 
 __all__ = ["EBM", "make_ebm"]
 
 
-def _thin(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
 
 
 class _EnergyNet(nn.Module):
@@ -231,7 +224,7 @@ class EBM:
         return TrainReport(
             steps=steps,
             wall_time_s=time.perf_counter() - t0,
-            losses={"cd": _thin(losses), "energy_data": _thin(e_pos), "energy_neg": _thin(e_neg)},
+            losses={"cd": thin_curve(losses), "energy_data": thin_curve(e_pos), "energy_neg": thin_curve(e_neg)},
         )
 
     def sample(

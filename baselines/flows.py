@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nets import minibatches, mlp, pick_device, progress
+from .nets import minibatches, mlp, pick_device, progress, thin_curve
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, dequantize, quantize
 from .registry import register
 
@@ -41,12 +41,6 @@ __all__ = ["RealNVP", "make_realnvp"]
 LOG_2PI = math.log(2 * math.pi)
 
 
-def _thin(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
 
 
 def _mlp(d_in: int, d_out: int, hidden: Sequence[int], dropout: float) -> nn.Module:
@@ -321,7 +315,7 @@ class RealNVP:
                 break
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": _thin(losses)})
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": thin_curve(losses)})
 
     def log_prob(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """log-likelihood in nats per example, shape (N,).

@@ -330,3 +330,11 @@ class EMA:
             pe.lerp_(p.detach(), 1.0 - d)
         for be, b in zip(self.module.buffers(), model.buffers()):
             be.copy_(b)
+
+
+def thin_curve(values: list[float], n: int = 200) -> list[float]:
+    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
+    if len(values) <= n:
+        return [float(v) for v in values]
+    step = math.ceil(len(values) / n)
+    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]

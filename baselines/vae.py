@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress
+from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
 from .registry import register
 
@@ -43,12 +43,6 @@ LOG_2PI = math.log(2 * math.pi)
 _DECODERS = ("sample", "mean")
 
 
-def _thin(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
 
 
 def _std_normal_logpdf(z: Tensor) -> Tensor:
@@ -221,7 +215,7 @@ class VAE:
                 break
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"neg_elbo": _thin(losses), "kl": _thin(kls)})
+        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"neg_elbo": thin_curve(losses), "kl": thin_curve(kls)})
 
     def _elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         mu, logvar = self.net.encode(x)
