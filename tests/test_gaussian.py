@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
 from baselines import registry
-from baselines.protocol import ExactLikelihood, Generator, TrainData, Trainable
+from baselines.protocol import ExactLikelihood, Generator, Trainable, TrainData
 from bench import data
 
 
