@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.leaderboard import fmt_num
 from bench.personalization import GRID_METRIC
 
 COLUMNS = [
@@ -36,21 +37,6 @@ REFERENCE = ("real data",)
 BASELINE_KINDS = ("none", "data")
 
 
-def _num(v: float) -> str:
-    a = abs(v)
-    if a == 0:
-        return "0"
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    if a >= 0.01:
-        return f"{v:.3f}"
-    return f"{v:.2e}"
-
-
 def _bytes(v: float) -> str:
     for unit, k in (("MB", 1e6), ("kB", 1e3)):
         if v >= k:
@@ -65,7 +51,7 @@ def _fmt(kind: str, v: float) -> str:
         return f"{v:.3g}%"
     if kind == "bytes":
         return _bytes(v)
-    return _num(v)
+    return fmt_num(v)
 
 
 def _cell(vals: list, kind: str) -> tuple[str, float | None]:

@@ -29,6 +29,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.leaderboard import fmt_num
+
 REFERENCE_MODELS = ("data", "uniform")
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
@@ -41,22 +43,8 @@ METRICS = {
 }
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    v = float(v)
-    a = abs(v)
-    if a == 0:
-        return "0"
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 100:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    if a >= 0.01:
-        return f"{v:.{digits}f}"
-    return f"{v:.2e}"
+def _fmt(v: Any) -> str:
+    return fmt_num(None if v is None else float(v))
 
 
 def _slug(s: str) -> str:
