@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from .nets import EMA, TimeMLP, UNet, minibatches, pick_device, progress
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, from_levels, to_levels
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 
 SCHEDULES = ("linear", "cosine")
@@ -364,18 +364,8 @@ class DDPM:
 
     # -- sampling -------------------------------------------------------------------
     def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        if not self.conditional:
-            if labels is not None:
-                raise ValueError("ddpm: labels given but the model was trained unconditionally (conditional=False)")
-            return None
-        if labels is None:
-            labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-        labels = torch.as_tensor(labels).long().reshape(-1)
-        if labels.shape[0] != n:
-            raise ValueError(f"ddpm: got {labels.shape[0]} labels for {n} samples")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"ddpm: labels must be in [0, {self.num_classes - 1}]")
-        return labels.to(self.device)
+        labels = class_labels("ddpm", n, labels, self.num_classes, self.conditional, generator)
+        return None if labels is None else labels.to(self.device)
 
     def _x0_eps(self, x: Tensor, eps: Tensor, ab: float) -> tuple[Tensor, Tensor]:
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)

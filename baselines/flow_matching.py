@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .nets import EMA, TimeMLP, UNet, minibatches, pick_device, progress
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, from_levels, to_levels
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 
 T_SCALE = 1000.0  # t in [0, 1] -> [0, 1000] for the sinusoidal embedding
@@ -227,18 +227,8 @@ class FlowMatching:
 
     # -- sampling -------------------------------------------------------------------
     def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        if not self.conditional:
-            if labels is not None:
-                raise ValueError("flow-matching: labels given but the model was trained unconditionally (conditional=False)")
-            return None
-        if labels is None:
-            labels = torch.randint(0, self.num_classes, (n,), generator=generator)
-        labels = torch.as_tensor(labels).long().reshape(-1)
-        if labels.shape[0] != n:
-            raise ValueError(f"flow-matching: got {labels.shape[0]} labels for {n} samples")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_classes):
-            raise ValueError(f"flow-matching: labels must be in [0, {self.num_classes - 1}]")
-        return labels.to(self.device)
+        labels = class_labels("flow-matching", n, labels, self.num_classes, self.conditional, generator)
+        return None if labels is None else labels.to(self.device)
 
     @torch.no_grad()
     def sample_continuous(

@@ -248,3 +248,21 @@ def quantize(y: Tensor, levels: int) -> Tensor:
     """Inverse of :func:`dequantize`: continuous y in [0, 1) -> [0, 1] levels."""
     x_int = torch.clamp(torch.floor(y * levels), 0, levels - 1)
     return x_int / (levels - 1)
+
+
+def class_labels(who: str, n: int, labels: Tensor | None, num_classes: int, conditional: bool, generator: torch.Generator | None = None) -> Tensor | None:
+    """Validated conditioning labels for ``sample``: random ones when ``labels``
+    is None, an error naming ``who`` for labels given to an unconditional model,
+    a wrong count or a class outside [0, num_classes)."""
+    if not conditional:
+        if labels is not None:
+            raise ValueError(f"{who}: labels given but the model was trained unconditionally (conditional=False)")
+        return None
+    if labels is None:
+        labels = torch.randint(0, num_classes, (n,), generator=generator)
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    if labels.shape[0] != n:
+        raise ValueError(f"{who}: got {labels.shape[0]} labels for {n} samples")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{who}: labels must be in [0, {num_classes - 1}]")
+    return labels
