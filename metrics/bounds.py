@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-import torch
+from genbench.protocol import ImportanceBound
 
 from .context import EvalContext
 from .likelihood import nll_nats
@@ -18,7 +18,7 @@ from .registry import MetricValue, Output, register_metric
 
 
 def _has_iwae(ctx: EvalContext) -> bool:
-    return ctx.generator is not None and callable(getattr(ctx.generator, "iwae_bound", None)) and ctx.test is not None
+    return isinstance(ctx.generator, ImportanceBound) and ctx.test is not None
 
 
 @register_metric("nll_iwae", [Output("nll_iwae", "NLL (IWAE-k)", "min")], applies=_has_iwae)
@@ -27,12 +27,10 @@ def nll_iwae(ctx: EvalContext) -> dict[str, MetricValue]:
     k = int(ctx.setting("iwae_k", 64))
     n = min(len(ctx.test), int(ctx.setting("iwae_n", len(ctx.test))))
     g = ctx.generator
-    with torch.random.fork_rng():
-        torch.manual_seed(ctx.seed)
-        nll = nll_nats(lambda x: g.iwae_bound(x, k), ctx.test[:n], batch_size=max(1, 4096 // k))
+    nll = nll_nats(lambda x: g.iwae_bound(x, k), ctx.test[:n], batch_size=max(1, 4096 // k), seed=ctx.seed)
     is_image = ctx.data_info.kind == "image"
     scale = ctx.data_info.dim * math.log(2) if is_image else 1.0
     v = float(nll.mean()) / scale
     se = float(nll.std() / math.sqrt(len(nll))) / scale if len(nll) > 1 else float("nan")
     settings = {"unit": "bits/dim" if is_image else "nats/point", "kind": f"iwae-{k}", "k": k, "n": n, "split": "test"}
-    return {"nll_iwae": MetricValue(v, (v - 1.96 * se, v + 1.96 * se) if math.isfinite(se) else None, settings)}
+    return {"nll_iwae": MetricValue(v, (v - 1.96 * se, v + 1.96 * se) if math.isfinite(se) else None, settings, unit=settings["unit"])}

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genbench.protocol import ExactLikelihood, LikelihoodBound
+
 
 def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
     out = []
@@ -25,35 +27,68 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tens
     return torch.cat(out)
 
 
-def nll_nats(score: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512) -> Tensor:
-    """Per-example negative log-likelihood in nats from a ``log_prob``/``elbo`` function."""
-    lp = _batched(score, x, batch_size)
+def nll_nats(score: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 512, seed: int | None = 0) -> Tensor:
+    """Per-example negative log-likelihood in nats (float64, (N,)) from a ``log_prob``/``elbo`` function.
+
+    Stochastic scores (dequantization noise, the ELBO's posterior sample, IWAE)
+    draw from torch's default generator, which the protocol gives no way to
+    replace. With ``seed`` (the job seed) they run inside ``torch.random.fork_rng``
+    seeded with it: the value is reproducible (a resumed run gets the same
+    number) and the caller's global RNG state is left untouched.
+    ``seed=None`` uses the global RNG as it is.
+    """
+    if len(x) == 0:
+        raise ValueError("log-likelihood of an empty set: need at least one example")
+    if seed is None:
+        lp = _batched(score, x, batch_size)
+    else:
+        with torch.random.fork_rng(devices=_cuda_devices(x)):
+            torch.manual_seed(int(seed))
+            lp = _batched(score, x, batch_size)
     if not torch.isfinite(lp).all():
         raise ValueError(f"log-likelihood has {int((~torch.isfinite(lp)).sum())} non-finite values")
     return -lp
 
 
+def _cuda_devices(x: Tensor) -> list[int]:
+    return [x.device.index or 0] if x.is_cuda else ([torch.cuda.current_device()] if torch.cuda.is_available() else [])
+
+
 def bits_per_dim(nll_nats_per_example: Tensor | float, dim: int) -> float:
-    """Convert a mean NLL in nats per example to bits per dimension."""
-    v = float(torch.as_tensor(nll_nats_per_example, dtype=torch.float64).mean())
-    return v / (dim * math.log(2))
+    """Mean NLL in nats per example -> bits per dimension: mean / (dim ln 2).
+
+    Raises ``ValueError`` for an empty input, NaN/inf values or ``dim < 1``.
+    """
+    t = torch.as_tensor(nll_nats_per_example, dtype=torch.float64)
+    if t.numel() == 0:
+        raise ValueError("bits_per_dim of an empty tensor: need at least one NLL value")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"bits_per_dim: {int((~torch.isfinite(t)).sum())} of {t.numel()} NLL values are NaN or inf")
+    if int(dim) < 1:
+        raise ValueError(f"bits_per_dim: dim must be >= 1, got {dim}")
+    return float(t.mean()) / (int(dim) * math.log(2))
 
 
-def likelihood_summary(model: Any, x: Tensor, *, is_image: bool, dim: int, batch_size: int = 512) -> dict[str, float]:
-    """Test NLL of ``model`` on ``x``: ``nll`` (nats/point, 2-D) or ``bpd`` (bits/dim, images).
+def likelihood_summary(
+    model: Any, x: Tensor, *, is_image: bool, dim: int, batch_size: int = 512, seed: int | None = 0
+) -> dict[str, Any]:
+    """Test NLL of ``model`` on ``x``: nats/point (2-D data) or bits/dim (images).
 
-    Uses ``log_prob`` when the model has it, else ``elbo``; ``kind`` in the
-    result says which (``exact``, ``dequantized`` or ``elbo``).
+    Uses ``log_prob`` (:class:`~genbench.protocol.ExactLikelihood`) when the
+    model has it, else ``elbo`` (:class:`~genbench.protocol.LikelihoodBound`);
+    ``kind`` in the result says which (``exact``, ``dequantized`` or ``elbo``).
+    Random draws inside the score are seeded with ``seed`` (see :func:`nll_nats`).
+    Returns ``{"value", "se", "unit", "kind"}`` (se: standard error of the mean).
     """
     info = getattr(model, "info", None)
-    if hasattr(model, "log_prob"):
-        nll = nll_nats(model.log_prob, x, batch_size)
+    if isinstance(model, ExactLikelihood):
+        nll = nll_nats(model.log_prob, x, batch_size, seed)
         kind = getattr(info, "likelihood", None) or "exact"
-    elif hasattr(model, "elbo"):
-        nll = nll_nats(model.elbo, x, batch_size)
+    elif isinstance(model, LikelihoodBound):
+        nll = nll_nats(model.elbo, x, batch_size, seed)
         kind = "elbo"
     else:
-        raise TypeError("model has neither log_prob nor elbo")
+        raise TypeError(f"{type(model).__name__} has neither log_prob (ExactLikelihood) nor elbo (LikelihoodBound)")
     se = float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
     if is_image:
         scale = dim * math.log(2)

@@ -16,6 +16,8 @@ import warnings
 
 import torch
 
+from genbench.protocol import ExactLikelihood, LikelihoodBound
+
 from .context import EvalContext
 from .fid import SampleSizeWarning, fid_from_features, kid_from_features
 from .inception_score import inception_score
@@ -29,8 +31,7 @@ from .uncertainty import bootstrap_fid, bootstrap_mean_interval
 
 
 def _has_likelihood(ctx: EvalContext) -> bool:
-    g = ctx.generator
-    return g is not None and (callable(getattr(g, "log_prob", None)) or callable(getattr(g, "elbo", None)))
+    return isinstance(ctx.generator, (ExactLikelihood, LikelihoodBound))
 
 
 _BOOT_FID = {"interval": "bootstrap 95% percentile, both sets resampled"}
@@ -75,11 +76,11 @@ def fid(ctx: EvalContext) -> dict[str, MetricValue]:
 def nll(ctx: EvalContext) -> dict[str, MetricValue]:
     """Test-split NLL: nats/point for 2-D data, bits/dim for images (metrics/likelihood.py)."""
     info = ctx.data_info
-    res = likelihood_summary(ctx.generator, ctx.test, is_image=info.kind == "image", dim=info.dim)
+    res = likelihood_summary(ctx.generator, ctx.test, is_image=info.kind == "image", dim=info.dim, seed=ctx.seed)
     se = res["se"]
     interval = (res["value"] - 1.96 * se, res["value"] + 1.96 * se) if math.isfinite(se) else None
-    settings = {"unit": res["unit"], "kind": res["kind"], "n": int(len(ctx.test)), "split": "test"}
-    return {"nll": MetricValue(res["value"], interval, settings)}
+    settings = {"unit": res["unit"], "kind": res["kind"], "n": int(len(ctx.test)), "split": "test", "rng": f"seeded with job seed {ctx.seed}"}
+    return {"nll": MetricValue(res["value"], interval, settings, unit=res["unit"])}
 
 
 def _latency(ctx: EvalContext, bs: int) -> MetricValue:
@@ -106,13 +107,13 @@ def _latency(ctx: EvalContext, bs: int) -> MetricValue:
     return MetricValue(lat.per_sample_ms, iqr, settings, {"iqr_ms": lat.per_sample_iqr_ms, "median_batch_s": lat.median_s})
 
 
-@register_metric("latency", [Output("latency_ms", "ms/sample", "min")], applies=lambda ctx: ctx.generator is not None)
+@register_metric("latency", [Output("latency_ms", "ms/sample", "min", unit="ms")], applies=lambda ctx: ctx.generator is not None)
 def latency(ctx: EvalContext) -> dict[str, MetricValue]:
     """Sampling wall time per sample at batch ``latency_batch`` (default 64), median (IQR) after warm-up (metrics/latency.py)."""
     return {"latency_ms": _latency(ctx, int(ctx.setting("latency_batch", 64)))}
 
 
-@register_metric("latency_b1", [Output("latency_b1_ms", "ms/sample@b1", "min")], applies=lambda ctx: ctx.generator is not None)
+@register_metric("latency_b1", [Output("latency_b1_ms", "ms/sample@b1", "min", unit="ms")], applies=lambda ctx: ctx.generator is not None)
 def latency_b1(ctx: EvalContext) -> dict[str, MetricValue]:
     """Sampling wall time per sample at batch 1, median (IQR) after warm-up (metrics/latency.py)."""
     return {"latency_b1_ms": _latency(ctx, 1)}
@@ -194,7 +195,7 @@ def _labelled(ctx: EvalContext) -> bool:
     return n > 0 and n == ctx.data_info.num_classes and has_labels
 
 
-@register_metric("class_kl", [Output("class_kl", "class KL", "min", per_extractor=True)], applies=_labelled)
+@register_metric("class_kl", [Output("class_kl", "class KL", "min", per_extractor=True, unit="nats")], applies=_labelled)
 def class_kl(ctx: EvalContext) -> dict[str, MetricValue]:
     """KL(data class frequencies || classifier's class histogram of the samples), nats (metrics/mode_collapse.py)."""
     data_labels, which = (ctx.train_labels, "train") if ctx.train_labels is not None else (ctx.real_labels, "reference")
@@ -273,9 +274,9 @@ def _stacked(ctx: EvalContext) -> bool:
     "mode_collapse",
     [
         Output("modes", "modes", "max"),
-        Output("hq_pct", "HQ %", "max"),
-        Output("reverse_kl", "reverse KL", "min"),
-        Output("kl_uniform", "KL to uniform", "min"),
+        Output("hq_pct", "HQ %", "max", unit="%"),
+        Output("reverse_kl", "reverse KL", "min", unit="nats"),
+        Output("kl_uniform", "KL to uniform", "min", unit="nats"),
     ],
     applies=lambda ctx: _mixture(ctx) or _stacked(ctx),
 )

@@ -1,48 +1,100 @@
 """The metric registry: every metric the harness computes, in one place.
 
 A metric is a function ``fn(ctx: EvalContext) -> dict[str, MetricValue]``
-registered with the outputs it produces (name, column label, direction) and
-a predicate saying when it applies. The harness builds one
-:class:`metrics.context.EvalContext` per (job, steps): features are extracted
-once there and shared by every metric. A metric that does not apply is
-recorded as "n/a" in the leaderboard.
+registered with the outputs it produces and a predicate saying when it
+applies. Each :class:`Output` carries the record name, the column label, the
+direction (``"min"``, ``"max"``, ``"zero"`` or ``None``) and the unit, so the
+runner can copy them into every record and the leaderboard needs no special
+case on metric names. A metric that does not apply is recorded as "n/a".
 
-Where each metric is *defined* (the math): ``metrics/fid.py`` (FID),
-``metrics/likelihood.py`` (NLL, bits/dim), ``metrics/latency.py`` (latency);
-this module only wires them to the context (see ``metrics/panel.py``).
+The registry is a :class:`genbench.registry.Registry` (``METRICS``); the entry
+of a metric holds its function as target and ``outputs``/``applies`` as
+metadata. Built-in metrics register themselves when their module is imported:
+the modules in :data:`METRIC_MODULES` are imported on the first query;
+those in :data:`OPTIONAL_METRIC_MODULES` only if they exist (a missing module
+is skipped, an import error *inside* an existing module is raised).
+
+Where each metric is *defined* (the math): ``metrics/fid.py`` (FID, KID),
+``metrics/prdc.py``, ``metrics/likelihood.py`` ...; ``metrics/panel.py`` wires
+them to the context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from genbench.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
     from .context import EvalContext
 
+__all__ = [
+    "MetricValue",
+    "Output",
+    "MetricSpec",
+    "METRICS",
+    "METRIC_MODULES",
+    "OPTIONAL_METRIC_MODULES",
+    "register_metric",
+    "get_metric",
+    "available",
+    "all_outputs",
+    "output_meta",
+]
+
+DIRECTIONS = ("min", "max", "zero", None)
+
 
 @dataclass
 class MetricValue:
-    """One number with its protocol: ``settings`` says how it was computed
-    (N, k, extractor, subsets...); ``interval`` is (lo, hi) when available."""
+    """One number with its protocol.
+
+    ``settings`` says how it was computed (N, k, extractor, subsets...);
+    ``interval`` is (lo, hi) when available; ``unit`` overrides the
+    registration's :attr:`Output.unit` when the unit depends on the data
+    (``nll``: bits/dim for images, nats/point for 2-D data).
+    """
 
     value: float
     interval: tuple[float, float] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
 class Output:
-    name: str  # record key, e.g. "fid"
-    label: str  # column header, e.g. "FID"
-    direction: str | None  # "min", "max", "zero" (closest to 0 is best: unbiased estimates such as KID) or None
-    per_extractor: bool = False  # label gets "[extractor]" appended
+    """One record a metric produces.
+
+    Attributes:
+        name: record key, e.g. ``"fid"``.
+        label: column header, e.g. ``"FID"``.
+        direction: ``"min"``, ``"max"``, ``"zero"`` (closest to 0 is best:
+            unbiased estimates such as KID) or ``None`` (no ranking).
+        per_extractor: the label gets ``"[extractor]"`` appended.
+        unit: unit of the value (``"nats/point"``, ``"bits/dim"``, ``"ms"``),
+            ``None`` when dimensionless or when it depends on the data (then
+            each :class:`MetricValue` states it).
+    """
+
+    name: str
+    label: str
+    direction: str | None
+    per_extractor: bool = False
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"output {self.name!r}: direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A registered metric: its function, outputs, applicability predicate and description."""
+
     name: str
     fn: Callable[[EvalContext], dict[str, MetricValue]]
     outputs: tuple[Output, ...]
@@ -50,48 +102,103 @@ class MetricSpec:
     description: str = ""
 
 
-_METRICS: dict[str, MetricSpec] = {}
+METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score")
+OPTIONAL_METRIC_MODULES = (
+    "metrics.vendi",
+    "metrics.authpct",
+    "metrics.ct",
+    "metrics.fls",
+    "metrics.cmmd",
+    "metrics.sw",
+    "metrics.sfid",
+    "metrics.translation",
+    "metrics.latency",
+    "metrics.flops",
+)
+
+
+class _MetricRegistry(Registry):
+    """A :class:`Registry` that also imports optional modules, skipping those not present."""
+
+    def __init__(self, kind: str, *, modules: tuple[str, ...], optional: tuple[str, ...]) -> None:
+        super().__init__(kind, modules=modules)
+        self.optional = optional
+
+    def _load_builtins(self) -> None:
+        if self._loaded or self._loading:
+            return
+        super()._load_builtins()
+        self._loading = True
+        try:
+            for mod in self.optional:
+                try:
+                    import_module(mod)
+                except ModuleNotFoundError as e:
+                    if e.name != mod:  # the module exists but one of its imports is missing: a real error
+                        raise
+        finally:
+            self._loading = False
+
+
+METRICS: Registry = _MetricRegistry("metric", modules=METRIC_MODULES, optional=OPTIONAL_METRIC_MODULES)
+
+
+def _always(ctx: EvalContext) -> bool:
+    return True
 
 
 def register_metric(
     name: str,
     outputs: list[Output] | tuple[Output, ...],
-    applies: Callable[[EvalContext], bool] = lambda ctx: True,
+    applies: Callable[[EvalContext], bool] = _always,
     description: str = "",
 ) -> Callable:
+    """Decorator: register ``fn(ctx) -> {output name: MetricValue}`` as metric ``name``.
+
+    ``outputs`` lists every record the function returns (with label,
+    direction and unit); ``applies(ctx)`` says whether the metric can run on a
+    context (else "n/a"); ``description`` defaults to the docstring's first line.
+    """
+    outputs = tuple(outputs)
+    if not outputs or not all(isinstance(o, Output) for o in outputs):
+        raise TypeError(f"metric {name!r}: outputs must be a non-empty list of metrics.registry.Output")
+
     def deco(fn: Callable) -> Callable:
-        _METRICS[name] = MetricSpec(name, fn, tuple(outputs), applies, description or (fn.__doc__ or "").strip().split("\n")[0])
+        desc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        METRICS.register(name, fn, description=desc, replace=True, outputs=outputs, applies=applies)
         return fn
 
     return deco
 
 
-# Modules whose import registers metrics; optional ones may not exist yet.
-_METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score")
-
-
-def _load() -> None:
-    from importlib import import_module
-
-    for mod in _METRIC_MODULES:
-        try:
-            import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+def _spec(name: str) -> MetricSpec:
+    e = METRICS.get(name)
+    return MetricSpec(name, e.load(), e.meta["outputs"], e.meta.get("applies", _always), e.description)
 
 
 def available() -> dict[str, MetricSpec]:
-    _load()
-    return dict(_METRICS)
+    """Every registered metric by name (imports the built-in metric modules on first use)."""
+    return {name: _spec(name) for name in METRICS.names()}
 
 
 def get_metric(name: str) -> MetricSpec:
-    metrics = available()
-    if name not in metrics:
-        raise KeyError(f"unknown metric {name!r}; valid: {', '.join(sorted(metrics))}")
-    return metrics[name]
+    """The metric ``name``; ``KeyError`` (:class:`UnknownNameError`) lists the valid names."""
+    try:
+        return _spec(name)
+    except UnknownNameError:
+        raise
+    except KeyError as e:  # an entry registered without outputs (not through register_metric)
+        raise UnknownNameError(f"metric {name!r} was registered without outputs; use metrics.registry.register_metric") from e
 
 
 def all_outputs() -> dict[str, Output]:
+    """Every output of every metric, by record name."""
     return {o.name: o for spec in available().values() for o in spec.outputs}
+
+
+def output_meta(output: Output, value: MetricValue | None = None) -> dict[str, Any]:
+    """What a record carries from the registration: label, direction, unit (the value's unit wins)."""
+    unit = (value.unit if value is not None and value.unit else None) or output.unit
+    if unit is None and value is not None:
+        unit = value.settings.get("unit")
+    return {"label": output.label, "direction": output.direction, "unit": unit, "per_extractor": output.per_extractor}

@@ -1,0 +1,122 @@
+"""The metric registry: one genbench Registry, outputs with label/direction/unit, optional modules, capabilities."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from genbench.protocol import DataInfo
+from genbench.registry import Registry, UnknownNameError
+from metrics import registry as mreg
+from metrics.context import EvalContext
+from metrics.features import get_extractor
+from metrics.likelihood import bits_per_dim, nll_nats
+
+
+def test_registry_is_the_shared_type():
+    assert isinstance(mreg.METRICS, Registry)
+    assert "fid" in mreg.METRICS and "nll" in mreg.available()
+    with pytest.raises(UnknownNameError, match="valid: .*fid"):
+        mreg.get_metric("no-such-metric")
+    with pytest.raises(KeyError):  # callers that catch KeyError keep working
+        mreg.get_metric("no-such-metric")
+
+
+def test_outputs_carry_label_direction_unit():
+    outs = mreg.all_outputs()
+    assert outs["latency_ms"].unit == "ms" and outs["latency_ms"].direction == "min"
+    assert outs["fid"].unit is None and outs["fid"].label == "FID"
+    assert outs["class_kl"].unit == "nats"
+    with pytest.raises(ValueError, match="direction"):
+        mreg.Output("x", "X", "up")
+
+
+def test_output_meta_value_unit_wins():
+    o = mreg.Output("nll", "NLL", "min")
+    assert mreg.output_meta(o, mreg.MetricValue(1.0, unit="bits/dim"))["unit"] == "bits/dim"
+    assert mreg.output_meta(o, mreg.MetricValue(1.0, settings={"unit": "nats/point"}))["unit"] == "nats/point"
+    assert mreg.output_meta(mreg.Output("t", "t", "min", unit="ms"))["unit"] == "ms"
+
+
+def test_register_metric_signature_and_description():
+    @mreg.register_metric("toy-metric-xyz", [mreg.Output("toy_xyz", "Toy", "max", unit="bits/dim")], applies=lambda ctx: False)
+    def toy(ctx):
+        """A toy metric for the registry test."""
+        return {"toy_xyz": mreg.MetricValue(1.0)}
+
+    try:
+        spec = mreg.get_metric("toy-metric-xyz")
+        assert spec.fn is toy and spec.description == "A toy metric for the registry test."
+        assert spec.outputs[0].unit == "bits/dim" and not spec.applies(None)
+        with pytest.raises(TypeError, match="Output"):
+            mreg.register_metric("bad", ["not an output"])
+    finally:
+        mreg.METRICS.unregister("toy-metric-xyz")
+
+
+def test_optional_modules_missing_are_skipped_but_broken_ones_raise(monkeypatch, tmp_path):
+    reg = mreg._MetricRegistry("metric-test", modules=(), optional=("metrics.no_such_module_abc",))
+    assert reg.names() == []  # absent optional module: skipped
+    # a module that exists but imports something missing: the error surfaces
+    (tmp_path / "tmp_metrics_optional_probe.py").write_text("import metrics_definitely_missing_dep_123\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    reg2 = mreg._MetricRegistry("metric-test2", modules=(), optional=("tmp_metrics_optional_probe",))
+    with pytest.raises(ModuleNotFoundError, match="metrics_definitely_missing_dep_123"):
+        reg2.names()
+
+
+class _NoisyLikelihood:
+    """log_prob draws dequantization-like noise from the global RNG (as the flows do)."""
+
+    def log_prob(self, x):
+        return -(x**2).sum(1) - torch.rand(len(x))
+
+
+class _ElboOnly:
+    def elbo(self, x):
+        return -(x**2).sum(1)
+
+
+def _ctx(gen, seed=0):
+    info = DataInfo(name="toy", shape=(2,), kind="points")
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
+    return EvalContext(data_info=info, fake=x, real=x, extractor=get_extractor("raw"), test=x, generator=gen, seed=seed)
+
+
+def test_capabilities_by_protocol():
+    assert mreg.get_metric("nll").applies(_ctx(_NoisyLikelihood()))
+    assert not mreg.get_metric("nll").applies(_ctx(object()))
+    assert mreg.get_metric("nll").applies(_ctx(_ElboOnly()))
+    assert mreg.get_metric("nll").fn(_ctx(_ElboOnly()))["nll"].settings["kind"] == "elbo"
+    assert not mreg.get_metric("nll_iwae").applies(_ctx(_ElboOnly()))
+
+
+def test_nll_is_seeded_by_the_job_and_leaves_global_rng_alone():
+    """#11: nll drew from the global RNG, so a resumed run could give another value."""
+    spec = mreg.get_metric("nll")
+    torch.manual_seed(123)
+    a = spec.fn(_ctx(_NoisyLikelihood(), seed=7))["nll"]
+    state = torch.get_rng_state()
+    torch.rand(5)  # move the global RNG: a "resumed" process is elsewhere in its stream
+    b = spec.fn(_ctx(_NoisyLikelihood(), seed=7))["nll"]
+    c = spec.fn(_ctx(_NoisyLikelihood(), seed=8))["nll"]
+    assert a.value == b.value and a.value != c.value
+    assert a.unit == "nats/point" and a.settings["unit"] == "nats/point"
+    torch.set_rng_state(state)
+    before = torch.rand(3)
+    torch.set_rng_state(state)
+    spec.fn(_ctx(_NoisyLikelihood(), seed=7))
+    assert torch.equal(torch.rand(3), before)  # scoring did not consume the caller's stream
+
+
+def test_bits_per_dim_rejects_empty_and_nan():
+    assert bits_per_dim(torch.tensor([64 * 2.0 * 0.6931471805599453]), 64) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="empty"):
+        bits_per_dim(torch.tensor([]), 64)
+    with pytest.raises(ValueError, match="NaN"):
+        bits_per_dim(torch.tensor([1.0, float("nan")]), 64)
+    with pytest.raises(ValueError, match="empty"):
+        nll_nats(lambda x: x.sum(1), torch.zeros(0, 2))
