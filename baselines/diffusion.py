@@ -11,9 +11,10 @@ One trained network, several samplers (diffusers' scheduler/model split):
 * **Networks**: a small U-Net (``nets.UNet``: residual blocks, sinusoidal time
   embedding, skip connections) for images and an MLP with a time embedding
   (``nets.TimeMLP``) for 2-D data.
-* **Samplers** (``set_sampler``): ancestral ``"ddpm"`` with the posterior
-  variance beta~_t, and deterministic ``"ddim"`` (Song et al. 2021) with
-  ``eta = 0`` by default. ``sample(n, steps=S)``: S network evaluations
+* **Samplers** (objects from :mod:`baselines.samplers`, chosen per call with
+  ``sample(..., sampler=model.make_sampler(sampler="ddim", eta=0.0))``):
+  ancestral ``"ddpm"`` with the posterior variance beta~_t (the default), and
+  ``"ddim"`` (Song et al. 2021) with ``eta = 0`` by default. ``sample(n, steps=S)``: S network evaluations
   (S sampler steps; 2 S evaluations, batched in pairs, under classifier-free
   guidance with a scale other than 0 or 1). DDIM accepts any 1 <= S <= T on
   evenly spaced ("trailing") timesteps ``floor(T - i T / S + 1/2) - 1``; DDPM
@@ -46,12 +47,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .nets import EMA, TimeMLP, UNet, minibatches, pick_device, progress
+from .nets import TimeMLP, UNet, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
+from .samplers import Denoiser, Sampler, make_sampler, sampler_timesteps
+from .training import EMA, Batch, default_warmup, train
+
+__all__ = ["DDPM", "NoiseSchedule", "cosine_betas", "discretized_gaussian_log_prob", "linear_betas", "make_ddpm", "sampler_timesteps"]
 
 SCHEDULES = ("linear", "cosine")
-SAMPLERS = ("ddpm", "ddim")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -99,15 +103,6 @@ class NoiseSchedule:
         """Draw x_t ~ q(x_t | x_0) given the noise: indices i = t - 1 (N,)."""
         ab = self.alphas_bar.to(x0.device)[i].float().view(-1, *([1] * (x0.dim() - 1)))
         return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-
-
-def sampler_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` evenly spaced indices (t - 1) from T - 1 down, "trailing" spacing:
-    ``floor(T - k T / steps + 1/2) - 1`` for k = 0..steps-1 (all distinct, T - 1 first)."""
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must be in [1, T={T}], got {steps}")
-    k = np.arange(steps)
-    return [int(v) for v in np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1]
 
 
 def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor | float, levels: int) -> Tensor:
@@ -198,20 +193,20 @@ class DDPM:
         self.shift = torch.zeros(info.dim if not info.is_image else 1)
         self.scale = torch.ones_like(self.shift)
         self.x0_bound = 1.0  # x_0 predictions are clipped to [-bound, bound] while sampling
-        self.sampler = "ddpm"
-        self.eta = 0.0
-        self.guidance_scale = 1.0
-        self.clip_denoised = True
+        self.clip_denoised = True  # the ELBO's reverse model clips its x_0 prediction like the samplers
+        self.last_nfe = 0
         self._fitted = False
 
     # -- representation -------------------------------------------------------------
-    def _encode(self, x: Tensor) -> Tensor:
+    def to_internal(self, x: Tensor) -> Tensor:
+        """Data -> the model's space: images on the K levels of [-1, 1], 2-D data standardized."""
         x = x.float()
         if self.data_info.is_image:
             return from_levels(to_levels(x, self.data_info.levels), self.data_info.levels) * 2 - 1
         return (x - self.shift) / self.scale
 
-    def _decode(self, z: Tensor) -> Tensor:
+    def from_internal(self, z: Tensor) -> Tensor:
+        """The model's space -> data on the CPU (images quantized to the K levels of [0, 1])."""
         z = z.float().cpu()
         if self.data_info.is_image:
             return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
@@ -247,63 +242,69 @@ class DDPM:
 
     @property
     def default_steps(self) -> int:
-        """T for the ancestral sampler, min(50, T) for DDIM."""
-        return self.T if self.sampler == "ddpm" else min(50, self.T)
+        """Steps of the default (ancestral) sampler: T. DDIM defaults to min(50, T)."""
+        return self.T
 
-    def set_sampler(
-        self, sampler: str | None = None, eta: float | None = None, guidance_scale: float | None = None, clip_denoised: bool | None = None
-    ) -> None:
-        """Choose the sampling procedure (training is unaffected).
+    def make_sampler(self, sampler: str = "ddpm", **params: Any) -> Sampler:
+        """A sampler object for :meth:`sample` (training is unaffected).
 
         Args:
             sampler: ``"ddpm"`` (ancestral, T steps by default) or ``"ddim"``.
-            eta: DDIM stochasticity (0 = deterministic, 1 = DDPM-like noise).
+            eta: (DDIM) stochasticity in [0, 1] (0 = deterministic, 1 = DDPM-like noise).
             guidance_scale: classifier-free guidance weight w >= 0 of a
                 conditional model (0 unconditional, 1 conditional).
-            clip_denoised: clip the predicted x_0 to the data range at every step.
+            clip_denoised: clip the predicted x_0 to the data range at every step (default True).
         """
-        if sampler is not None:
-            if sampler not in SAMPLERS:
-                raise ValueError(f"ddpm: unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-            self.sampler = sampler
-        if eta is not None:
-            if not 0.0 <= float(eta) <= 1.0:
-                raise ValueError(f"ddpm: eta must be in [0, 1], got {eta}")
-            self.eta = float(eta)
-        if guidance_scale is not None:
-            if not self.conditional:
-                raise ValueError("ddpm: guidance_scale needs a model trained with conditional=True")
-            if float(guidance_scale) < 0:
-                raise ValueError(f"ddpm: guidance_scale must be >= 0, got {guidance_scale}")
-            self.guidance_scale = float(guidance_scale)
-        if clip_denoised is not None:
-            self.clip_denoised = bool(clip_denoised)
+        if "guidance_scale" in params and not self.conditional:
+            raise ValueError("ddpm: guidance_scale needs a model trained with conditional=True")
+        if "eta" in params and not 0.0 <= float(params["eta"]) <= 1.0:
+            raise ValueError(f"ddpm: eta must be in [0, 1], got {params['eta']}")
+        return make_sampler("eps", sampler, params, {"schedule": self.schedule}, "ddpm")
 
     # -- network --------------------------------------------------------------------
     def _null(self, n: int) -> Tensor:
         return torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)
 
-    def predict_eps(self, net: nn.Module, x: Tensor, i: int | Tensor, y: Tensor | None, guidance_scale: float | None = None) -> Tensor:
+    def denoiser(self, net: nn.Module | None = None) -> Denoiser:
+        """The noise predictor the samplers call: ``net`` (default the EMA network)
+        at integer indices i = t - 1, with classifier-free guidance for a conditional model."""
+        return Denoiser(self.ema.module if net is None else net, self.num_classes, self.device, time_dtype=torch.long)
+
+    def predict_eps(self, net: nn.Module, x: Tensor, i: int | Tensor, y: Tensor | None, guidance_scale: float = 1.0) -> Tensor:
         """Network noise prediction at index i (t = i + 1), with classifier-free
         guidance ``eps_u + w (eps_c - eps_u)`` for a conditional model given labels."""
-        n = x.shape[0]
-        t = i.to(self.device) if isinstance(i, Tensor) else torch.full((n,), int(i), device=self.device, dtype=torch.long)
-        if not self.conditional:
-            return net(x, t)
-        if y is None:
-            return net(x, t, self._null(n))
-        w = self.guidance_scale if guidance_scale is None else guidance_scale
-        if w == 1.0:
-            return net(x, t, y)
-        if w == 0.0:
-            return net(x, t, self._null(n))
-        out = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, self._null(n)]))
-        e_c, e_u = out.chunk(2)
-        return e_u + w * (e_c - e_u)
+        return self.denoiser(net)(x, i, y, guidance_scale)
 
     # -- training -------------------------------------------------------------------
+    def loss(self, batch: Batch, generator: torch.Generator | None = None, *, net: nn.Module | None = None, p_uncond: float | None = None) -> Tensor:
+        """Epsilon-prediction MSE of ``net`` (default the training network) at uniform t.
+
+        ``batch.x`` is in the model's space (:meth:`to_internal`); ``batch.y``
+        labels of a conditional model, replaced by the null label with
+        probability ``p_uncond`` (default the model's; 0 draws nothing). Noise,
+        t and the dropout come from ``generator``.
+        """
+        net = self.net if net is None else net
+        xb, yb = batch.x, batch.y
+        b = xb.shape[0]
+        i = torch.randint(0, self.T, (b,), generator=generator)
+        eps = torch.randn(xb.shape, generator=generator)
+        xt = self.schedule.q_sample(xb, i, eps).to(self.device)
+        if not self.conditional:
+            pred = net(xt, i.to(self.device))
+        else:
+            if yb is None:
+                raise ValueError("ddpm: a conditional model's loss needs labels (batch.y)")
+            p = self.p_uncond if p_uncond is None else float(p_uncond)
+            if p > 0:
+                drop = torch.rand(b, generator=generator) < p
+                yb = torch.where(drop, torch.full_like(yb, self.num_classes), yb)
+            pred = net(xt, i.to(self.device), yb.to(self.device))
+        return nn.functional.mse_loss(pred, eps.to(self.device))
+
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` Adam steps on the epsilon-prediction MSE (uniform t)."""
+        """``budget.steps`` Adam steps on the epsilon-prediction MSE (uniform t),
+        linear LR warm-up, gradient clipping at 1, EMA (see :func:`baselines.training.train`)."""
         self._check_x(data.x, "training data")
         if self.conditional and data.y is None:
             raise ValueError("ddpm: conditional=True needs training labels (TrainData.y)")
@@ -315,64 +316,22 @@ class DDPM:
             self.shift = x.mean(0)
             self.scale = x.std(0).clamp_min(1e-6)
             self.x0_bound = float(((x - self.shift) / self.scale).abs().max()) * 1.5
-        x = self._encode(data.x)
+        x = self.to_internal(data.x)
         y = data.y.long() if (self.conditional and data.y is not None) else None
         self.net.train()
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        warmup = max(1, min(100, budget.steps // 10))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
-        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-        batches = minibatches(x, budget.batch_size, y, generator=gen)
-        losses: list[float] = []
-        every = max(1, math.ceil(budget.steps / 200))
-        acc, n_acc, done = 0.0, 0, 0
-        for step in progress(range(budget.steps), "ddpm fit"):
-            xb, yb = next(batches)
-            b = xb.shape[0]
-            i = torch.randint(0, self.T, (b,), generator=gen)
-            eps = torch.randn(xb.shape, generator=gen)
-            xt = self.schedule.q_sample(xb, i, eps)
-            yin = None
-            if self.conditional:
-                drop = torch.rand(b, generator=gen) < self.p_uncond
-                yin = torch.where(drop, torch.full_like(yb, self.num_classes), yb).to(self.device)
-            pred = (
-                self.net(xt.to(self.device), i.to(self.device), yin)
-                if self.conditional
-                else self.net(xt.to(self.device), i.to(self.device))
-            )
-            loss = nn.functional.mse_loss(pred, eps.to(self.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            self.ema.update(self.net)
-            acc += float(loss.detach())
-            n_acc += 1
-            done = step + 1
-            if n_acc == every:
-                losses.append(acc / n_acc)
-                acc, n_acc = 0.0, 0
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
-        if n_acc:
-            losses.append(acc / n_acc)
+        report = train(
+            "ddpm", budget, x, y, loss=self.loss, optimizer=opt, params=self.net.parameters(),
+            warmup=default_warmup(budget.steps), clip_grad=1.0, ema=self.ema, started=t0,
+        )  # fmt: skip
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=done, wall_time_s=time.perf_counter() - t0, losses={"loss": losses}, extra={"loss_every": every})
+        return report
 
     # -- sampling -------------------------------------------------------------------
     def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
         labels = class_labels("ddpm", n, labels, self.num_classes, self.conditional, generator)
         return None if labels is None else labels.to(self.device)
-
-    def _x0_eps(self, x: Tensor, eps: Tensor, ab: float) -> tuple[Tensor, Tensor]:
-        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-        if self.clip_denoised:
-            x0 = x0.clamp(-self.x0_bound, self.x0_bound)
-            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-        return x0, eps
 
     @torch.no_grad()
     def sample_continuous(
@@ -383,33 +342,27 @@ class DDPM:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         x_T: Tensor | None = None,
+        sampler: Sampler | None = None,
     ) -> Tensor:
-        """Run the current sampler and return x_0 before quantization, in the
-        model's internal space ([-1, 1] for images, standardized 2-D data), on
-        the model's device. ``x_T`` overrides the initial noise (then only the
-        per-step noise of stochastic samplers comes from ``generator``)."""
-        steps = self.default_steps if steps is None else int(steps)
-        ts = sampler_timesteps(self.T, steps)
+        """Run ``sampler`` (default: ancestral DDPM) and return x_0 before
+        quantization, in the model's internal space ([-1, 1] for images,
+        standardized 2-D data), on the model's device. ``x_T`` overrides the
+        initial noise (then only the per-step noise of stochastic samplers
+        comes from ``generator``). Sets ``last_nfe``."""
+        sampler = self.make_sampler() if sampler is None else sampler
+        if getattr(sampler, "kind", "eps") != "eps":
+            raise ValueError(f"ddpm: sampler {getattr(sampler, 'name', sampler)!r} integrates a velocity field; use ddpm or ddim")
+        steps = sampler.default_steps() if steps is None else int(steps)
+        sampler.timesteps(steps)  # validates steps before any noise is drawn
         y = self._labels(n, labels, generator)
-        net = self.ema.module
-        net.eval()
         shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
         x = torch.randn(shape, generator=generator) if x_T is None else x_T.float().reshape(shape)
         x = x.to(self.device)
-        for k, i in enumerate(ts):
-            s = ts[k + 1] if k + 1 < len(ts) else -1
-            ab_t, ab_s = self.schedule.abar(i), self.schedule.abar(s)
-            x0, eps = self._x0_eps(x, self.predict_eps(net, x, i, y), ab_t)
-            if self.sampler == "ddim":
-                sigma = self.eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
-                x = math.sqrt(ab_s) * x0 + math.sqrt(max(1 - ab_s - sigma**2, 0.0)) * eps
-            else:  # ancestral step: respaced beta' = 1 - abar_t / abar_s, posterior mean and variance
-                a = ab_t / ab_s
-                beta = 1 - a
-                x = math.sqrt(ab_s) * beta / (1 - ab_t) * x0 + math.sqrt(a) * (1 - ab_s) / (1 - ab_t) * x
-                sigma = math.sqrt(beta * (1 - ab_s) / (1 - ab_t))
-            if sigma > 0 and s >= 0:
-                x = x + sigma * torch.randn(x.shape, generator=generator).to(self.device)
+        self.ema.module.eval()
+        den = self.denoiser()
+        den.x0_clip = self.x0_bound if self.clip_denoised else None
+        x = sampler.run(den, x, steps, y, generator)
+        self.last_nfe = sampler.nfe
         return x
 
     def sample(
@@ -420,22 +373,23 @@ class DDPM:
         prompts: Sequence[str] | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        sampler: Sampler | None = None,
     ) -> Tensor:
-        """Draw ``n`` samples with the current sampler (see :meth:`set_sampler`).
+        """Draw ``n`` samples with ``sampler`` (from :meth:`make_sampler`; default ancestral DDPM).
 
         ``steps`` is the number of sampler steps (network evaluations, doubled
-        under guidance other than 0 or 1): DDIM any 1..T (default 50); DDPM T
-        by default, fewer steps use strided respacing (an approximation of the
-        T-step chain). ``labels`` (N,) in 0..C-1 for conditional models (random
-        when None). Noise is drawn on the CPU from ``generator`` and moved to
-        the device. Returns float32 on the CPU: images NCHW on the K levels of
-        [0, 1], 2-D data (n, 2).
+        under guidance other than 0 or 1; ``last_nfe`` reports them): DDIM any
+        1..T (default 50); DDPM T by default, fewer steps use strided
+        respacing (an approximation of the T-step chain). ``labels`` (N,) in
+        0..C-1 for conditional models (random when None). Noise is drawn on
+        the CPU from ``generator`` and moved to the device. Returns float32 on
+        the CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2).
         """
         if prompts is not None:
             raise ValueError("ddpm: text prompts are not supported (class labels only)")
         if n < 0:
             raise ValueError(f"ddpm: n must be >= 0, got {n}")
-        return self._decode(self.sample_continuous(n, labels=labels, steps=steps, generator=generator))
+        return self.from_internal(self.sample_continuous(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
 
     # -- likelihood -----------------------------------------------------------------
     def _x0_hat(self, xt: Tensor, i: Tensor, y: Tensor | None) -> Tensor:
@@ -482,7 +436,7 @@ class DDPM:
         gen = torch.Generator().manual_seed(seed)
         self.ema.module.eval()
         n = x.shape[0]
-        x0 = self._encode(x).reshape(n, -1) if not self.data_info.is_image else self._encode(x)
+        x0 = self.to_internal(x).reshape(n, -1) if not self.data_info.is_image else self.to_internal(x)
         y = None
         if self.conditional:
             y = self._null(n) if labels is None else self._labels(n, labels, None)

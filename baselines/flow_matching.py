@@ -14,7 +14,9 @@ Networks: the small U-Net of ``nets.UNet`` for images, ``nets.TimeMLP`` for
 2-D data; t is scaled by 1000 before the sinusoidal embedding. With
 ``conditional=True`` labels are dropped with probability ``p_uncond`` during
 training and sampling uses classifier-free guidance on the velocity,
-``v_u + w (v_c - v_u)`` (``set_sampler(guidance_scale=w)``).
+``v_u + w (v_c - v_u)`` (``make_sampler(guidance_scale=w)``). Samplers are
+objects from :mod:`baselines.samplers`: ``"euler"`` (the default) and
+``"heun"`` (second order, two evaluations per step).
 
 Images are mapped to [-1, 1] and the samples quantized back to the K levels in
 [0, 1]; 2-D data are standardized. Sampling uses the exponential moving average
@@ -24,16 +26,17 @@ would need a trace estimator).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nets import EMA, TimeMLP, UNet, minibatches, pick_device, progress
+from .nets import TimeMLP, UNet, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
+from .samplers import Denoiser, Sampler, make_sampler
+from .training import EMA, Batch, default_warmup, train
 
 T_SCALE = 1000.0  # t in [0, 1] -> [0, 1000] for the sinusoidal embedding
 
@@ -91,17 +94,19 @@ class FlowMatching:
         self.ema = EMA(self.net, ema_decay)
         self.shift = torch.zeros(info.dim if not info.is_image else 1)
         self.scale = torch.ones_like(self.shift)
-        self.guidance_scale = 1.0
+        self.last_nfe = 0
         self._fitted = False
 
     # -- representation -------------------------------------------------------------
-    def _encode(self, x: Tensor) -> Tensor:
+    def to_internal(self, x: Tensor) -> Tensor:
+        """Data -> the model's space: images on the K levels of [-1, 1], 2-D data standardized."""
         x = x.float()
         if self.data_info.is_image:
             return from_levels(to_levels(x, self.data_info.levels), self.data_info.levels) * 2 - 1
         return (x - self.shift) / self.scale
 
-    def _decode(self, z: Tensor) -> Tensor:
+    def from_internal(self, z: Tensor) -> Tensor:
+        """The model's space -> data on the CPU (images quantized to the K levels of [0, 1])."""
         z = z.float().cpu()
         if self.data_info.is_image:
             return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
@@ -127,44 +132,54 @@ class FlowMatching:
     def accepts(self) -> frozenset[str]:
         return frozenset({"labels"}) if self.conditional else frozenset()
 
-    def set_sampler(self, sampler: str | None = None, guidance_scale: float | None = None) -> None:
-        """Sampling options: ``sampler`` must be "euler" (the only one);
+    def make_sampler(self, sampler: str = "euler", **params: Any) -> Sampler:
+        """A sampler object for :meth:`sample`: ``"euler"`` (default) or ``"heun"``;
         ``guidance_scale`` w >= 0 for a conditional model (0 unconditional, 1 conditional)."""
-        if sampler is not None and sampler != "euler":
-            raise ValueError(f"flow-matching: unknown sampler {sampler!r}; valid: euler")
-        if guidance_scale is not None:
-            if not self.conditional:
-                raise ValueError("flow-matching: guidance_scale needs a model trained with conditional=True")
-            if float(guidance_scale) < 0:
-                raise ValueError(f"flow-matching: guidance_scale must be >= 0, got {guidance_scale}")
-            self.guidance_scale = float(guidance_scale)
+        if "guidance_scale" in params and not self.conditional:
+            raise ValueError("flow-matching: guidance_scale needs a model trained with conditional=True")
+        return make_sampler("velocity", sampler, params, {"default_steps": self._default_steps}, "flow-matching")
 
     # -- network --------------------------------------------------------------------
-    def _null(self, n: int) -> Tensor:
-        return torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)
+    def denoiser(self, net: nn.Module | None = None) -> Denoiser:
+        """The velocity field the samplers integrate: ``net`` (default the EMA
+        network) at float times in [0, 1], with classifier-free guidance."""
+        return Denoiser(self.ema.module if net is None else net, self.num_classes, self.device, time_dtype=torch.float32)
 
-    def velocity(
-        self, net: nn.Module, x: Tensor, t: float | Tensor, y: Tensor | None = None, guidance_scale: float | None = None
-    ) -> Tensor:
+    def velocity(self, net: nn.Module, x: Tensor, t: float | Tensor, y: Tensor | None = None, guidance_scale: float = 1.0) -> Tensor:
         """v(x, t) with classifier-free guidance ``v_u + w (v_c - v_u)`` for a
         conditional model given labels; t a float in [0, 1] or (N,) tensor."""
-        n = x.shape[0]
-        tt = t.to(self.device).float() if isinstance(t, Tensor) else torch.full((n,), float(t), device=self.device)
-        if not self.conditional:
-            return net(x, tt)
-        if y is None:
-            return net(x, tt, self._null(n))
-        w = self.guidance_scale if guidance_scale is None else guidance_scale
-        if w == 1.0:
-            return net(x, tt, y)
-        if w == 0.0:
-            return net(x, tt, self._null(n))
-        v_c, v_u = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, self._null(n)])).chunk(2)
-        return v_u + w * (v_c - v_u)
+        return self.denoiser(net)(x, t, y, guidance_scale)
 
     # -- training -------------------------------------------------------------------
+    def loss(self, batch: Batch, generator: torch.Generator | None = None, *, net: nn.Module | None = None, p_uncond: float | None = None) -> Tensor:
+        """``||v(x_t, t) - (x_1 - x_0)||^2`` (mean) with t ~ U[0, 1], x_0 ~ N(0, I).
+
+        ``batch.x`` (the data x_1) is in the model's space (:meth:`to_internal`);
+        labels of a conditional model are replaced by the null label with
+        probability ``p_uncond`` (default the model's; 0 draws nothing).
+        """
+        net = self.net if net is None else net
+        x1, yb = batch.x, batch.y
+        b = x1.shape[0]
+        x0 = torch.randn(x1.shape, generator=generator)
+        t = torch.rand(b, generator=generator)
+        tb = t.view(-1, *([1] * (x1.dim() - 1)))
+        xt = ((1 - tb) * x0 + tb * x1).to(self.device)
+        target = (x1 - x0).to(self.device)
+        if not self.conditional:
+            pred = net(xt, t.to(self.device))
+        else:
+            if yb is None:
+                raise ValueError("flow-matching: a conditional model's loss needs labels (batch.y)")
+            p = self.p_uncond if p_uncond is None else float(p_uncond)
+            if p > 0:
+                drop = torch.rand(b, generator=generator) < p
+                yb = torch.where(drop, torch.full_like(yb, self.num_classes), yb)
+            pred = net(xt, t.to(self.device), yb.to(self.device))
+        return nn.functional.mse_loss(pred, target)
+
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` Adam steps on ``||v(x_t, t) - (x_1 - x_0)||^2`` with t ~ U[0, 1]."""
+        """``budget.steps`` Adam steps on :meth:`loss` (LR warm-up, clipping at 1, EMA)."""
         if tuple(data.x.shape[1:]) != tuple(self.data_info.shape):
             raise ValueError(
                 f"flow-matching: training data has shape {tuple(data.x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})"
@@ -179,51 +194,17 @@ class FlowMatching:
         if not self.data_info.is_image:
             xf = data.x.float().reshape(len(data.x), -1)
             self.shift, self.scale = xf.mean(0), xf.std(0).clamp_min(1e-6)
-        x = self._encode(data.x)
+        x = self.to_internal(data.x)
         y = data.y.long() if (self.conditional and data.y is not None) else None
         self.net.train()
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        warmup = max(1, min(100, budget.steps // 10))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
-        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-        batches = minibatches(x, budget.batch_size, y, generator=gen)
-        losses: list[float] = []
-        every = max(1, math.ceil(budget.steps / 200))
-        acc, n_acc, done = 0.0, 0, 0
-        for step in progress(range(budget.steps), "flow-matching fit"):
-            x1, yb = next(batches)
-            b = x1.shape[0]
-            x0 = torch.randn(x1.shape, generator=gen)
-            t = torch.rand(b, generator=gen)
-            tb = t.view(-1, *([1] * (x1.dim() - 1)))
-            xt = ((1 - tb) * x0 + tb * x1).to(self.device)
-            target = (x1 - x0).to(self.device)
-            if self.conditional:
-                drop = torch.rand(b, generator=gen) < self.p_uncond
-                yin = torch.where(drop, torch.full_like(yb, self.num_classes), yb).to(self.device)
-                pred = self.net(xt, t.to(self.device), yin)
-            else:
-                pred = self.net(xt, t.to(self.device))
-            loss = nn.functional.mse_loss(pred, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            self.ema.update(self.net)
-            acc += float(loss.detach())
-            n_acc += 1
-            done = step + 1
-            if n_acc == every:
-                losses.append(acc / n_acc)
-                acc, n_acc = 0.0, 0
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
-        if n_acc:
-            losses.append(acc / n_acc)
+        report = train(
+            "flow-matching", budget, x, y, loss=self.loss, optimizer=opt, params=self.net.parameters(),
+            warmup=default_warmup(budget.steps), clip_grad=1.0, ema=self.ema, started=t0,
+        )  # fmt: skip
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=done, wall_time_s=time.perf_counter() - t0, losses={"loss": losses}, extra={"loss_every": every})
+        return report
 
     # -- sampling -------------------------------------------------------------------
     def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
@@ -239,10 +220,15 @@ class FlowMatching:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         x0: Tensor | None = None,
+        sampler: Sampler | None = None,
     ) -> Tensor:
-        """Euler integration from t = 0 to 1 in ``steps`` equal steps, before
-        quantization, in the model's internal space ([-1, 1] for images,
-        standardized 2-D data). ``x0`` overrides the initial noise."""
+        """Integrate the ODE from t = 0 to 1 in ``steps`` equal steps with
+        ``sampler`` (default Euler), before quantization, in the model's
+        internal space ([-1, 1] for images, standardized 2-D data). ``x0``
+        overrides the initial noise. Sets ``last_nfe``."""
+        sampler = self.make_sampler() if sampler is None else sampler
+        if getattr(sampler, "kind", "velocity") != "velocity":
+            raise ValueError(f"flow-matching: sampler {getattr(sampler, 'name', sampler)!r} needs a noise-prediction model; use euler or heun")
         steps = self._default_steps if steps is None else int(steps)
         if steps < 1:
             raise ValueError(f"flow-matching: steps must be >= 1, got {steps}")
@@ -250,11 +236,9 @@ class FlowMatching:
         shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
         x = torch.randn(shape, generator=generator) if x0 is None else x0.float()
         x = x.to(self.device)
-        net = self.ema.module
-        net.eval()
-        dt = 1.0 / steps
-        for k in range(steps):
-            x = x + dt * self.velocity(net, x, k * dt, y)
+        self.ema.module.eval()
+        x = sampler.run(self.denoiser(), x, steps, y, generator)
+        self.last_nfe = sampler.nfe
         return x
 
     def sample(
@@ -265,16 +249,18 @@ class FlowMatching:
         prompts: Sequence[str] | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        sampler: Sampler | None = None,
     ) -> Tensor:
-        """``n`` samples with ``steps`` Euler steps (network evaluations; doubled
-        under guidance other than 0 or 1). Noise is drawn on the CPU from
+        """``n`` samples with ``steps`` steps of ``sampler`` (default Euler; one
+        network evaluation per step, doubled under guidance other than 0 or 1;
+        ``last_nfe`` reports them). Noise is drawn on the CPU from
         ``generator``. Returns float32 on the CPU: images on the K levels of
         [0, 1], 2-D data (n, 2)."""
         if prompts is not None:
             raise ValueError("flow-matching: text prompts are not supported (class labels only)")
         if n < 0:
             raise ValueError(f"flow-matching: n must be >= 0, got {n}")
-        return self._decode(self.sample_continuous(n, labels=labels, steps=steps, generator=generator))
+        return self.from_internal(self.sample_continuous(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -74,14 +74,24 @@ class Denoiser:
         device: where x, t and y live.
         time_dtype: dtype of the time tensor handed to ``net`` (long for
             diffusion indices, float for continuous times in [0, 1]).
+        x0_clip: range [-x0_clip, x0_clip] of clean data in the network's
+            space; epsilon samplers clip their x_0 estimate to it (None: no clipping).
 
     ``evals`` counts network evaluations per sample since the last
     :meth:`reset` (two per call when guidance runs a conditional and an
     unconditional pass).
     """
 
-    def __init__(self, net: nn.Module, num_classes: int = 0, device: torch.device | str = "cpu", time_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int = 0,
+        device: torch.device | str = "cpu",
+        time_dtype: torch.dtype = torch.float32,
+        x0_clip: float | None = None,
+    ) -> None:
         self.net = net
+        self.x0_clip = x0_clip
         self.num_classes = int(num_classes)
         self.device = torch.device(device)
         self.time_dtype = time_dtype
@@ -190,14 +200,15 @@ def sampler_timesteps(T: int, steps: int) -> list[int]:
 
 class _EpsSampler(Sampler):
     """Shared part of DDPM and DDIM: a schedule, strided timesteps and the
-    x_0 / eps estimate (x_0 clipped to [-clip, clip] when ``clip`` is set)."""
+    x_0 / eps estimate (x_0 clipped to the denoiser's ``x0_clip`` range when
+    ``clip_denoised``)."""
 
     kind = "eps"
 
-    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip: float | None = None) -> None:
+    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True) -> None:
         super().__init__(guidance_scale)
         self.schedule = schedule
-        self.clip = clip
+        self.clip_denoised = bool(clip_denoised)
 
     def timesteps(self, steps: int) -> list[int]:
         return sampler_timesteps(self.schedule.T, steps)
@@ -207,13 +218,14 @@ class _EpsSampler(Sampler):
         eps = denoiser(x, i, y, self.guidance_scale)
         ab = self.schedule.abar(i)
         x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-        if self.clip is not None:
-            x0 = x0.clamp(-self.clip, self.clip)
+        clip = denoiser.x0_clip if self.clip_denoised else None
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
             eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         return x0, eps, ab
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "T": self.schedule.T}
+        return {**super().options(), "clip_denoised": self.clip_denoised, "T": self.schedule.T}
 
 
 @SAMPLERS.register("ddpm", kind="eps")
@@ -244,10 +256,10 @@ class DDIMSampler(_EpsSampler):
 
     name = "ddim"
 
-    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip: float | None = None, eta: float = 0.0) -> None:
-        super().__init__(schedule, guidance_scale, clip)
-        if float(eta) < 0:
-            raise ValueError(f"ddim sampler: eta must be >= 0, got {eta}")
+    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True, eta: float = 0.0) -> None:
+        super().__init__(schedule, guidance_scale, clip_denoised)
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ValueError(f"ddim sampler: eta must be in [0, 1], got {eta}")
         self.eta = float(eta)
 
     def default_steps(self) -> int:
