@@ -26,9 +26,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
+from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
+from .training import Batch, train
 
 __all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
 
@@ -167,31 +168,27 @@ class AutoencoderGenerator:
             self.net.shift.copy_(x_all.mean(0).to(self.device))
             self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        batches = minibatches(x_all, budget.batch_size)
-        losses: list[float] = []
         self.net.train()
-        steps = 0
-        for _ in progress(range(budget.steps), desc=self.name):
-            xb, _ = next(batches)
-            target = self.net.to_net(xb.to(self.device))
-            inp = target
-            if self.noise_std > 0:
-                scale = 2.0 if self.data_info.is_image else 1.0  # pixel units -> [-1, 1] units
-                inp = target + scale * self.noise_std * torch.randn_like(target)
-            recon = self.net.decode_raw(self.net.encoder(inp))
-            if self.data_info.is_image:
-                recon = recon * 2 - 1
-            loss = ((recon - target) ** 2).flatten(1).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            steps += 1
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
+        report = train(self.name, budget, x_all, loss=self.loss, optimizer=opt, curves=("recon",), rng="global", started=t0)
         self._fit_prior(x_all)
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"recon": thin_curve(losses)})
+        report.wall_time_s = time.perf_counter() - t0
+        return report
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Squared reconstruction error summed over dimensions, mean over the batch
+        (``"loss"``, also reported as ``"recon"``), of the (noised, for ``dae``) input."""
+        target = self.net.to_net(batch.x.to(self.device))
+        inp = target
+        if self.noise_std > 0:
+            scale = 2.0 if self.data_info.is_image else 1.0  # pixel units -> [-1, 1] units
+            noise = torch.randn_like(target) if generator is None else torch.randn(target.shape, generator=generator).to(target.device)
+            inp = target + scale * self.noise_std * noise
+        recon = self.net.decode_raw(self.net.encoder(inp))
+        if self.data_info.is_image:
+            recon = recon * 2 - 1
+        loss = ((recon - target) ** 2).flatten(1).sum(1).mean()
+        return {"loss": loss, "recon": loss}
 
     def _fit_prior(self, x: Tensor) -> None:
         """Fit both latent densities (full-covariance Gaussian; GMM by EM) to the training codes."""

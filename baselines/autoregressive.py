@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import minibatches, pick_device, progress, thin_curve
+from .nets import pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
 from .registry import register
+from .training import Batch, train
 
 __all__ = ["PixelCNN", "make_pixelcnn"]
 
@@ -168,23 +169,16 @@ class PixelCNN:
         t0 = time.perf_counter()
         x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr, weight_decay=self.weight_decay)
-        batches = minibatches(x_all, budget.batch_size)
-        losses: list[float] = []
         self.net.train()
-        steps = 0
-        for _ in progress(range(budget.steps), desc="pixelcnn"):
-            xb, _ = next(batches)
-            loss = -self._log_prob(xb.to(self.device)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            steps += 1
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
+        report = train("pixelcnn", budget, x_all, loss=self.loss, optimizer=opt, curves=("nll",), rng="global", started=t0)
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": thin_curve(losses)})
+        return report
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Mean negative log-likelihood of the batch, nats per example (``"loss"``, also ``"nll"``)."""
+        loss = -self._log_prob(batch.x.to(self.device)).mean()
+        return {"loss": loss, "nll": loss}
 
     def conditionals(self, x: Tensor) -> Tensor:
         """Per-pixel conditional probabilities P(x_i = level | x_<i): (N, C, H, W, K), summing to 1 over K."""

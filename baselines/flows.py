@@ -32,9 +32,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nets import minibatches, mlp, pick_device, progress, thin_curve
+from .nets import mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, dequantize, quantize
 from .registry import register
+from .training import Batch, train
 
 __all__ = ["RealNVP", "make_realnvp"]
 
@@ -297,25 +298,20 @@ class RealNVP:
                 self.net.log_scale.copy_(torch.log(x_all.std(0).clamp_min(1e-6)).to(self.device))
         params = [p for p in self.net.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=budget.lr or self.lr, weight_decay=self.weight_decay)
-        batches = minibatches(x_all, budget.batch_size)
-        offset = self.data_info.dim * math.log(self.data_info.levels) if self.data_info.is_image else 0.0
-        losses: list[float] = []
         self.net.train()
-        steps = 0
-        for _ in progress(range(budget.steps), desc="realnvp"):
-            xb, _ = next(batches)
-            loss = -self.net.log_density(self._continuous(xb, None)).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 100.0)
-            opt.step()
-            losses.append(loss.item() + offset)
-            steps += 1
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
+        report = train(
+            "realnvp", budget, x_all, loss=self.loss, optimizer=opt, params=params, clip_grad=100.0, curves=("nll",), rng="global", started=t0
+        )
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"nll": thin_curve(losses)})
+        return report
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor | float]:
+        """Negative log-density of the (dequantized, for images) batch (``"loss"``)
+        and the NLL it bounds, nats per example (``"nll"``: + D log K for images)."""
+        loss = -self.net.log_density(self._continuous(batch.x, generator)).mean()
+        offset = self.data_info.dim * math.log(self.data_info.levels) if self.data_info.is_image else 0.0
+        return {"loss": loss, "nll": loss.item() + offset}
 
     def log_prob(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """log-likelihood in nats per example, shape (N,).

@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
+from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
 from .registry import register
+from .training import Batch, train
 
 __all__ = ["VAE", "make_vae"]
 
@@ -154,6 +155,7 @@ class VAE:
         self.decoder_mode = "sample"
         self.temperature = 1.0
         self._fitted = False
+        self._warm_steps = 0.0  # KL warm-up length of the current fit, in steps
 
     # -- protocol ---------------------------------------------------------------------
     @property
@@ -193,29 +195,21 @@ class VAE:
             self.net.shift.copy_(x_all.mean(0).to(self.device))
             self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        batches = minibatches(x_all, budget.batch_size)
-        losses: list[float] = []
-        kls: list[float] = []
         self.net.train()
-        steps = 0
-        warm = self.kl_warmup * budget.steps
-        for i in progress(range(budget.steps), desc="vae"):
-            xb, _ = next(batches)
-            xb = xb.to(self.device)
-            rec, kl = self._elbo_terms(xb)
-            beta = self.beta * min(1.0, (i + 1) / warm) if warm > 0 else self.beta
-            loss = -(rec - beta * kl).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(-(rec - kl).mean().item())
-            kls.append(kl.mean().item())
-            steps += 1
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
+        self._warm_steps = self.kl_warmup * budget.steps
+        report = train("vae", budget, x_all, loss=self.loss, optimizer=opt, curves=("neg_elbo", "kl"), rng="global", started=t0)
         self.net.eval()
         self._fitted = True
-        return TrainReport(steps=steps, wall_time_s=time.perf_counter() - t0, losses={"neg_elbo": thin_curve(losses), "kl": thin_curve(kls)})
+        return report
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``-(rec - beta_t KL)`` averaged over the batch (``"loss"``; beta_t warms up
+        linearly over the first ``kl_warmup`` fraction of the steps of the current
+        ``fit``), and the curves ``"neg_elbo"`` (-ELBO, nats/example) and ``"kl"``."""
+        rec, kl = self._elbo_terms(batch.x.to(self.device), generator)
+        warm = self._warm_steps
+        beta = self.beta * min(1.0, (batch.step + 1) / warm) if warm > 0 else self.beta
+        return {"loss": -(rec - beta * kl).mean(), "neg_elbo": -(rec - kl).mean(), "kl": kl.mean()}
 
     def _elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         mu, logvar = self.net.encode(x)
