@@ -116,6 +116,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """``bench check GENERATOR``: the protocol checklist (bench/check.py); exit 0 when every check passes, 1 otherwise."""
+    import json
+
+    from .check import check_generator
+
+    try:
+        params = json.loads(args.params) if args.params else {}
+    except json.JSONDecodeError as e:
+        return _err(f"--params is not valid JSON ({e}): give an object such as '{{\"width\": 32}}'")
+    if not isinstance(params, dict):
+        return _err(f"--params must be a JSON object, got {args.params!r}")
+    report = check_generator(args.generator, args.dataset, params, n=args.n, budget_steps=args.budget_steps, device=args.device)
+    print(report.format())
+    return 0 if report.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="genbench: benchmark and evaluation harness for generative image models")
     sub = p.add_subparsers(dest="command", required=True)
@@ -150,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", default=None, help="metrics to compute (default: the full panel)")
     ev.add_argument("--seed", type=int, default=0)
     ev.set_defaults(fn=cmd_eval)
+
+    ck = sub.add_parser("check", help="check that a generator satisfies the protocol (checklist; exit 0 pass, 1 fail)")
+    ck.add_argument("generator", help="registered generator name (bench list generators) or module:factory")
+    ck.add_argument("--dataset", default=None, help="data set to build and train on (default: digits for images, ring8 for 2-D points)")
+    ck.add_argument("--params", default=None, help="factory hyperparameters as a JSON object, e.g. '{\"width\": 32}'")
+    ck.add_argument("--n", type=int, default=16, help="samples per check (default 16)")
+    ck.add_argument("--budget-steps", type=int, default=5, help="training steps of the tiny fit check (default 5)")
+    ck.add_argument("--device", default="cpu", help="device passed to factories that take one (default cpu)")
+    ck.set_defaults(fn=cmd_check)
     return p
 
 
