@@ -31,9 +31,10 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from .nets import ConvEncoder, minibatches, mlp, pick_device, progress, thin_curve
+from .nets import ConvEncoder, mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
+from .training import Batch, train
 
 __all__ = ["EBM", "make_ebm"]
 
@@ -133,6 +134,7 @@ class EBM:
         self.device = pick_device(device)
         self.net = _EnergyNet(info, arch, width, tuple(hidden)).to(self.device)
         self._fitted = False
+        self._buffer: Tensor | None = None  # PCD replay buffer, alive during fit
 
     @property
     def info(self) -> GeneratorInfo:
@@ -190,42 +192,36 @@ class EBM:
         if not self.data_info.is_image:
             self.net.shift.copy_(x_all.reshape(len(x_all), -1).mean(0).to(self.device))
             self.net.scale.copy_(x_all.reshape(len(x_all), -1).std(0).clamp_min(1e-6).to(self.device))
-        buffer = self._noise(self.buffer_size, None).to(self.device)
+        self._buffer = self._noise(self.buffer_size, None).to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr, betas=(0.0, 0.999))
-        batches = minibatches(x_all, budget.batch_size)
-        losses: list[float] = []
-        e_pos: list[float] = []
-        e_neg: list[float] = []
         self.net.train()
-        steps = 0
-        for _ in progress(range(budget.steps), desc="ebm"):
-            xb, _ = next(batches)
-            pos = self.net.to_net(xb.to(self.device))
-            idx = torch.randint(0, self.buffer_size, (len(pos),), device=self.device)
-            neg = buffer[idx]
-            fresh = torch.rand(len(pos), device=self.device) < self.reinit
-            if fresh.any():
-                neg[fresh] = self._noise(int(fresh.sum()), None).to(self.device)
-            neg = self._langevin(neg, self.train_steps)
-            buffer[idx] = neg
-            ep, en = self.net(pos), self.net(neg)
-            loss = ep.mean() - en.mean() + self.reg * (ep**2 + en**2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append((ep.mean() - en.mean()).item())
-            e_pos.append(ep.mean().item())
-            e_neg.append(en.mean().item())
-            steps += 1
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
+        try:
+            report = train("ebm", budget, x_all, loss=self.loss, optimizer=opt, curves=("cd", "energy_data", "energy_neg"), rng="global", started=t0)
+        finally:
+            self._buffer = None
         self.net.eval()
         self._fitted = True
-        return TrainReport(
-            steps=steps,
-            wall_time_s=time.perf_counter() - t0,
-            losses={"cd": thin_curve(losses), "energy_data": thin_curve(e_pos), "energy_neg": thin_curve(e_neg)},
-        )
+        return report
+
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Persistent contrastive divergence: negatives from the replay buffer of
+        the current ``fit`` (a fraction ``reinit`` restarted from noise) after
+        ``train_steps`` Langevin steps; ``"loss"`` = E(data) - E(neg) + reg (E(data)^2 + E(neg)^2),
+        curves ``"cd"`` (E(data) - E(neg)), ``"energy_data"``, ``"energy_neg"`` (means)."""
+        buffer = self._buffer
+        if buffer is None:
+            raise RuntimeError("ebm: loss() needs the replay buffer that fit() creates")
+        pos = self.net.to_net(batch.x.to(self.device))
+        idx = torch.randint(0, self.buffer_size, (len(pos),), device=self.device, generator=generator)
+        neg = buffer[idx]
+        fresh = torch.rand(len(pos), device=self.device, generator=generator) < self.reinit
+        if fresh.any():
+            neg[fresh] = self._noise(int(fresh.sum()), generator).to(self.device)
+        neg = self._langevin(neg, self.train_steps, generator)
+        buffer[idx] = neg
+        ep, en = self.net(pos), self.net(neg)
+        loss = ep.mean() - en.mean() + self.reg * (ep**2 + en**2).mean()
+        return {"loss": loss, "cd": ep.mean() - en.mean(), "energy_data": ep.mean(), "energy_neg": en.mean()}
 
     def sample(
         self,
