@@ -55,14 +55,18 @@ class DataInfo:
 
     Attributes:
         name: data set name (``digits``, ``ring8`` ...).
-        shape: shape of one example, e.g. ``(1, 8, 8)`` or ``(2,)``.
-        kind: ``"image"`` or ``"points"``.
+        shape: shape of one example, e.g. ``(1, 8, 8)`` or ``(2,)``; for
+            translation tasks the shape of one *target* image.
+        kind: ``"image"``, ``"points"``, or for image-to-image translation
+            tasks ``"paired"`` / ``"unpaired"`` (see ``bench.data.TranslationDataset``).
         levels: number of intensity levels K for images (17 for sklearn
             digits, 256 for 8-bit images); ``None`` for continuous 2-D data.
         class_names: names of the classes, empty when unlabelled.
         captions: one caption per class (used for text conditioning).
         modes: mode centres of a 2-D mixture, (M, 2), else ``None``.
         mode_std: standard deviation of each mixture component.
+        source_shape: translation tasks only: shape of one *source* image
+            (e.g. ``(1, 4, 4)`` for 4x4 -> 8x8 super-resolution); else ``None``.
     """
 
     name: str
@@ -73,6 +77,7 @@ class DataInfo:
     captions: tuple[str, ...] = ()
     modes: tuple[tuple[float, float], ...] | None = None
     mode_std: float | None = None
+    source_shape: tuple[int, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -88,7 +93,13 @@ class DataInfo:
 
     @property
     def is_image(self) -> bool:
-        return self.kind == "image"
+        """Examples are images (plain image data sets and both translation kinds)."""
+        return self.kind in ("image", "paired", "unpaired")
+
+    @property
+    def is_translation(self) -> bool:
+        """An image-to-image translation task (kind ``paired`` or ``unpaired``)."""
+        return self.kind in ("paired", "unpaired")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
