@@ -18,6 +18,11 @@ class-conditional GAN, in one module (the GAN family of the seeds).
   generator (per-class scale and shift) and a projection discriminator
   (Miyato & Koyama 2018): ``D(x, y) = w . phi(x) + embed(y) . phi(x)``.
 
+The four are one model, :class:`GAN`, configured by loss kind (``ns`` or
+``wgan-gp``), packing degree, ``conditional`` and ``ema``; each registered
+name is a preset of :func:`make_gan` (:data:`VARIANTS`), so a suite may also
+combine them (e.g. ``gan`` with ``loss = "wgan-gp"``).
+
 Networks. 2-D data (``info.kind == "points"``): MLPs (generator: Linear ->
 BatchNorm -> ReLU per hidden layer, linear output; discriminator: Linear ->
 LeakyReLU(0.2)). Images: DCGAN-style conv nets: the generator maps z to a 2x2
@@ -42,7 +47,8 @@ samples and as many fresh fakes. With packing, as in the PacGAN paper's code,
 a step uses ``batch_size`` packs, i.e. ``m * batch_size`` real and as many
 fake samples (so a step costs more as m grows).
 Losses per generator step are recorded as ``d_loss`` (last critic step) and
-``g_loss``, averaged into at most 200 points.
+``g_loss``, averaged into at most 200 points. The loop itself is
+:func:`baselines.training.train` with a two-optimizer step.
 
 EMA: with ``ema`` set (e.g. 0.999) an exponential moving average of the
 generator weights is kept (decay ``min(ema, (1 + t) / (10 + t))`` at update t,
@@ -59,32 +65,23 @@ random labels) on the CPU from its ``generator`` argument.
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import minibatches, mlp, pick_device, progress
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, dequantize, quantize
+from .nets import mlp, pick_device
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, dequantize, quantize
 from .registry import register
+from .training import EMA, Batch, seeded_generator, train
 
-__all__ = [
-    "GAN",
-    "ConditionalGAN",
-    "gradient_penalty",
-    "pack_samples",
-    "make_gan",
-    "make_wgan_gp",
-    "make_pacgan",
-    "make_cgan",
-]
+__all__ = ["GAN", "ConditionalGAN", "VARIANTS", "Preset", "gradient_penalty", "pack_samples", "make_gan"]
 
-MAX_CURVE_POINTS = 200
 _SAMPLE_CHUNK = 4096
 
 
@@ -119,15 +116,6 @@ def pack_samples(x: Tensor, m: int) -> Tensor:
         return x
     n = x.shape[0] // m
     return x.reshape(n, m * x.shape[1], *x.shape[2:])
-
-
-def _curve(values: list[float], max_points: int = MAX_CURVE_POINTS) -> list[float]:
-    """Average consecutive chunks so that at most ``max_points`` values remain."""
-    if len(values) <= max_points:
-        return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64)
-    edges = torch.linspace(0, len(values), max_points + 1).round().long()
-    return [float(t[edges[i] : edges[i + 1]].mean()) for i in range(max_points)]
 
 
 def _leaky() -> nn.Module:
@@ -294,6 +282,8 @@ class GAN:
         name: registry name reported in ``info``.
         loss: ``"ns"`` (non-saturating) or ``"wgan-gp"``.
         pack: PacGAN packing degree m (1 = no packing).
+        conditional: class-conditional (conditional BatchNorm generator,
+            projection discriminator; needs a labelled data set; no packing).
         z_dim: latent dimension (default 2 for points, as in the PacGAN
             protocol, and 64 for images).
         hidden: MLP hidden widths for points (generator and discriminator).
@@ -308,7 +298,6 @@ class GAN:
     """
 
     family = "gan"
-    num_classes = 0
     BN_BATCHES = 32  # noise batches used to re-estimate BatchNorm statistics after fit
 
     def __init__(
@@ -318,6 +307,7 @@ class GAN:
         name: str = "gan",
         loss: str = "ns",
         pack: int = 1,
+        conditional: bool = False,
         z_dim: int | None = None,
         hidden: Sequence[int] = (128, 128, 128),
         width: int = 32,
@@ -332,8 +322,12 @@ class GAN:
             raise ValueError(f"{name}: unsupported data kind {info.kind!r} (expected 'image' or 'points')")
         if loss not in ("ns", "wgan-gp"):
             raise ValueError(f"{name}: loss must be 'ns' or 'wgan-gp', got {loss!r}")
-        if not isinstance(pack, int) or pack < 1:
-            raise ValueError(f"{name}: pack must be an integer >= 1, got {pack!r}")
+        if not isinstance(pack, int) or isinstance(pack, bool) or not 1 <= pack <= 8:
+            raise ValueError(f"{name}: pack must be an integer in [1, 8] (the PacGAN paper uses 2, 3, 4), got {pack!r}")
+        if conditional and info.num_classes < 2:
+            raise ValueError(f"{name}: class conditioning needs a data set with class names; {info.name} has {info.num_classes}")
+        if conditional and pack != 1:
+            raise ValueError(f"{name}: a conditional GAN does not support packing (pack={pack})")
         if n_critic < 1:
             raise ValueError(f"{name}: n_critic must be >= 1, got {n_critic}")
         if ema is not None and not 0.0 <= float(ema) < 1.0:
@@ -346,6 +340,7 @@ class GAN:
         self.name = name
         self.loss = loss
         self.pack = pack
+        self.num_classes = info.num_classes if conditional else 0
         self.z_dim = int(z_dim if z_dim is not None else (2 if info.kind == "points" else 64))
         self.hidden = tuple(int(h) for h in hidden)
         self.width = int(width)
@@ -370,7 +365,8 @@ class GAN:
             self.D = ConvDiscriminator(c * self.pack, info.shape, self.width, batchnorm=self.loss != "wgan-gp", num_classes=k)
         self.G.to(self.device)
         self.D.to(self.device)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.ema is not None else None
+        # EMA of the generator: warm-up decay min(ema, (1 + t) / (10 + t)) with t = steps_done after the step
+        self._ema = EMA(self.G, self.ema, offset=1) if self.ema is not None else None
         self.steps_done = 0
         # 2-D data are standardized per coordinate for the networks (set by fit)
         self.loc = torch.zeros(info.dim if info.kind == "points" else 0)
@@ -387,6 +383,11 @@ class GAN:
             n_params=g_all,
             n_trainable=g_tr,
         )
+
+    @property
+    def G_ema(self) -> nn.Module | None:
+        """The averaged generator used for sampling (None when ``ema`` is None)."""
+        return self._ema.module if self._ema is not None else None
 
     @property
     def n_params_discriminator(self) -> int:
@@ -433,8 +434,43 @@ class GAN:
         if not torch.isfinite(data.x).all():
             raise ValueError(f"{self.name}: training data contain NaN/inf values")
 
-    def _labels_for(self, yb: Tensor | None) -> Tensor | None:
-        return None
+    def _check_labels(self, data: TrainData) -> None:
+        if not self.num_classes:
+            return
+        if data.y is None:
+            raise ValueError(f"{self.name}: class-conditional training needs labels (TrainData.y)")
+        y = data.y
+        if y.shape != (len(data),) or y.dtype.is_floating_point or int(y.min()) < 0 or int(y.max()) >= self.num_classes:
+            raise ValueError(f"{self.name}: labels must be ints in [0, {self.num_classes}) of shape ({len(data)},)")
+
+    def _step(self, batches, gen: torch.Generator, n_use: int, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:
+        """One generator update after ``n_critic`` discriminator updates (each on a fresh real batch)."""
+        for _ in range(self.n_critic):
+            batch: Batch = next(batches)
+            xb = batch.x[:n_use]
+            yb = batch.y[:n_use].long().to(self.device) if self.num_classes else None
+            real = self._prepare_real(xb, gen)
+            z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
+            with torch.no_grad():
+                fake = self._g(z, yb)
+            d_real, d_fake = self._d(real, yb), self._d(fake, yb)
+            if self.loss == "ns":
+                d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            else:
+                critic = functools.partial(self._d, y=yb)
+                gp = gradient_penalty(critic, real, fake, gen)
+                d_loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
+        d_out = self._d(self._g(z, yb), yb)
+        g_loss = F.softplus(-d_out).mean() if self.loss == "ns" else -d_out.mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        self.steps_done += 1
+        return {"d_loss": d_loss, "g_loss": g_loss}
 
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
         """Train for ``budget.steps`` generator updates (see the module docstring).
@@ -444,10 +480,11 @@ class GAN:
         <= 200 points.
         """
         self._check_data(data)
+        self._check_labels(data)
         if budget.steps < 0 or budget.batch_size < 1:
             raise ValueError(f"{self.name}: budget needs steps >= 0 and batch_size >= 1, got {budget}")
         t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        gen = seeded_generator(2**62)
         bs = min(budget.batch_size * self.pack, len(data))
         n_use = (bs // self.pack) * self.pack  # samples per step: batch_size packs of m (capped by the data size)
         default_lr = 2e-4 if self.loss == "ns" else 1e-4
@@ -458,61 +495,23 @@ class GAN:
             x64 = data.x.double()
             self.loc = x64.mean(0).float()
             self.scale = x64.std(0).clamp_min(1e-8).float()
-        y_all = data.y if self.num_classes else None
-        batches = minibatches(data.x, bs, y_all, generator=gen)
         self.G.train()
         self.D.train()
-        d_hist: list[float] = []
-        g_hist: list[float] = []
-        steps = 0
-        for _ in progress(range(budget.steps), desc=f"fit {self.name}", total=budget.steps):
-            # ---- discriminator / critic
-            for _ in range(self.n_critic):
-                xb, yb = next(batches)
-                xb = xb[:n_use]
-                yb = self._labels_for(yb[:n_use] if yb is not None else None)
-                real = self._prepare_real(xb, gen)
-                z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
-                with torch.no_grad():
-                    fake = self._g(z, yb)
-                d_real, d_fake = self._d(real, yb), self._d(fake, yb)
-                if self.loss == "ns":
-                    d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-                else:
-                    critic = functools.partial(self._d, y=yb)
-                    gp = gradient_penalty(critic, real, fake, gen)
-                    d_loss = d_fake.mean() - d_real.mean() + self.gp_weight * gp
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            # ---- generator
-            z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
-            d_out = self._d(self._g(z, yb), yb)
-            g_loss = F.softplus(-d_out).mean() if self.loss == "ns" else -d_out.mean()
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
-            self.steps_done += 1
-            self._update_ema()
-            d_hist.append(float(d_loss.detach()))
-            g_hist.append(float(g_loss.detach()))
-            steps += 1
-            if not (math.isfinite(d_hist[-1]) and math.isfinite(g_hist[-1])):
-                raise FloatingPointError(f"{self.name}: loss became non-finite at step {steps} (d_loss={d_hist[-1]}, g_loss={g_hist[-1]})")
-            if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
-                break
-        if steps:
+        report = train(
+            self.name, budget, data.x, data.y if self.num_classes else None,
+            step=lambda batches, g: self._step(batches, g, n_use, opt_g, opt_d),
+            batch_size=bs, ema=self._ema, curves=("d_loss", "g_loss"), generator=gen, check_finite=True, started=t0,
+        )  # fmt: skip
+        if report.steps:
             n_bn = min(budget.batch_size, len(data))
             self._recalibrate_bn(self.G, gen, n_bn, data.y if self.num_classes else None)
             if self.G_ema is not None:
                 self._recalibrate_bn(self.G_ema, gen, n_bn, data.y if self.num_classes else None)
         self.G.eval()
         self.D.eval()
-        return TrainReport(
-            steps=steps,
-            wall_time_s=time.perf_counter() - t0,
-            losses={"d_loss": _curve(d_hist), "g_loss": _curve(g_hist)},
-            extra={
+        report.wall_time_s = time.perf_counter() - t0
+        report.extra.update(
+            {
                 "lr": lr,
                 "betas": list(self.betas),
                 "n_critic": self.n_critic,
@@ -521,9 +520,10 @@ class GAN:
                 "ema": self.ema,
                 "loss": self.loss,
                 "d_params": self.n_params_discriminator,
-                "d_updates": steps * self.n_critic,
-            },
+                "d_updates": report.steps * self.n_critic,
+            }
         )
+        return report
 
     @torch.no_grad()
     def _recalibrate_bn(self, net: nn.Module, gen: torch.Generator, batch_size: int, y_all: Tensor | None) -> None:
@@ -554,25 +554,22 @@ class GAN:
             m.momentum = mom
         net.eval()
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        if self.G_ema is None:
-            return
-        t = self.steps_done
-        decay = min(self.ema, (1 + t) / (10 + t))
-        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            pe.lerp_(p, 1 - decay)
-        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            be.copy_(b)  # provisional; _recalibrate_bn recomputes them at the end of fit
+        """One EMA update towards the current generator (the training loop calls it after every step)."""
+        if self._ema is not None:
+            self._ema.n = self.steps_done - 1  # the decay's warm-up follows the generator step count
+            self._ema.update()
 
     # -- sampling ----------------------------------------------------------------------
     def _sampling_net(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
 
     def _sample_labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        if labels is not None:
+        if labels is not None and not self.num_classes:
             raise ValueError(f"{self.name} is unconditional; it does not accept labels")
-        return None
+        if labels is not None and torch.as_tensor(labels).dtype.is_floating_point:
+            raise ValueError(f"{self.name}: labels must be integers in [0, {self.num_classes})")
+        return class_labels(self.name, n, labels, self.num_classes, bool(self.num_classes), generator)
 
     @torch.no_grad()
     def sample(
@@ -640,9 +637,10 @@ class GAN:
             raise ValueError(f"{self.name}: checkpoint was saved with a different configuration (saved, current): {diff}")
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(state.get("G_ema", state["G"]))
         self.steps_done = int(state.get("steps_done", 0))
+        if self._ema is not None:
+            self._ema.module.load_state_dict(state.get("G_ema", state["G"]))
+            self._ema.n = self.steps_done
         self.loc = state["loc"].float().clone()
         self.scale = state["scale"].float().clone()
         self.G.eval()
@@ -650,115 +648,69 @@ class GAN:
 
 
 class ConditionalGAN(GAN):
-    """Class-conditional non-saturating GAN: conditional BatchNorm generator,
-    projection discriminator. ``sample(n, labels=...)`` uses the given labels
-    (ints in [0, num_classes)); with ``labels=None`` labels are drawn uniformly
-    from ``generator``. ``fit`` needs ``data.y``; fake samples in a training
-    step take the labels of the real minibatch (so the empirical class
-    frequencies)."""
+    """A :class:`GAN` with ``conditional=True`` (what :func:`make_gan` builds then):
+    the same model, plus the :class:`~genbench.protocol.Conditional` capability.
+    ``sample(n, labels=...)`` uses the given labels (ints in [0, num_classes));
+    with ``labels=None`` labels are drawn uniformly from ``generator``; fakes in
+    a training step take the labels of the real minibatch."""
 
     def __init__(self, info: DataInfo, **kwargs: Any) -> None:
-        if info.num_classes < 2:
-            raise ValueError(
-                f"{kwargs.get('name', 'cgan')}: class conditioning needs a data set with class names; {info.name} has {info.num_classes}"
-            )
-        if kwargs.get("pack", 1) != 1:
-            raise ValueError("cgan does not support packing")
-        self.num_classes = info.num_classes
-        super().__init__(info, **kwargs)
+        super().__init__(info, **{**kwargs, "conditional": True})
 
     @property
     def accepts(self) -> frozenset[str]:
         return frozenset({"labels"})
 
-    def _check_data(self, data: TrainData) -> None:
-        super()._check_data(data)
-        if data.y is None:
-            raise ValueError(f"{self.name}: class-conditional training needs labels (TrainData.y)")
-        y = data.y
-        if y.shape != (len(data),) or y.dtype.is_floating_point or int(y.min()) < 0 or int(y.max()) >= self.num_classes:
-            raise ValueError(f"{self.name}: labels must be ints in [0, {self.num_classes}) of shape ({len(data)},)")
 
-    def _labels_for(self, yb: Tensor | None) -> Tensor | None:
-        return yb.long().to(self.device)
+# ============================================================================ presets
+@dataclass(frozen=True)
+class Preset:
+    """A registered GAN: overrides of :func:`make_gan`'s defaults, a one-line
+    description and the smallest packing degree it allows (PacGAN is defined by packing)."""
 
-    def _sample_labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor:
-        if labels is None:
-            return torch.randint(0, self.num_classes, (n,), generator=generator)
-        labels = torch.as_tensor(labels)
-        if labels.shape != (n,):
-            raise ValueError(f"{self.name}: labels must have shape ({n},), got {tuple(labels.shape)}")
-        if labels.dtype.is_floating_point or labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"{self.name}: labels must be integers in [0, {self.num_classes})")
-        return labels.long()
+    overrides: dict[str, Any]
+    description: str
+    min_pack: int = 1
 
 
-# ============================================================================ factories
-@register("gan", family="gan")
+VARIANTS: dict[str, Preset] = {
+    "gan": Preset({"loss": "ns"}, "Non-saturating GAN (MLP for 2-D, DCGAN for images), Adam 2e-4, betas (0.5, 0.999)."),
+    "wgan-gp": Preset(
+        {"loss": "wgan-gp", "lr": 1e-4, "betas": (0.5, 0.9), "n_critic": 5},
+        "WGAN-GP: gradient penalty 10, 5 critic steps per generator step, no BatchNorm in the critic, Adam 1e-4 (0.5, 0.9).",
+    ),
+    "pacgan": Preset({"loss": "ns", "pack": 2}, "PacGAN: non-saturating GAN whose discriminator sees ``pack`` (2-4) samples concatenated.", min_pack=2),
+    "cgan": Preset({"loss": "ns", "conditional": True}, "Class-conditional GAN: conditional BatchNorm generator, projection discriminator (needs labels)."),
+}
+"""The registered GANs, each a preset of the one configuration of :func:`make_gan`."""
+
+
 def make_gan(
     info: DataInfo,
+    *,
+    name: str = "gan",
+    loss: str = "ns",
+    pack: int = 1,
+    conditional: bool = False,
     z_dim: int | None = None,
     hidden: Sequence[int] = (128, 128, 128),
     width: int = 32,
     lr: float | None = None,
     betas: Sequence[float] = (0.5, 0.999),
-    ema: float | None = None,
-    device: str | None = None,
-) -> GAN:
-    """Non-saturating GAN (MLP for 2-D, DCGAN for images), Adam 2e-4, betas (0.5, 0.999)."""
-    return GAN(info, name="gan", loss="ns", z_dim=z_dim, hidden=hidden, width=width, lr=lr, betas=betas, ema=ema, device=device)
-
-
-@register("wgan-gp", family="gan")
-def make_wgan_gp(
-    info: DataInfo,
-    z_dim: int | None = None,
-    hidden: Sequence[int] = (128, 128, 128),
-    width: int = 32,
-    lr: float | None = 1e-4,
-    betas: Sequence[float] = (0.5, 0.9),
-    n_critic: int = 5,
+    n_critic: int = 1,
     gp_weight: float = 10.0,
     ema: float | None = None,
     device: str | None = None,
 ) -> GAN:
-    """WGAN-GP: gradient penalty 10, 5 critic steps per generator step, no BatchNorm in the critic, Adam 1e-4 (0.5, 0.9)."""
-    return GAN(
-        info, name="wgan-gp", loss="wgan-gp", z_dim=z_dim, hidden=hidden, width=width, lr=lr, betas=betas,
-        n_critic=n_critic, gp_weight=gp_weight, ema=ema, device=device,
+    """A GAN from one configuration (see :class:`GAN`); the registered names are presets of it."""
+    preset = VARIANTS.get(name)
+    if preset is not None and preset.min_pack > 1 and (not isinstance(pack, int) or not preset.min_pack <= pack <= 8):
+        raise ValueError(f"{name}: pack must be an integer in [{preset.min_pack}, 8] (the paper uses 2, 3, 4), got {pack!r}")
+    return (ConditionalGAN if conditional else GAN)(
+        info, name=name, loss=loss, pack=pack, conditional=conditional, z_dim=z_dim, hidden=hidden, width=width, lr=lr,
+        betas=betas, n_critic=n_critic, gp_weight=gp_weight, ema=ema, device=device,
     )  # fmt: skip
 
 
-@register("pacgan", family="gan")
-def make_pacgan(
-    info: DataInfo,
-    pack: int = 2,
-    z_dim: int | None = None,
-    hidden: Sequence[int] = (128, 128, 128),
-    width: int = 32,
-    lr: float | None = None,
-    betas: Sequence[float] = (0.5, 0.999),
-    ema: float | None = None,
-    device: str | None = None,
-) -> GAN:
-    """PacGAN: non-saturating GAN whose discriminator sees ``pack`` (2-4) samples concatenated."""
-    if not isinstance(pack, int) or not 2 <= pack <= 8:
-        raise ValueError(f"pacgan: pack must be an integer in [2, 8] (the paper uses 2, 3, 4), got {pack!r}")
-    return GAN(
-        info, name="pacgan", loss="ns", pack=pack, z_dim=z_dim, hidden=hidden, width=width, lr=lr, betas=betas, ema=ema, device=device
-    )
-
-
-@register("cgan", family="gan")
-def make_cgan(
-    info: DataInfo,
-    z_dim: int | None = None,
-    hidden: Sequence[int] = (128, 128, 128),
-    width: int = 32,
-    lr: float | None = None,
-    betas: Sequence[float] = (0.5, 0.999),
-    ema: float | None = None,
-    device: str | None = None,
-) -> ConditionalGAN:
-    """Class-conditional GAN: conditional BatchNorm generator, projection discriminator (needs labels)."""
-    return ConditionalGAN(info, name="cgan", loss="ns", z_dim=z_dim, hidden=hidden, width=width, lr=lr, betas=betas, ema=ema, device=device)
+for _name, _preset in VARIANTS.items():
+    register(_name, family="gan", description=_preset.description)(functools.partial(make_gan, name=_name, **_preset.overrides))

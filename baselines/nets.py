@@ -102,29 +102,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
-def progress(iterable, desc: str, total: int | None = None):
-    """tqdm progress bar for training/sampling loops (``GENBENCH_PROGRESS=0`` silences it)."""
-    import os
-
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=False, mininterval=1.0, disable=os.environ.get("GENBENCH_PROGRESS", "1") == "0")
-
-
-def minibatches(x: Tensor, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None):
-    """Endless iterator of random minibatches ``(xb, yb)`` (``yb`` None without labels).
-
-    Reshuffles every epoch; ``batch_size`` is capped at ``len(x)``.
-    """
-    n = len(x)
-    bs = min(batch_size, n)
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, n - bs + 1, bs):
-            idx = perm[i : i + bs]
-            yield x[idx], (y[idx] if y is not None else None)
-
-
 # ----------------------------------------------------------------------------- denoisers
 # Networks for diffusion and flow matching: f(x, t, y) with a continuous or
 # integer time t (N,) and optional class labels y (N,) (the index
@@ -301,40 +278,3 @@ class TimeMLP(nn.Module):
         if self.label is not None:
             emb = emb + self.label(y, x.shape[0], x.device)
         return self.net(torch.cat([x, emb], 1))
-
-
-class EMA:
-    """Exponential moving average of a module's parameters (and buffers).
-
-    ``update(model)`` after each optimizer step; the decay warms up as
-    ``min(decay, (1 + n) / (10 + n))`` so short runs are not dominated by the
-    random initialisation. ``module`` is the averaged copy (eval mode, no grad).
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
-        import copy
-
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = decay
-        self.n = 0
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = min(self.decay, (1 + self.n) / (10 + self.n))
-        self.n += 1
-        for pe, p in zip(self.module.parameters(), model.parameters()):
-            pe.lerp_(p.detach(), 1.0 - d)
-        for be, b in zip(self.module.buffers(), model.buffers()):
-            be.copy_(b)
-
-
-def thin_curve(values: list[float], n: int = 200) -> list[float]:
-    """Average consecutive chunks so that a loss curve has at most ``n`` points."""
-    if len(values) <= n:
-        return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]

@@ -70,14 +70,16 @@ def progress(iterable: Iterable[Any], desc: str, total: int | None = None, enabl
 
 
 def thin_curve(values: Sequence[float], n: int = MAX_CURVE_POINTS) -> list[float]:
-    """A loss curve with at most ``n`` points: consecutive chunks of
-    ``ceil(len / n)`` values are averaged (the last chunk may be shorter)."""
+    """A loss curve with ``min(len(values), n)`` points: the values are cut into
+    ``n`` consecutive chunks of near-equal length (edges ``round(linspace(0, len, n + 1))``)
+    and each chunk is averaged (in float64)."""
     if n < 1:
         raise ValueError(f"thin_curve: n must be >= 1, got {n}")
     if len(values) <= n:
         return [float(v) for v in values]
-    step = math.ceil(len(values) / n)
-    return [float(sum(values[i : i + step]) / len(values[i : i + step])) for i in range(0, len(values), step)]
+    t = torch.tensor(list(values), dtype=torch.float64)
+    edges = torch.linspace(0, len(values), n + 1).round().long()
+    return [float(t[edges[i] : edges[i + 1]].mean()) for i in range(n)]
 
 
 def seeded_generator(high: int = 2**31 - 1) -> torch.Generator:
@@ -178,11 +180,10 @@ def train(
     ema: EMA | None = None,
     curves: Sequence[str] | None = None,
     rng: Literal["generator", "global"] = "generator",
-    seed_high: int = 2**31 - 1,
+    generator: torch.Generator | None = None,
     check_finite: bool = False,
     started: float | None = None,
     show_progress: bool | None = None,
-    before_loop: Callable[[torch.Generator | None], None] | None = None,
 ) -> TrainReport:
     """Run ``budget.steps`` training steps and return the report.
 
@@ -207,18 +208,18 @@ def train(
         curves: the dict entries recorded as loss curves (default: all).
         rng: ``"generator"``: one seeded CPU generator for batches and the
             loss; ``"global"``: the global torch RNG (``generator=None``).
-        seed_high: the generator's seed is drawn in [0, seed_high).
+        generator: with ``rng="generator"``, the generator to use (when the
+            family needs it after the loop); default a new
+            :func:`seeded_generator`.
         check_finite: raise ``FloatingPointError`` when a recorded value is NaN/inf.
         started: ``time.perf_counter()`` when the family's ``fit`` began (the
             wall-time limit and ``wall_time_s`` count from it); default now.
         show_progress: False silences the bar (see :func:`progress_enabled`).
-        before_loop: called with the generator once it exists, before the
-            first step (e.g. to draw a persistent buffer from it).
 
     Returns:
         ``TrainReport`` with the steps done, the wall time (s) from
-        ``started``, the curves thinned to <= 200 points and
-        ``extra["loss_every"]`` (raw steps per curve point).
+        ``started`` and the curves, one value per step thinned to <= 200
+        points (:func:`thin_curve`).
     """
     t0 = time.perf_counter() if started is None else started
     if (loss is None) == (step is None):
@@ -240,9 +241,9 @@ def train(
         if optimizer is None:
             raise TypeError(f"{name}: warmup needs optimizer=")
         sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
-    gen = seeded_generator(seed_high) if rng == "generator" else None
-    if before_loop is not None:
-        before_loop(gen)
+    if rng == "global" and generator is not None:
+        raise ValueError(f"{name}: rng='global' takes no generator")
+    gen = (generator if generator is not None else seeded_generator()) if rng == "generator" else None
     raw = minibatches(x, bs, y, generator=gen)
     history: dict[str, list[float]] = {k: [] for k in curves} if curves is not None else {}
     done = 0
@@ -279,10 +280,4 @@ def train(
                 raise FloatingPointError(f"{name}: loss became non-finite at step {done} ({', '.join(f'{k}={v}' for k, v in bad.items())})")
         if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
             break
-    every = max(1, math.ceil(done / MAX_CURVE_POINTS))
-    return TrainReport(
-        steps=done,
-        wall_time_s=time.perf_counter() - t0,
-        losses={k: thin_curve(v) for k, v in history.items()},
-        extra={"loss_every": every},
-    )
+    return TrainReport(steps=done, wall_time_s=time.perf_counter() - t0, losses={k: thin_curve(v) for k, v in history.items()})
