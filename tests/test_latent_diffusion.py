@@ -1,0 +1,136 @@
+"""Latent diffusion (baselines/latent_diffusion.py): the pixel samplers run unchanged in latent space."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines import latent_diffusion as ld
+from baselines import samplers
+from baselines.diffusion import DDPM, NoiseSchedule
+from baselines.protocol import Autoencoding, Budget, DataInfo, HeldOutReference, LabeledSampler, SamplerChoice, TrainData
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    torch.manual_seed(0)
+    m = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    rep = m.fit(TrainData(digits.train_x, digits.info, digits.train_y), Budget(steps=12, batch_size=64))
+    return m, rep
+
+
+@pytest.mark.parametrize("name, cls, objective", [("ddpm", samplers.DDPMSampler, "eps"), ("ddim", samplers.DDIMSampler, "eps"),
+                                                  ("euler", samplers.EulerSampler, "velocity"), ("heun", samplers.HeunSampler, "velocity")])  # fmt: skip
+def test_sampler_is_the_pixel_sampler_class(digits, name, cls, objective):
+    m = ld.LatentDiffusion(digits.info, objective=objective, width=8, ae_width=8)
+    s = m.make_sampler(sampler=name)
+    assert type(s) is cls  # the very class the pixel models use, not a subclass or copy
+    if objective == "eps":
+        assert type(DDPM(digits.info, width=8).make_sampler(name)) is cls
+
+
+def test_pixel_sampler_runs_unchanged_on_latents(fitted, monkeypatch):
+    m, _ = fitted
+    seen = []
+    original = samplers.DDIMSampler.step
+
+    def spy(self, denoiser, x, t, t_next, y, generator):
+        seen.append(tuple(x.shape))
+        return original(self, denoiser, x, t, t_next, y, generator)
+
+    monkeypatch.setattr(samplers.DDIMSampler, "step", spy)
+    x = m.sample(6, steps=5, sampler=m.make_sampler(sampler="ddim"))
+    assert len(seen) == 5 and set(seen) == {(6, 2, 4, 4)}  # every step on the (2, 4, 4) latent, none in pixel space
+    assert m.last_nfe == 5
+    assert x.shape == (6, 1, 8, 8) and torch.allclose(x * 16, (x * 16).round())
+
+
+def test_latent_schedule_is_the_pixel_cosine_schedule():
+    ours, pixel = ld.CosineSchedule(1000), NoiseSchedule("cosine", 1000)
+    assert all(ours.abar(i) == pytest.approx(pixel.abar(i), rel=1e-12) for i in (-1, 0, 10, 500, 998, 999))
+
+
+def test_compression_and_report(fitted, digits):
+    m, rep = fitted
+    assert m.latent_shape == (2, 4, 4)
+    assert rep.extra["latent_shape"] == [2, 4, 4] and rep.extra["downsampling"] == 2 and rep.extra["compression"] == 2.0
+    assert rep.extra["ae_steps"] + rep.extra["denoiser_steps"] == 12 == rep.steps
+    assert {"rec_nats", "kl_nats", "denoiser_mse"} <= set(rep.losses)
+    assert m.info.iterative and m.info.default_steps == 50
+    z = m.encode(digits.test_x[:20])
+    assert z.shape == (20, 2, 4, 4) and isinstance(m, Autoencoding) and isinstance(m, SamplerChoice)
+    # the denoiser sees unit-std latents: scale = 1 / std of the training posterior means
+    with torch.no_grad():
+        mu = m.ae.encode(digits.train_x)[0]
+    assert m.scale == pytest.approx(1 / float(mu.std()), rel=1e-4)
+
+
+def test_state_round_trip_reproduces_samples(fitted, digits):
+    m, _ = fitted
+    x = m.sample(5, steps=3, generator=torch.Generator().manual_seed(1))
+    m2 = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    m2.load_state_dict(m.state_dict())
+    assert torch.equal(m2.sample(5, steps=3, generator=torch.Generator().manual_seed(1)), x)
+
+
+def test_classifier_free_guidance_as_in_pixel_space(digits):
+    torch.manual_seed(0)
+    m = ld.LatentDiffusion(digits.info, conditional=True, width=8, ae_width=8)
+    m.fit(TrainData(digits.train_x, digits.info, digits.train_y), Budget(steps=6, batch_size=64))
+    m.sample(10, labels=torch.arange(10), steps=4, sampler=m.make_sampler(sampler="ddim", guidance_scale=2.0))
+    assert m.last_nfe == 8  # two evaluations per step, as for pixel DDPM
+    m.sample(10, labels=torch.arange(10), steps=4, sampler=m.make_sampler(sampler="ddim", guidance_scale=1.0))
+    assert m.last_nfe == 4
+    assert m.info.conditioning == "class"
+    with pytest.raises(ValueError, match="labels must be in"):
+        m.sample(2, labels=torch.tensor([0, 10]))
+    unc = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    with pytest.raises(ValueError, match="conditional=True"):
+        unc.make_sampler(sampler="ddim", guidance_scale=2.0)
+
+
+def test_flow_matching_objective_with_euler(digits):
+    torch.manual_seed(0)
+    m = ld.LatentDiffusion(digits.info, objective="velocity", width=8, ae_width=8)
+    m.fit(TrainData(digits.train_x, digits.info), Budget(steps=6, batch_size=64))
+    m.sample(4, steps=7)
+    assert m.last_nfe == 7 and isinstance(m._sampler, samplers.EulerSampler)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        m.make_sampler(sampler="ddim")
+
+
+def test_reconstruction_floor_row(digits):
+    torch.manual_seed(0)
+    r = ld.LatentReconstruction(digits.info, ae_width=8)
+    assert isinstance(r, HeldOutReference) and isinstance(r, LabeledSampler)
+    r.use_pool(digits.test_x[:40], digits.test_y[:40])
+    rep = r.fit(TrainData(digits.train_x, digits.info), Budget(steps=10, batch_size=64))
+    assert rep.extra["compression"] == 2.0 and "recon_mae" in rep.extra
+    x, y = r.sample_labeled(15, generator=torch.Generator().manual_seed(0))
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(0))[:15]
+    assert torch.equal(y, digits.test_y[:40][idx])
+    with torch.no_grad():
+        mu, _ = r.model.ae.encode(digits.test_x[:40][idx])
+        expected = r.model.ae.log_probs(mu).argmax(-1).float() / 16
+    assert torch.equal(x, expected)
+
+
+def test_errors_are_clear(digits):
+    with pytest.raises(ValueError, match="needs image data"):
+        ld.LatentDiffusion(DataInfo(name="ring8", shape=(2,), kind="points"))
+    with pytest.raises(ValueError, match="objective"):
+        ld.LatentDiffusion(digits.info, objective="x0")
+    with pytest.raises(ValueError, match="fewer mults"):
+        ld.LatentDiffusion(digits.info, mults=(1, 2, 2, 2))
+    with pytest.raises(RuntimeError, match="fit"):
+        ld.LatentDiffusion(digits.info, width=8, ae_width=8).sample(2)
+    with pytest.raises(ValueError, match="conditional=True needs a labelled"):
+        ld.LatentDiffusion(DataInfo(name="u", shape=(1, 8, 8), kind="image", levels=17), conditional=True)
+
+
+def test_registered_with_descriptions():
+    from baselines.registry import available
+
+    entries = available()
+    for name in ("latent-diffusion", "ldm-recon"):
+        assert name in entries and entries[name].description and entries[name].kinds == ("image",)
