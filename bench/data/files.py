@@ -1,0 +1,517 @@
+"""Data from files the user has, validated: nothing in a data file is trusted.
+
+* ``folder``: PNG/JPEG/BMP/WebP images. 8-bit images are scaled by 255;
+  16-bit PNGs (mode ``I;16``) by 65535, their true range; 32-bit integer
+  images (mode ``I``) have no defined range and are rejected, float images
+  (mode ``F``) are accepted only in [0, 1]. A 16-bit file whose values never
+  exceed 255 (8-bit data stored in a 16-bit container, nearly black at its
+  true scale) is rejected with a message instead of guessed.
+* ``npz``: one array of images (uint8 0-255 or floats in [0, 1]) or 2-D
+  points; with several arrays, the one named by ``key`` (``--npz-key``).
+  Arrays larger than :data:`MAX_BYTES` are refused from their header, before
+  they are read.
+* ``mnist``, ``fashion-mnist``: idx files (optionally gzipped).
+* ``cifar10``: the CIFAR-10 python batches, read with a restricted unpickler
+  (plain containers, bytes/str/numbers and numpy arrays only): a pickle that
+  names any other global (``os.system`` ...) is refused before it runs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import importlib
+import io
+import math
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from genbench.protocol import DataInfo
+
+from .core import DIGIT_NAMES, DataError, Dataset, digit_captions, photo_captions, random_split, register_dataset
+
+__all__ = [
+    "MAX_BYTES",
+    "IMAGE_SUFFIXES",
+    "validate_images",
+    "validate_points",
+    "read_image",
+    "read_image_folder",
+    "load_image_folder",
+    "load_npz",
+    "read_idx",
+    "safe_unpickle",
+    "read_cifar_batch",
+    "folder",
+    "npz",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "FASHION",
+    "CIFAR10",
+]
+
+# Largest decoded array a loader builds (float32 bytes); a header or a folder that asks for more is refused
+# before the memory is taken. Override with $GENBENCH_MAX_DATA_BYTES.
+MAX_BYTES = int(os.environ.get("GENBENCH_MAX_DATA_BYTES", 8 * 2**30))
+
+
+def _check_size(n_values: int, source: str, what: str = "data") -> None:
+    if n_values * 4 > MAX_BYTES:
+        raise DataError(
+            f"{source}: {what} would take {n_values * 4 / 2**30:.1f} GiB as float32, more than the limit of "
+            f"{MAX_BYTES / 2**30:.1f} GiB (set GENBENCH_MAX_DATA_BYTES to raise it)"
+        )
+
+
+# --------------------------------------------------------------------- validation
+def validate_images(x: Any, source: str) -> Tensor:
+    """Turn an array of images into float32 NCHW in [0, 1], or raise DataError.
+
+    Accepts uint8 (0-255) or floats already in [0, 1]; NHWC or NCHW with 1 or
+    3 channels; (N, H, W) grey images. Rejects NaN/inf, other dtypes, values
+    out of range, and empty arrays, naming ``source``.
+    """
+    a = np.asarray(x)
+    if a.ndim == 0 or a.size == 0:
+        raise DataError(f"{source}: no images (empty array of shape {a.shape})")
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise DataError(f"{source}: expected images of shape (N, C, H, W), (N, H, W, C) or (N, H, W), got {a.shape}")
+    _check_size(a.size, source, "the images")
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise DataError(f"{source}: contains NaN or inf values ({int((~np.isfinite(a)).sum())} entries)")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 1:
+            raise DataError(f"{source}: float images must be in [0, 1], found range [{lo:.3g}, {hi:.3g}] (uint8 0-255 is also accepted)")
+    elif a.dtype == np.uint16:
+        raise DataError(f"{source}: dtype uint16 (16-bit) images are not accepted in arrays: divide by their true maximum (65535 for 16-bit) to floats in [0, 1], or save PNG files")
+    else:
+        raise DataError(f"{source}: unsupported dtype {a.dtype}; use uint8 (0-255) or float in [0, 1]")
+    if a.shape[1] not in (1, 3) and a.shape[3] in (1, 3):
+        a = a.transpose(0, 3, 1, 2)
+    if a.shape[1] not in (1, 3):
+        raise DataError(f"{source}: expected 1 or 3 channels, got shape {a.shape}")
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def validate_points(x: Any, source: str) -> Tensor:
+    """2-D points as float32 (N, 2), or DataError (wrong shape, empty, NaN/inf, not numbers)."""
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{source}: points must be numbers ({e})") from e
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise DataError(f"{source}: expected 2-D points of shape (N, 2), got {a.shape}")
+    if a.shape[0] == 0:
+        raise DataError(f"{source}: no points (empty array)")
+    if not np.isfinite(a).all():
+        raise DataError(f"{source}: contains NaN or inf values")
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------- image files
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+MAX_IMAGE_PIXELS = 2**26  # 8192 x 8192: larger single images are refused before decoding
+
+_GREY_8BIT = ("L", "1", "LA", "La")
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, int]:
+    """One image file -> (array, bits): uint8/uint16 (H, W) grey or (H, W, 3) RGB, and its bit depth (8 or 16).
+
+    Alpha is dropped; palette and CMYK images become RGB. 16-bit grey PNGs
+    keep their 16 bits (never clipped to 8). 32-bit integer (``I``) and float
+    (``F``) images are rejected with a message: they have no defined range.
+    """
+    p = Path(path)
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS or w == 0 or h == 0:
+                raise DataError(f"{p}: image is {w}x{h} pixels; expected between 1 and {MAX_IMAGE_PIXELS} pixels")
+            mode = im.mode
+            if mode in _SIXTEEN_BIT or (mode == "I" and im.format == "PNG"):
+                # Pillow opens 16-bit grey PNGs as I;16 (or I in older versions): values 0..65535
+                a = np.asarray(im, dtype=np.int64) if mode == "I" else np.asarray(im).astype(np.int64)
+                if a.min() < 0 or a.max() > 65535:
+                    raise DataError(f"{p}: 16-bit image with values outside 0..65535")
+                return a.astype(np.uint16), 16
+            if mode in ("I", "F"):
+                kind = "32-bit integer" if mode == "I" else "32-bit float"
+                raise DataError(f"{p}: {kind} images (mode {mode}) have no defined intensity range; save them as 8- or 16-bit PNG, or as floats in [0, 1] in a .npz")
+            a = np.asarray(im.convert("L" if mode in _GREY_8BIT else "RGB"))
+            return a, 8
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{p}: image too large ({e})") from e
+    except Exception as e:  # PIL raises several types for corrupt or empty files
+        raise DataError(f"{p}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def _image_files(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory")
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no image files ({', '.join(IMAGE_SUFFIXES)}) found")
+    return files
+
+
+def _stack_images(files: list[Path], source: str) -> tuple[Tensor, int]:
+    """Read ``files`` (all of one size) -> float32 NCHW in [0, 1] and the levels K (256, or 65536 when any is 16-bit)."""
+    arrays: list[np.ndarray] = []
+    bits: list[int] = []
+    first: tuple[Path, tuple[int, ...]] | None = None
+    for f in files:
+        a, b = read_image(f)
+        if first is None:
+            first = (f, a.shape)
+            _check_size(len(files) * a.size, source, f"{len(files)} images of shape {a.shape}")
+        elif a.shape != first[1]:
+            raise DataError(f"{f}: image size/channels {a.shape} differs from {first[0].name} {first[1]}; all images must match")
+        arrays.append(a)
+        bits.append(b)
+    sixteen = [i for i, b in enumerate(bits) if b == 16]
+    if sixteen:
+        peak = max(int(arrays[i].max()) for i in sixteen)
+        if 0 < peak <= 255:
+            raise DataError(
+                f"{files[sixteen[0]]}: 16-bit image(s) whose values never exceed {peak} (of 65535): this looks like 8-bit data saved "
+                "in a 16-bit file and would be nearly black at its true scale; save it as an 8-bit PNG (or scale it to 0..65535)"
+            )
+    x = np.stack([a.astype(np.float32) / (65535.0 if b == 16 else 255.0) for a, b in zip(arrays, bits)])
+    levels = 65536 if sixteen else 256
+    return validate_images(x, source), levels
+
+
+def read_image_folder(path: str | Path) -> tuple[Tensor, int]:
+    """All images in a folder (sorted by name) -> (float32 NCHW in [0, 1], levels K: 256 for 8-bit, 65536 when 16-bit)."""
+    root = Path(path)
+    return _stack_images(_image_files(root), str(root))
+
+
+def load_image_folder(path: str | Path) -> Tensor:
+    """All images in a folder (sorted by name) -> float32 NCHW in [0, 1], each scaled by its bit depth."""
+    return read_image_folder(path)[0]
+
+
+# --------------------------------------------------------------------- npz
+def _npz_shapes(p: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of the arrays in a .npz, read from their headers (no data decoded)."""
+    out = {}
+    with zipfile.ZipFile(p) as zf:
+        for member in zf.namelist():
+            if not member.endswith(".npy"):
+                continue
+            with zf.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            out[member[:-4]] = (tuple(shape), dtype)
+    return out
+
+
+def load_npz(path: str | Path, key: str | None = None) -> Tensor:
+    """Images (or 2-D points) from a ``.npz``.
+
+    With one array, that array; with several, the one named ``key`` (on the
+    command line ``--npz-key``) — or the first of ``x``, ``images``,
+    ``samples``, ``arr_0`` present. Otherwise :class:`DataError` lists the
+    keys with their shapes and says how to choose. Object arrays (pickles)
+    are never loaded.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    try:
+        shapes = _npz_shapes(p)
+        z = np.load(p, allow_pickle=False)
+        names = list(z.keys())
+    except Exception as e:
+        raise DataError(f"{p}: not a readable .npz ({type(e).__name__}: {e})") from e
+    if not names:
+        raise DataError(f"{p}: the .npz holds no arrays")
+    listing = ", ".join(f"{k} {shapes[k][0] if k in shapes else '?'}" for k in names)
+    if key is None:
+        if len(names) == 1:
+            key = names[0]
+        else:
+            key = next((k for k in ("x", "images", "samples", "arr_0") if k in names), None)
+            if key is None:
+                raise DataError(f"{p}: holds {len(names)} arrays ({listing}); choose one with key=NAME (bench eval: --npz-key NAME)")
+    elif key not in names:
+        raise DataError(f"{p}: no array {key!r}; it holds {listing}")
+    if key in shapes:
+        shape, dtype = shapes[key]
+        if dtype.hasobject:
+            raise DataError(f"{p}[{key}]: object arrays (pickles) are not loaded; save numeric arrays")
+        _check_size(math.prod(shape), f"{p}[{key}]", f"array of shape {shape}")
+    try:
+        a = z[key]
+    except Exception as e:
+        raise DataError(f"{p}[{key}]: cannot read the array ({type(e).__name__}: {e})") from e
+    if a.ndim == 2 and a.shape[1] == 2:
+        return validate_points(a, f"{p}[{key}]")
+    return validate_images(a, f"{p}[{key}]")
+
+
+def _image_info(name: str, x: Tensor, levels: int = 256, class_names: tuple[str, ...] = (), captions: tuple[str, ...] | None = None) -> DataInfo:
+    caps = photo_captions(class_names) if captions is None else captions
+    return DataInfo(name=name, shape=tuple(x.shape[1:]), kind="image", levels=levels, class_names=class_names, captions=caps)
+
+
+@register_dataset("folder", kind="image", source="file")
+def folder(path: str, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """An image folder (8- or 16-bit PNG/JPEG/...), split at random with ``seed``."""
+    x, levels = read_image_folder(path)
+    xtr, xte, _, _ = random_split(x, None, test_fraction, seed)
+    return Dataset(_image_info(Path(path).name, x, levels), xtr, xte)
+
+
+@register_dataset("npz", kind="any", source="file")
+def npz(path: str, key: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A ``.npz`` of images (uint8 or [0,1] floats) or 2-D points; ``key`` picks one of several arrays."""
+    x = load_npz(path, key)
+    xtr, xte, _, _ = random_split(x, None, test_fraction, seed)
+    if x.ndim == 2:
+        return Dataset(DataInfo(name=Path(path).stem, shape=(2,), kind="points"), xtr, xte)
+    return Dataset(_image_info(Path(path).stem, x), xtr, xte)
+
+
+# --------------------------------------------------------------------- MNIST idx files
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an unsigned-byte idx file (optionally .gz), the MNIST format, validating its header against its size."""
+    p = Path(path)
+    try:
+        with (gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{p}: not an unsigned-byte idx file (bad magic {head.hex() or 'empty file'})")
+            ndim = head[3]
+            if ndim == 0:
+                raise DataError(f"{p}: idx header declares 0 dimensions")
+            raw = f.read(4 * ndim)
+            if len(raw) < 4 * ndim:
+                raise DataError(f"{p}: idx header truncated")
+            dims = [int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+            n = math.prod(dims)
+            _check_size(n, str(p), f"idx array of shape {dims}")
+            data = f.read(n + 1)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{p}: cannot read ({type(e).__name__}: {e})") from e
+    if len(data) != n:
+        raise DataError(f"{p}: idx header says {dims} ({n} bytes) but the file holds {'more' if len(data) > n else len(data)} bytes")
+    if n == 0:
+        raise DataError(f"{p}: idx file holds an empty array of shape {dims}")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _find(root: Path, stem: str) -> Path:
+    for cand in (root / stem, root / f"{stem}.gz", root / "raw" / stem, root / "raw" / f"{stem}.gz"):
+        if cand.exists():
+            return cand
+    raise DataError(f"{root}: missing {stem}[.gz]; put the idx files there, or pass download=true where the network allows")
+
+
+def _labels(y: np.ndarray, n_images: int, n_classes: int, source: str) -> Tensor:
+    y = np.asarray(y).reshape(-1) if np.asarray(y).ndim <= 1 else np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels must be one number per image, got shape {y.shape}")
+    if len(y) != n_images:
+        raise DataError(f"{source}: {len(y)} labels for {n_images} images; the counts must match")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(f"{source}: labels must be in 0..{n_classes - 1}, found range [{int(y.min())}, {int(y.max())}]")
+    return torch.as_tensor(y.astype(np.int64))
+
+
+def _mnist_like(name: str, root: str, class_names: tuple[str, ...], download: bool) -> Dataset:
+    r = Path(root)
+    if download:
+        import torchvision.datasets as tvd  # optional dependency, only when the user asks to download
+
+        cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+        cls(str(r), train=True, download=True)
+        cls(str(r), train=False, download=True)
+        r = r / cls.__name__
+    parts = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        xp, yp = _find(r, f"{prefix}-images-idx3-ubyte"), _find(r, f"{prefix}-labels-idx1-ubyte")
+        x = read_idx(xp)
+        if x.ndim != 3:
+            raise DataError(f"{xp}: expected images of shape (N, H, W), got {x.shape}")
+        parts[split] = (validate_images(x, str(xp)), _labels(read_idx(yp), len(x), len(class_names), f"{yp} (for {xp.name})"))
+    captions = digit_captions() if name == "mnist" else None
+    info = _image_info(name, parts["train"][0], 256, class_names, captions)
+    return Dataset(info, parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1])
+
+
+@register_dataset("mnist", source="file")
+def mnist(root: str = "data/mnist", download: bool = False) -> Dataset:
+    """MNIST from idx files under ``root`` (train-/t10k- images and labels)."""
+    return _mnist_like("mnist", root, DIGIT_NAMES, download)
+
+
+FASHION = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot")
+
+
+@register_dataset("fashion-mnist", source="file")
+def fashion_mnist(root: str = "data/fashion-mnist", download: bool = False) -> Dataset:
+    """Fashion-MNIST from idx files under ``root``."""
+    return _mnist_like("fashion-mnist", root, FASHION, download)
+
+
+# --------------------------------------------------------------------- CIFAR-10 python batches
+def _numpy_global(*paths: str) -> Any:
+    for path in paths:
+        mod, _, attr = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+# The only globals a CIFAR batch may name: numpy's array/scalar reconstruction and the bytes codec
+# that protocol-2 pickles written by Python 3 use. Everything else (os.system, builtins.eval, ...) is refused.
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _SAFE_GLOBALS[(_mod, "_reconstruct")] = _numpy_global("numpy._core.multiarray._reconstruct", "numpy.core.multiarray._reconstruct")
+    _SAFE_GLOBALS[(_mod, "scalar")] = _numpy_global("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar")
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    _SAFE_GLOBALS[(_mod, "_frombuffer")] = _numpy_global("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer")
+_SAFE_GLOBALS = {k: v for k, v in _SAFE_GLOBALS.items() if v is not None}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, f: Any, source: str) -> None:
+        super().__init__(f, encoding="bytes")
+        self.source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _SAFE_GLOBALS.get((module, name))
+        if obj is None:
+            raise DataError(
+                f"{self.source}: refused to load: the pickle names {module}.{name}, which is not a plain container, "
+                "number, string or numpy array (a data file must not run code)"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise DataError(f"{self.source}: refused to load: the pickle uses persistent ids")
+
+
+def _check_plain(obj: Any, source: str, depth: int = 0) -> None:
+    if depth > 20:
+        raise DataError(f"{source}: nested more than 20 levels deep")
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, bytearray, np.generic)):
+        if isinstance(obj, np.generic) and np.asarray(obj).dtype.hasobject:
+            raise DataError(f"{source}: holds a numpy object scalar")
+        return
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise DataError(f"{source}: holds a numpy object array")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _check_plain(k, source, depth + 1)
+            _check_plain(v, source, depth + 1)
+        return
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_plain(v, source, depth + 1)
+        return
+    raise DataError(f"{source}: holds a {type(obj).__name__}, not a plain container, number, string or numpy array")
+
+
+def safe_unpickle(data: bytes, source: str) -> Any:
+    """Unpickle ``data`` allowing only dicts, lists, tuples, bytes/str, numbers and numpy arrays.
+
+    Any other global named in the pickle (a function or class: ``os.system``,
+    ``builtins.eval`` ...) raises :class:`DataError` naming ``source`` before
+    anything is called. Python-2 strings are returned as bytes.
+    """
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(data), source).load()
+    except DataError:
+        raise
+    except Exception as e:  # truncated or garbled pickles raise several types
+        raise DataError(f"{source}: not a readable pickle ({type(e).__name__}: {e})") from e
+    _check_plain(obj, source)
+    return obj
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)), validated."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"{p}: cannot read ({e})") from e
+    if not raw:
+        raise DataError(f"{p}: empty file")
+    d = safe_unpickle(raw, str(p))
+    if not isinstance(d, dict):
+        raise DataError(f"{p}: expected a dict with 'data' and 'labels', got {type(d).__name__}")
+    get = lambda k: d.get(k.encode(), d.get(k))  # noqa: E731  (py2 batches use bytes keys)
+    data, labels = get("data"), get("labels")
+    if data is None or labels is None:
+        raise DataError(f"{p}: missing 'data' or 'labels' (keys: {sorted(map(repr, d))})")
+    x = np.asarray(data)
+    if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or x.shape[0] == 0:
+        raise DataError(f"{p}: 'data' must be a non-empty uint8 array of shape (N, 3072), got {x.dtype} {x.shape}")
+    y = _labels(np.asarray(labels), len(x), 10, str(p))
+    return x.reshape(-1, 3, 32, 32), y.numpy()
+
+
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@register_dataset("cifar10", source="file")
+def cifar10(root: str = "data/cifar10", download: bool = False) -> Dataset:
+    """CIFAR-10 from the python batches (``data_batch_1..5``, ``test_batch``), read without running code."""
+    r = Path(root)
+    if download:
+        import torchvision.datasets as tvd  # optional dependency, only when the user asks to download
+
+        tvd.CIFAR10(str(r), download=True)
+    if (r / "cifar-10-batches-py").is_dir():
+        r = r / "cifar-10-batches-py"
+
+    def read(files: list[str]) -> tuple[Tensor, Tensor]:
+        xs, ys = [], []
+        for fn in files:
+            p = r / fn
+            if not p.exists():
+                raise DataError(f"{p}: missing CIFAR-10 batch; put the python batches there, or pass download=true")
+            x, y = read_cifar_batch(p)
+            xs.append(x)
+            ys.append(y)
+        return validate_images(np.concatenate(xs), str(r)), torch.as_tensor(np.concatenate(ys))
+
+    xtr, ytr = read([f"data_batch_{i}" for i in range(1, 6)])
+    xte, yte = read(["test_batch"])
+    return Dataset(_image_info("cifar10", xtr, 256, CIFAR10), xtr, xte, ytr, yte)
