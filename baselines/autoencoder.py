@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
+from .samplers import OnePassSampler
 from .training import Batch, train
 
 __all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
@@ -125,6 +126,7 @@ class AutoencoderGenerator:
         self.net = _AENet(info, latent_dim, width, tuple(hidden)).to(self.device)
         # latent densities, both fitted after training: {name: (weights, means, cholesky factors)}
         self.priors: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+        self.last_nfe = 0
         self._fitted = False
 
     # -- protocol ---------------------------------------------------------------------
@@ -136,13 +138,13 @@ class AutoencoderGenerator:
         prior = m * (d + d * (d + 1) // 2) + m - 1
         return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), n_params=n + prior, n_trainable=t)
 
-    def set_sampler(self, latent_prior: str | None = None) -> None:
-        """Sampling option (no retraining): which fitted latent density to sample,
-        ``"gaussian"`` or ``"gmm"`` (both are fitted by :meth:`fit`)."""
-        if latent_prior is not None:
-            if latent_prior not in _PRIORS:
-                raise ValueError(f"{self.name}: latent_prior must be one of {_PRIORS}, got {latent_prior!r}")
-            self.latent_prior = latent_prior
+    def make_sampler(self, latent_prior: str | None = None) -> OnePassSampler:
+        """Sampling option for :meth:`sample` (no retraining): which fitted latent
+        density to sample, ``"gaussian"`` or ``"gmm"`` (both are fitted by
+        :meth:`fit`); default the ``latent_prior`` hyperparameter."""
+        if latent_prior is not None and latent_prior not in _PRIORS:
+            raise ValueError(f"{self.name}: latent_prior must be one of {_PRIORS}, got {latent_prior!r}")
+        return OnePassSampler(self.name, {"latent_prior": latent_prior or self.latent_prior})
 
     def encode(self, x: Tensor) -> Tensor:
         """Data (N, *shape) -> codes (N, latent_dim), no gradient."""
@@ -212,9 +214,9 @@ class AutoencoderGenerator:
             torch.linalg.cholesky(torch.as_tensor(gm.covariances_, dtype=torch.float64) + reg),
         )
 
-    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw n codes from the fitted latent density ``latent_prior`` (float64, CPU)."""
-        weights, means, chols = self.priors[self.latent_prior]
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, prior: str | None = None) -> Tensor:
+        """Draw n codes from the fitted latent density ``prior`` (default ``latent_prior``; float64, CPU)."""
+        weights, means, chols = self.priors[prior or self.latent_prior]
         comp = torch.multinomial(weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
         return means[comp] + torch.einsum("nij,nj->ni", chols[comp], eps)
@@ -227,11 +229,15 @@ class AutoencoderGenerator:
         prompts: Sequence[str] | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        sampler: OnePassSampler | None = None,
     ) -> Tensor:
-        """n samples: images (n, C, H, W) on the K levels in [0, 1], or points (n, 2)."""
+        """n samples: images (n, C, H, W) on the K levels in [0, 1], or points (n, 2);
+        codes from the latent density chosen by ``sampler`` (:meth:`make_sampler`)."""
         if not self._fitted:
             raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) before sampling")
-        out = self.decode(self.sample_latents(n, generator))
+        prior = None if sampler is None else sampler.get("latent_prior")
+        self.last_nfe = 1
+        out = self.decode(self.sample_latents(n, generator, prior))
         if self.data_info.is_image:
             k = self.data_info.levels
             out = torch.round(out.clamp(0, 1) * (k - 1)) / (k - 1)

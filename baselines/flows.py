@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from .nets import mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, dequantize, quantize
 from .registry import register
+from .samplers import OnePassSampler
 from .training import Batch, train
 
 __all__ = ["RealNVP", "make_realnvp"]
@@ -254,7 +255,7 @@ class RealNVP:
         self.weight_decay = weight_decay
         self.device = pick_device(device)
         self.net = _FlowNet(info, n_couplings, width, tuple(hidden), s_max, alpha, conditioner, dropout).to(self.device)
-        self.temperature = 1.0
+        self.last_nfe = 0
         self._fitted = False
 
     @property
@@ -269,11 +270,11 @@ class RealNVP:
             likelihood="dequantized" if self.data_info.is_image else "exact",
         )
 
-    def set_sampler(self, temperature: float = 1.0) -> None:
-        """Sampling option: base noise z = temperature * eps (1 = the model itself)."""
+    def make_sampler(self, temperature: float = 1.0) -> OnePassSampler:
+        """Sampling option for :meth:`sample`: base noise z = temperature * eps (1 = the model itself)."""
         if temperature <= 0:
             raise ValueError(f"realnvp: temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        return OnePassSampler("realnvp", {"temperature": float(temperature)})
 
     def _continuous(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         x = x.float().reshape(len(x), *self.data_info.shape)
@@ -336,11 +337,15 @@ class RealNVP:
         prompts: Sequence[str] | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        sampler: OnePassSampler | None = None,
     ) -> Tensor:
-        """n samples: z ~ N(0, T^2 I) pushed through the inverse flow; images quantized to the K levels."""
+        """n samples: z ~ N(0, T^2 I) pushed through the inverse flow (T from
+        :meth:`make_sampler`, default 1); images quantized to the K levels."""
         if not self._fitted:
             raise RuntimeError("realnvp: call fit() (or load_state_dict) before sampling")
-        z = self.temperature * torch.randn(n, *self.data_info.shape, generator=generator)
+        temperature = 1.0 if sampler is None else sampler.get("temperature", 1.0)
+        self.last_nfe = 1
+        z = temperature * torch.randn(n, *self.data_info.shape, generator=generator)
         self.net.eval()
         with torch.no_grad():
             x = self.net.invert(z.to(self.device)).float().cpu()

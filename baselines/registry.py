@@ -1,8 +1,9 @@
-"""Registry of generator factories.
+"""Registry of generator factories, on the one registry type :class:`genbench.registry.Registry`.
 
 A factory is any callable ``factory(info: DataInfo, **hparams) -> Generator``.
 Families register themselves with :func:`register`; users can do the same, or
-publish a factory through the entry-point group ``genbench.generators``.
+publish a factory through the entry-point group ``genbench.generators`` (the
+object may carry ``family`` and ``kinds`` attributes).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
+from genbench.registry import Registry, UnknownNameError
+
 from .protocol import DataInfo, Generator
+
+__all__ = ["ENTRY_POINT_GROUP", "GENERATORS", "Entry", "Factory", "UnknownGeneratorError", "available", "build", "get", "register"]
 
 Factory = Callable[..., Generator]
 
@@ -24,8 +28,6 @@ ENTRY_POINT_GROUP = "genbench.generators"
 _BUILTIN_MODULES = (
     "baselines.gaussian",
     "baselines.reference",
-)
-_OPTIONAL_MODULES = (
     "baselines.autoencoder",
     "baselines.vae",
     "baselines.flows",
@@ -35,51 +37,53 @@ _OPTIONAL_MODULES = (
     "baselines.diffusion",
     "baselines.flow_matching",
 )
+# Families that may be absent (not written yet, or an optional extra missing):
+# a ModuleNotFoundError for exactly that module is tolerated, any other error is not.
+_OPTIONAL_MODULES = (
+    "baselines.vq",
+    "baselines.latent_diffusion",
+    "baselines.translation",
+    "baselines.corrupted",
+)
+
+DEFAULT_KINDS = ("image", "points")
+
+GENERATORS: Registry[Factory] = Registry("generator", entry_point_group=ENTRY_POINT_GROUP)
+"""Name -> factory, with metadata ``family`` and ``kinds`` (data kinds it supports)."""
 
 
 @dataclass(frozen=True)
 class Entry:
+    """A registered generator as the harness sees it."""
+
     name: str
     family: str
     factory: Factory
     description: str = ""
-    kinds: tuple[str, ...] = ("image", "points")  # data kinds it supports
+    kinds: tuple[str, ...] = DEFAULT_KINDS
 
 
-_REGISTRY: dict[str, Entry] = {}
-_loaded = False
+class UnknownGeneratorError(UnknownNameError):
+    """Raised for a generator name that is not registered (the message lists the valid ones)."""
 
 
-class UnknownGeneratorError(KeyError):
-    """Raised for a generator name that is not registered."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we do not want that
-        return str(self.args[0])
-
-
-def register(
-    name: str,
-    *,
-    family: str,
-    description: str = "",
-    kinds: tuple[str, ...] = ("image", "points"),
-) -> Callable[[Factory], Factory]:
-    """Decorator: register ``factory`` under ``name``."""
+def register(name: str, *, family: str, description: str = "", kinds: tuple[str, ...] = DEFAULT_KINDS) -> Callable[[Factory], Factory]:
+    """Decorator: register ``factory`` under ``name`` (a safe name: see :func:`genbench.registry.check_name`)."""
 
     def deco(factory: Factory) -> Factory:
-        if name in _REGISTRY and _REGISTRY[name].factory is not factory:
-            raise ValueError(f"generator {name!r} is already registered")
-        _REGISTRY[name] = Entry(name, family, factory, description or (factory.__doc__ or "").strip().split("\n")[0], kinds)
-        return factory
+        return GENERATORS.register(name, factory, description=description, family=family, kinds=tuple(kinds))
 
     return deco
 
 
-def _load_builtins() -> None:
-    global _loaded
-    if _loaded:
+_imported = False
+
+
+def _import_builtins() -> None:
+    global _imported
+    if _imported:
         return
-    _loaded = True
+    _imported = True
     for mod in _BUILTIN_MODULES:
         import_module(mod)
     for mod in _OPTIONAL_MODULES:
@@ -88,19 +92,26 @@ def _load_builtins() -> None:
         except ModuleNotFoundError as e:  # family not written yet / extra missing
             if e.name != mod:
                 raise
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name not in _REGISTRY:
-            obj = ep.load()
-            register(ep.name, family=getattr(obj, "family", "user"))(obj)
 
 
 def available() -> dict[str, Entry]:
-    """All registered generators, by name."""
-    _load_builtins()
-    return dict(sorted(_REGISTRY.items()))
+    """All registered generators, by name (sorted)."""
+    _import_builtins()
+    out = {}
+    for name, e in GENERATORS.entries().items():
+        factory = e.load()
+        out[name] = Entry(
+            name=name,
+            family=str(e.meta.get("family", "user")),
+            factory=factory,
+            description=e.description,
+            kinds=tuple(e.meta.get("kinds", DEFAULT_KINDS)),
+        )
+    return out
 
 
 def get(name: str) -> Entry:
+    """The entry of generator ``name``; :class:`UnknownGeneratorError` lists the valid names."""
     entries = available()
     if name not in entries:
         raise UnknownGeneratorError(f"unknown generator {name!r}; valid: {', '.join(entries)}")
@@ -110,7 +121,8 @@ def get(name: str) -> Entry:
 def build(name: str, info: DataInfo, **hparams: Any) -> Generator:
     """Build generator ``name`` for data described by ``info``.
 
-    Unknown hyperparameters raise a ``TypeError`` naming them and the accepted ones.
+    Unknown hyperparameters raise a ``TypeError`` naming them and the accepted
+    ones. ``device`` is passed only to factories that accept it.
     """
     entry = get(name)
     if info.kind not in entry.kinds:
@@ -118,6 +130,8 @@ def build(name: str, info: DataInfo, **hparams: Any) -> Generator:
     sig = inspect.signature(entry.factory)
     accepts_var = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     if not accepts_var:
+        if "device" in hparams and "device" not in sig.parameters:
+            hparams = {k: v for k, v in hparams.items() if k != "device"}
         unknown = set(hparams) - set(sig.parameters)
         if unknown:
             valid = [p for p in sig.parameters if p != "info"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "DDIMSampler",
     "EulerSampler",
     "HeunSampler",
+    "OnePassSampler",
     "sampler_timesteps",
     "make_sampler",
 ]
@@ -326,6 +328,20 @@ class HeunSampler(_VelocitySampler):
         x_pred = x + dt * v0
         v1 = denoiser(x_pred, t1, y, self.guidance_scale)
         return x + dt * 0.5 * (v0 + v1)
+
+
+@dataclass(frozen=True)
+class OnePassSampler:
+    """Sampling options of a model that samples in one network pass (a VAE's
+    decoder mode and temperature, an autoencoder's latent prior, a flow's
+    temperature): what ``make_sampler`` returns for such models. ``nfe`` is 1."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    nfe: int = 1
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
 
 
 def make_sampler(kind: str, name: str, params: dict[str, Any], context: dict[str, Any], who: str) -> Sampler:

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
 from .registry import register
+from .samplers import OnePassSampler
 from .training import Batch, train
 
 __all__ = ["VAE", "make_vae"]
@@ -152,8 +153,7 @@ class VAE:
         self.iwae_k = int(iwae_k)
         self.device = pick_device(device)
         self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar).to(self.device)
-        self.decoder_mode = "sample"
-        self.temperature = 1.0
+        self.last_nfe = 0
         self._fitted = False
         self._warm_steps = 0.0  # KL warm-up length of the current fit, in steps
 
@@ -165,8 +165,8 @@ class VAE:
             name="vae", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t, likelihood="elbo"
         )
 
-    def set_sampler(self, decoder: str = "sample", temperature: float = 1.0) -> None:
-        """Sampling options (no retraining).
+    def make_sampler(self, decoder: str = "sample", temperature: float = 1.0) -> OnePassSampler:
+        """Sampling options for :meth:`sample` (no retraining).
 
         Args:
             decoder: ``"sample"`` draws x ~ p(x|z) (the model whose bound is
@@ -178,8 +178,7 @@ class VAE:
             raise ValueError(f"vae: decoder must be one of {_DECODERS}, got {decoder!r}")
         if temperature <= 0:
             raise ValueError(f"vae: temperature must be > 0, got {temperature}")
-        self.decoder_mode = decoder
-        self.temperature = float(temperature)
+        return OnePassSampler("vae", {"decoder": decoder, "temperature": float(temperature)})
 
     def _prep(self, x: Tensor) -> Tensor:
         x = x.float().to(self.device)
@@ -273,17 +272,21 @@ class VAE:
         prompts: Sequence[str] | None = None,
         steps: int | None = None,
         generator: torch.Generator | None = None,
+        sampler: OnePassSampler | None = None,
     ) -> Tensor:
-        """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean, see :meth:`set_sampler`)."""
+        """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean; options from :meth:`make_sampler`)."""
         if not self._fitted:
             raise RuntimeError("vae: call fit() (or load_state_dict) before sampling")
-        z = self.temperature * torch.randn(n, self.latent_dim, generator=generator)
+        opts = self.make_sampler() if sampler is None else sampler
+        decoder_mode, temperature = opts.get("decoder", "sample"), opts.get("temperature", 1.0)
+        self.last_nfe = 1
+        z = temperature * torch.randn(n, self.latent_dim, generator=generator)
         self.net.eval()
         with torch.no_grad():
             params = self.net.decoder_params(z.to(self.device))
             if self.data_info.is_image:
                 k = self.net.levels
-                if self.decoder_mode == "mean":
+                if decoder_mode == "mean":
                     levels = torch.arange(k, device=params.device, dtype=params.dtype)
                     x_int = torch.round((params.exp() * levels).sum(-1))
                 else:  # inverse-CDF sampling with CPU uniforms: reproducible on any device
@@ -293,7 +296,7 @@ class VAE:
                 return (x_int / (k - 1)).float().cpu()
             mean, logvar = params
             y = mean
-            if self.decoder_mode == "sample":
+            if decoder_mode == "sample":
                 y = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator).to(mean.device)
             return (y * self.net.scale + self.net.shift).float().cpu()
 
