@@ -71,8 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         from . import data
 
         for name in data.available():
-            doc = (data._LOADERS[name].__doc__ or "").strip().splitlines()[0]
-            print(f"{name:20s} {doc}")
+            print(data.describe(name).line())
     elif args.what == "extractors":
         from metrics.features import available
 
