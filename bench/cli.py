@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a job or evaluation failed (recorded, others kept),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         executor = args.executor or ("process" if args.jobs > 1 else "local")
         summary = run_suite(
-            suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=not args.no_progress, executor=executor, workers=args.jobs
+            suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=os.environ.get("GENBENCH_PROGRESS", "1") != "0", executor=executor,
+            workers=args.jobs, **({"save_samples": True} if args.save_samples else {}),
         )
     except (ValueError, RuntimeError) as e:  # e.g. --device cuda without CUDA, ray not installed
         return _err(str(e))
@@ -143,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="results/cache directory (default: results)")
     r.add_argument("--out", default="leaderboards", help="leaderboard directory (default: leaderboards)")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard after the run")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (none either when stderr is not a terminal)")
+    r.add_argument("--save-samples", action="store_true", help="keep each job's samples as .npz and a PNG grid under RESULTS/SUITE/samples/")
     r.add_argument("--jobs", type=int, default=1, help="run N jobs in parallel local processes (default 1)")
     r.add_argument("--executor", choices=["local", "process", "ray"], default=None, help="where jobs run (ray needs the [ray] extra)")
     r.set_defaults(fn=cmd_run)
@@ -174,12 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--n", type=int, default=16, help="samples per check (default 16)")
     ck.add_argument("--budget-steps", type=int, default=5, help="training steps of the tiny fit check (default 5)")
     ck.add_argument("--device", default="cpu", help="device passed to factories that take one (default cpu)")
+    ck.add_argument("--no-progress", action="store_true", help="no progress bars (none either when stderr is not a terminal)")
     ck.set_defaults(fn=cmd_check)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: D103
     args = build_parser().parse_args(argv)
+    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
+        os.environ["GENBENCH_PROGRESS"] = "0"  # every bar (runner, families' training) honours it; bars only ever go to stderr
     return args.fn(args)
 
 

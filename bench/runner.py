@@ -28,6 +28,7 @@ from metrics.context import EvalContext
 
 from . import data as dreg
 from .cache import Cache, content_hash, file_hash
+from .check import require_complete_capabilities
 from .provenance import device_description, git_commit, package_versions, resolve_device
 from .store import ERROR, JOB_DONE, ResultStore
 from .suite import DatasetSpec, GeneratorSpec, Suite, validate_names
@@ -109,8 +110,9 @@ def _code_hash(factory: Any) -> str:
 
 
 class Runner:
-    def __init__(self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True) -> None:
+    def __init__(self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True, save_samples: bool = False) -> None:
         self.suite = suite
+        self.save_samples = save_samples
         self.results_dir = Path(results_dir)
         self.store = ResultStore(self.results_dir / suite.name)
         self.cache = Cache(self.results_dir / "cache")
@@ -123,6 +125,7 @@ class Runner:
     def run(self, seeds: list[int] | None = None, executor: str = "local", workers: int = 1) -> RunSummary:
         t0 = time.perf_counter()
         validate_names(self.suite)
+        require_complete_capabilities(self.suite)  # half-implemented generators fail here, before any work (bench/check.py)
         jobs = plan(self.suite, seeds)
         summary = RunSummary(planned=len(jobs))
         done = self.store.done_jobs()
@@ -186,6 +189,8 @@ class Runner:
             if not todo:
                 continue
             fake, fake_labels = self._samples(job, ds, model, model_key, steps)
+            if self.save_samples:
+                self._keep_samples(job, row, fake, fake_labels, ds.info)
             if job.seed == self.suite.seeds[0] or job.seed == min(self.suite.seeds):
                 self._save_grid(job, row, fake, ds.info)
             ctx = self._context(job, ds, model, extractor, fake, fake_labels, steps, model_key)
@@ -304,6 +309,16 @@ class Runner:
         safe = row.replace("/", "_").replace("@", "_at")
         save_sample_grid(x, info, self.assets / f"{job.dataset.name}__{safe}.png", title=f"{row} on {job.dataset.name}")
 
+    def _keep_samples(self, job: Job, row: str, x: torch.Tensor, labels: torch.Tensor | None, info) -> None:
+        """``--save-samples``: RESULTS/SUITE/samples/DATASET__ROW__seedS.npz (x float32 as sampled; y labels if any) and .png grid."""
+        from .plots import save_sample_grid
+
+        stem = self.results_dir / self.suite.name / "samples" / f"{job.dataset.name}__{row.replace('/', '_')}__seed{job.seed}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"x": x.numpy()} if labels is None else {"x": x.numpy(), "y": labels.numpy()}
+        np.savez_compressed(stem.with_name(stem.name + ".npz"), **arrays)
+        save_sample_grid(x, info, stem.with_name(stem.name + ".png"), title=f"{row} on {job.dataset.name}, seed {job.seed}")
+
     def _append(self, job: Job, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
         rec = {
             "suite": self.suite.name, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
@@ -333,14 +348,16 @@ def run_suite(
     progress: bool = True,
     executor: str = "local",
     workers: int = 1,
+    save_samples: bool = False,
 ) -> RunSummary:
     """Run (or resume) every job of ``suite``; returns what was done.
 
     ``executor``: ``local`` (this process), ``process`` (``workers`` local
-    processes) or ``ray`` (optional extra).
+    processes) or ``ray`` (optional extra). ``save_samples`` keeps every
+    job's samples as ``.npz`` and a PNG grid (local executor).
     """
     if suite.experiment:
         from .experiments import run_experiment
 
         return run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
-    return Runner(suite, results_dir=results_dir, device=device, progress=progress).run(seeds, executor=executor, workers=workers)
+    return Runner(suite, results_dir=results_dir, device=device, progress=progress, save_samples=save_samples).run(seeds, executor=executor, workers=workers)
