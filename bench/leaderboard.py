@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import math
 import shutil
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pandas as pd
 from metrics import registry as mreg
 
 from .plots import save_loss_curves
+from .sections import SECTIONS
 from .store import ResultStore
 from .suite import Suite
 
@@ -241,8 +241,7 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
             if not t.empty:
                 md += ["Training wall time (s, mean over seeds; cached runs report the original time): " + ", ".join(f"{k} {fmt_num(v)}" for k, v in t.items()), ""]
     for name in suite.sections:
-        mod = import_module(f"bench.sections.{name}")
-        md += [mod.section(df, suite.raw, assets), ""]
+        md += [SECTIONS.load(name)(df, suite.raw, assets), ""]
     out = out_dir / f"{suite.name}.md"
     out.write_text("\n".join(md).rstrip() + "\n")
     return out
