@@ -22,12 +22,12 @@ import torch
 
 from baselines import registry as greg
 from baselines.protocol import Budget, Trainable, TrainData
-from metrics import features as freg
+from metrics import extractors as freg
 from metrics import registry as mreg
 from metrics.context import EvalContext
 
 from . import data as dreg
-from .cache import Cache, content_hash, file_hash
+from genbench.cache import Cache, content_hash, file_hash
 from .check import require_complete_capabilities
 from .provenance import device_description, git_commit, package_versions, resolve_device
 from .store import ERROR, JOB_DONE, ResultStore
