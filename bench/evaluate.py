@@ -34,7 +34,7 @@ from torch import Tensor
 
 from metrics import registry as mreg
 from metrics.context import EvalContext
-from metrics.features import default_cache_dir, get_extractor
+from metrics.extractors import default_cache_dir, get_extractor
 from metrics.registry import MetricValue
 
 from . import data as dreg

@@ -356,7 +356,7 @@ class _Refs:
     """Real reference sets and their features, shared by all methods of a seed."""
 
     def __init__(self, cfg: dict[str, Any], seed: int) -> None:
-        from metrics.features import get_extractor
+        from metrics.extractors import get_extractor
 
         from . import data as bdata
 

@@ -162,7 +162,7 @@ def load_suite(name: str) -> Suite:
 def validate_names(suite: Suite) -> None:
     """Check that every dataset, generator, extractor and metric name exists."""
     from baselines import registry as greg
-    from metrics import features as freg
+    from metrics import extractors as freg
     from metrics import registry as mreg
 
     from . import data

@@ -7,7 +7,8 @@ Two kinds of model sit behind one small interface (:class:`ClipModel`:
   open-clip-torch's own :class:`open_clip.model.CLIP` class (a 3-layer ViT with
   4x4 patches on the 8x8 digits, a 2-layer causal text transformer) and
   open_clip's BPE tokenizer. It is trained contrastively on the digits train
-  split (``metrics.features.digits_split()``), each image paired with varied
+  split (the training data ``"digits"`` that ``bench.data`` registers, see
+  :func:`metrics.extractors.training_data`), each image paired with varied
   captions of its class ("a handwritten digit seven", "the number 7", "a
   picture of a 7", "seven", ...). Training is deterministic (seed 0), takes
   about 20-50 s on one CPU thread, and is cached under
@@ -31,10 +32,9 @@ Two kinds of model sit behind one small interface (:class:`ClipModel`:
   channels, and normalized with the model's mean/std.
 
 Prompt conditioning: :func:`prompts_to_labels` maps free text to the class
-whose caption is nearest (cosine) under the CLIP text encoder.
-:class:`PromptConditioned` wraps a class-conditional generator so that
-``sample(prompts=...)`` works; the harness applies it (``baselines`` never
-imports ``metrics``, so families only ever see labels).
+whose caption is nearest (cosine) under the CLIP text encoder (wrapping a
+class-conditional generator for ``sample(prompts=...)`` lives in
+``baselines/prompting.py``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .features import _hash_state, default_cache_dir, digits_split
+from .extractors import default_cache_dir, file_hash, state_hash, training_data
 
 __all__ = [
     "ClipError",
@@ -59,7 +59,6 @@ __all__ = [
     "OpenClipModel",
     "load_clip",
     "prompts_to_labels",
-    "PromptConditioned",
     "class_captions",
     "training_captions",
     "DIGIT_WORDS",
@@ -218,7 +217,9 @@ def _contrastive_loss(img: Tensor, txt: Tensor, y_img: Tensor, y_txt: Tensor, sc
     return (i2t + t2i) / 2
 
 
-def train_digits_clip(steps: int = 800, batch_size: int = 128, captions_per_class: int = 3, lr: float = 3e-3, seed: int = 0):
+def train_digits_clip(
+    steps: int = 800, batch_size: int = 128, captions_per_class: int = 3, lr: float = 3e-3, seed: int = 0, train_data: Any = None
+):
     """Deterministic contrastive training on the digits train split.
 
     Runs single-threaded (like digits-cnn): multi-threaded CPU reductions are
@@ -230,19 +231,24 @@ def train_digits_clip(steps: int = 800, batch_size: int = 128, captions_per_clas
     ``captions_per_class`` texts), symmetric InfoNCE where every caption of
     an image's class is a positive. AdamW, one-cycle learning rate.
 
+    ``train_data``: the digits split (a :class:`~metrics.extractors.LabeledSplit`,
+    a provider or a ``train_test_split`` 4-tuple); default: the registered
+    training data ``"digits"`` (``bench.data`` registers it).
+
     Returns ``(model, tokenizer, report)``; ``report`` holds the zero-shot
     accuracies on the test split and the training time.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_digits_clip(steps, batch_size, captions_per_class, lr, seed)
+        return _train_digits_clip(steps, batch_size, captions_per_class, lr, seed, train_data)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_digits_clip(steps: int, batch_size: int, captions_per_class: int, lr: float, seed: int):
-    xtr, xte, ytr, yte = digits_split()
+def _train_digits_clip(steps: int, batch_size: int, captions_per_class: int, lr: float, seed: int, train_data: Any):
+    data = training_data("digits", train_data, for_extractor="digits-clip")
+    xtr, xte, ytr, yte = data.x_train, data.x_test, data.y_train, data.y_test
     n_templates = len(TRAIN_TEMPLATES)
     if not 1 <= captions_per_class <= n_templates:
         raise ValueError(f"captions_per_class must be in 1..{n_templates}")
@@ -299,7 +305,7 @@ class DigitsClip(ClipModel):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.report = report or {}
-        self.weights_hash = _hash_state({**model.state_dict(), "_vocab": torch.tensor(tokenizer.bpe_ids)})
+        self.weights_hash = state_hash({**model.state_dict(), "_vocab": torch.tensor(tokenizer.bpe_ids)})
 
     @property
     def zero_shot_accuracy(self) -> float | None:
@@ -433,16 +439,6 @@ class OpenClipModel(ClipModel):
             return F.normalize(self.model.encode_text(self.tokenizer(prompts).to(dev)).float().cpu(), dim=-1)
 
 
-def _file_hash(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def _load_open_clip(name: str, pretrained: str | Path | None, device: str | None) -> OpenClipModel:
     import open_clip
 
@@ -473,7 +469,7 @@ def _load_open_clip(name: str, pretrained: str | Path | None, device: str | None
         f"{name}:{path.name}",
         cfg.get("mean", OPENAI_MEAN),
         cfg.get("std", OPENAI_STD),
-        _file_hash(path),
+        file_hash(path),
     )
 
 
@@ -519,41 +515,3 @@ def prompts_to_labels(prompts: Sequence[str], captions: Sequence[str], clip: Cli
     clip = clip or load_clip()
     sim = clip.encode_text(prompts) @ clip.encode_text(captions).T
     return sim.argmax(1)
-
-
-class PromptConditioned:
-    """Wraps a class-conditional generator so that ``sample(prompts=...)`` works:
-    prompts are mapped to labels with :func:`prompts_to_labels` and the wrapped
-    generator is called with ``labels=``. Everything else is delegated.
-    """
-
-    def __init__(self, generator: Any, captions: Sequence[str], clip: ClipModel | None = None) -> None:
-        self.generator = generator
-        self.captions = tuple(captions)
-        self.clip = clip
-        self.last_labels: Tensor | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.generator, name)
-
-    @property
-    def info(self):
-        return self.generator.info
-
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        if prompts is not None:
-            if labels is not None:
-                raise ValueError("pass either labels= or prompts=, not both")
-            if len(prompts) != n:
-                raise ValueError(f"got {len(prompts)} prompts for n={n} samples")
-            labels = prompts_to_labels(prompts, self.captions, self.clip)
-        self.last_labels = labels
-        return self.generator.sample(n, labels=labels, steps=steps, generator=generator)

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .features import Extractor
+from .extractors import Extractor
 
 FeatureCache = Callable[[str, str, Callable[[], Tensor]], Tensor]  # (which, kind, compute) -> tensor
 

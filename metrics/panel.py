@@ -19,6 +19,7 @@ import torch
 from genbench.protocol import ExactLikelihood, LikelihoodBound
 
 from .context import EvalContext
+from .extractors import get_extractor
 from .fid import SampleSizeWarning, fid_from_features, kid_from_features
 from .inception_score import inception_score
 from .latency import measure_latency
@@ -306,8 +307,6 @@ def mode_collapse(ctx: EvalContext) -> dict[str, MetricValue]:
                 extra,
             ),
         }
-    from .features import get_extractor
-
     ext = ctx.extractor if ctx.extractor.name == "digits-cnn" else get_extractor("digits-cnn")
     r = stacked_mode_stats(ext.channel_logits(ctx.fake))
     base = {

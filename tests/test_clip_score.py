@@ -7,7 +7,7 @@ import torch
 
 from metrics.clip_score import SCALE, clip_score, clip_score_images, derange_labels
 from metrics.context import EvalContext
-from metrics.features import get_extractor
+from metrics.extractors import get_extractor
 from metrics.registry import available, get_metric
 
 

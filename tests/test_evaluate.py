@@ -11,7 +11,7 @@ from PIL import Image
 
 from bench.data import DataError
 from bench.evaluate import format_eval, run_eval
-from metrics.features import get_extractor
+from metrics.extractors import get_extractor
 from metrics.fid import fid_from_features
 
 

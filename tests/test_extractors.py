@@ -5,13 +5,30 @@ digits-cnn inside torch-fidelity's calculate_metrics."""
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.error
 
+import numpy as np
 import pytest
+import timm
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-from metrics import features as F
-from metrics.features import ClipExtractor, DinoV2Extractor, ExtractorError, InceptionExtractor, to_uint8_rgb
+from genbench.registry import Registry
+from metrics.extractors import (
+    EXTRACTORS,
+    TRAINING_DATA,
+    ExtractorError,
+    LabeledSplit,
+    available,
+    get_extractor,
+    to_uint8_rgb,
+    training_data,
+)
+from metrics.extractors.digits_cnn import REFERENCE_WEIGHTS_HASH, DigitsCNNExtractor
+from metrics.extractors.dinov2 import DinoV2Extractor
+from metrics.extractors.fidelity import ClipExtractor, InceptionExtractor, Uint8ImageDataset, hub_checkpoints, register_torch_fidelity
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -144,24 +161,71 @@ def test_clip_with_tiny_torchscript_weights(tmp_path):
         e.logits(torch.rand(2, 3, 8, 8))
 
 
-def test_dinov2_with_random_original_format_checkpoint(tmp_path, hub):
-    import timm
-
+def _random_dinov2_checkpoint(path):
     torch.manual_seed(0)
     m = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0)  # img_size 518 like the original
-    state = {k: v for k, v in m.state_dict().items()}
+    state = dict(m.state_dict())
     state["mask_token"] = torch.zeros(1, 384)  # original DINOv2 checkpoints carry it
+    torch.save(state, path)
+    return m
+
+
+def test_dinov2_with_random_original_format_checkpoint(tmp_path, hub):
     p = tmp_path / "dinov2_vits14_pretrain.pth"
-    torch.save(state, p)
+    ref = _random_dinov2_checkpoint(p).eval()
     e = DinoV2Extractor(weights=p, variant="dinov2-vit-s-14", device="cpu")
-    assert e.dim == 384 and e.arch.startswith("timm") and e.settings()["arch"] == e.arch
+    assert e.dim == 384 and "DinoV2Net" in e.arch and e.settings()["arch"] == e.arch
     f = e.features(torch.rand(2, 1, 8, 8))
     assert f.shape == (2, 384) and torch.isfinite(f).all()
+    # on the training grid (518 px, no position interpolation) our forward is timm's, CLS token
+    x = torch.randn(1, 3, 518, 518)
+    net = e.module.net
+    assert torch.allclose(net(x), ref.forward_features(x)[:, 0], atol=1e-4)
     with pytest.raises(ExtractorError, match="unknown variant"):
         DinoV2Extractor(weights=p, variant="dinov2-vit-x-14")
 
 
-@pytest.mark.skipif(not (torch.hub.get_dir() and (F._hub_checkpoints() / "weights-inception-2015-12-05-6726825d.pth").is_file()),
+def test_dinov2_never_runs_hubconf(tmp_path, hub):
+    """#12: a hubconf.py in the torch hub cache was imported (arbitrary code) when present."""
+    repo = hub / "facebookresearch_dinov2_main"
+    repo.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    (repo / "hubconf.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\ndependencies = []\n")
+    p = tmp_path / "dinov2_vits14_pretrain.pth"
+    _random_dinov2_checkpoint(p)
+    DinoV2Extractor(weights=p, variant="dinov2-vit-s-14", device="cpu")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [b"garbage, not a checkpoint", b"PK\x03\x04truncated zip"])
+def test_dinov2_corrupt_weights_file_is_a_clear_error(tmp_path, payload):
+    p = tmp_path / "dinov2_vits14_pretrain.pth"
+    p.write_bytes(payload)
+    with pytest.raises(ExtractorError, match=r"dinov2: cannot load weights from .*dinov2_vits14_pretrain\.pth"):
+        DinoV2Extractor(weights=p, variant="dinov2-vit-s-14", device="cpu")
+
+
+def test_dinov2_pickle_payload_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    p = tmp_path / "dinov2_vits14_pretrain.pth"
+    torch.save({"x": Evil()}, p)
+    with pytest.raises(ExtractorError, match="cannot load weights"):
+        DinoV2Extractor(weights=p, variant="dinov2-vit-s-14", device="cpu")
+
+
+def test_digits_cnn_bad_weights_file_names_it(tmp_path):
+    p = tmp_path / "digits.pt"
+    p.write_bytes(b"nope")
+    with pytest.raises(ExtractorError, match=r"digits-cnn: cannot load weights from .*digits\.pt"):
+        DigitsCNNExtractor(weights=p)
+    with pytest.raises(ExtractorError, match="not found"):
+        DigitsCNNExtractor(weights=tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(not (torch.hub.get_dir() and (hub_checkpoints() / "weights-inception-2015-12-05-6726825d.pth").is_file()),
                     reason="needs the real inception-v3-compat weights")  # fmt: skip
 def test_real_inception_weights_give_sane_is():
     e = InceptionExtractor()
@@ -179,16 +243,16 @@ def test_digits_cnn_inside_torch_fidelity(digits):
     from metrics.inception_score import inception_score
     from metrics.prdc import prdc
 
-    F.register_torch_fidelity()
-    F.register_torch_fidelity()  # idempotent
+    register_torch_fidelity()
+    register_torch_fidelity()  # idempotent
     real, fake = digits.train_x[:400], digits.test_x[:300]
     out = torch_fidelity.calculate_metrics(
-        input1=F.Uint8ImageDataset(fake), input2=F.Uint8ImageDataset(real), feature_extractor="digits-cnn",
+        input1=Uint8ImageDataset(fake), input2=Uint8ImageDataset(real), feature_extractor="digits-cnn",
         fid=True, kid=True, prc=True, isc=True, kid_subset_size=200, kid_subsets=10, cuda=False, cache=False,
         verbose=False, save_cpu_ram=True, samples_shuffle=True, rng_seed=2020,
     )  # fmt: skip
     # ours on the same (uint8-quantized) images
-    e = F.get_extractor("digits-cnn")
+    e = get_extractor("digits-cnn")
     q = lambda x: to_uint8_rgb(x)[:, :1].float() / 255  # noqa: E731
     fr, ff = e.features(q(real)), e.features(q(fake))
     assert fid_from_features(fr, ff).value == pytest.approx(out["frechet_inception_distance"], rel=1e-4)
@@ -196,3 +260,51 @@ def test_digits_cnn_inside_torch_fidelity(digits):
     r = prdc(fr, ff)
     assert r.precision == pytest.approx(out["precision"], abs=1e-6) and r.recall == pytest.approx(out["recall"], abs=1e-6)
     assert inception_score(e.logits(q(fake)), 10, seed=2020).value == pytest.approx(out["inception_score_mean"], rel=1e-5)
+
+
+# ------------------------------------------------------------------------------ registry and trained extractors
+def _sklearn_digits_split():
+    """The digits split, rebuilt here from scikit-learn (stratified 80/20, seed 0)."""
+    d = load_digits()
+    x, y = d.images.astype(np.float32) / 16.0, d.target.astype(np.int64)
+    return train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+
+
+def test_extractor_registry():
+    assert {"raw", "digits-cnn", "inception-v3-compat", "clip", "dinov2"} <= set(available())
+    assert isinstance(EXTRACTORS, Registry) and EXTRACTORS.get("digits-cnn").is_lazy in (True, False)
+    with pytest.raises(KeyError, match="valid: .*digits-cnn"):
+        get_extractor("no-such-extractor")
+
+
+def test_digits_cnn_trained_from_injected_data_keeps_its_weights_hash(tmp_path):
+    """Same data, same order, same recipe -> the same weights (hash bbd7b8abd39db1d7), on any machine.
+
+    The cache starts with a corrupt file: it is retrained with a warning, never used.
+    """
+    cached = tmp_path / "extractors" / "digits-cnn-v2.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"flipped bytes")
+    with pytest.warns(UserWarning, match="unreadable"):
+        e = DigitsCNNExtractor(cache_dir=tmp_path, train_data=_sklearn_digits_split)
+    assert e.weights_hash == REFERENCE_WEIGHTS_HASH
+    assert e.test_accuracy >= 0.95
+    assert json.loads(cached.with_suffix(".json").read_text())["weights_hash"] == REFERENCE_WEIGHTS_HASH
+    assert DigitsCNNExtractor(cache_dir=tmp_path).weights_hash == REFERENCE_WEIGHTS_HASH  # from the cache, no data needed
+
+
+def test_missing_training_data_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(TRAINING_DATA, "_entries", {})
+    monkeypatch.setattr(TRAINING_DATA, "_loaded", True)
+    with pytest.raises(ExtractorError, match="no training data 'digits' is registered.*register_training_data"):
+        DigitsCNNExtractor(cache_dir=tmp_path)
+
+
+def test_training_data_validation():
+    xtr, xte, ytr, yte = _sklearn_digits_split()
+    s = training_data("x", (xtr, xte, ytr, yte))
+    assert isinstance(s, LabeledSplit) and s.x_train.dtype == np.float32 and len(s.y_test) == 360
+    u8 = training_data("x", ((xtr * 255).astype(np.uint8), xte, ytr, yte))
+    assert u8.x_train.max() <= 1.0
+    with pytest.raises(ExtractorError, match=r"\[0, 1\]"):
+        training_data("x", (xtr * 16, xte, ytr, yte))

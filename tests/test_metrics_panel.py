@@ -7,7 +7,7 @@ import torch
 
 from metrics import registry as mreg
 from metrics.context import EvalContext
-from metrics.features import get_extractor
+from metrics.extractors import get_extractor
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,7 +11,7 @@ from genbench.protocol import DataInfo
 from genbench.registry import Registry, UnknownNameError
 from metrics import registry as mreg
 from metrics.context import EvalContext
-from metrics.features import get_extractor
+from metrics.extractors import get_extractor
 from metrics.likelihood import bits_per_dim, nll_nats
 
 

@@ -4,7 +4,7 @@ Ours: FID, KID (100 subsets of 1000), precision/recall (k=3), density/coverage
 (k=5) and IS (10 splits) through the registered metric panel, features from
 ``digits-cnn``. Theirs: ``torch_fidelity.calculate_metrics`` with fid, kid,
 prc and isc and the same extractor registered with torch-fidelity
-(``metrics.features.register_torch_fidelity``), its defaults otherwise (CPU,
+(``metrics.extractors.fidelity.register_torch_fidelity``), its defaults otherwise (CPU,
 no cache). Both see the same uint8-quantized images and both timings include
 feature extraction. Target: ours <= 1.2 x theirs while computing more.
 
@@ -24,9 +24,10 @@ import os
 import pytest
 import torch
 
-from metrics import features as F
 from metrics import registry as mreg
 from metrics.context import EvalContext
+from metrics.extractors import get_extractor, to_uint8_rgb
+from metrics.extractors.fidelity import Uint8ImageDataset, register_torch_fidelity
 
 N = 10_000
 _TIMES: dict[str, float] = {}
@@ -59,13 +60,13 @@ def images():
     def resample(x: torch.Tensor, noise: float) -> torch.Tensor:
         idx = torch.randint(0, len(x), (N,), generator=g)
         y = (x[idx] + noise * torch.randn(N, *x.shape[1:], generator=g)).clamp(0, 1)
-        return F.to_uint8_rgb(y)[:, :1].float() / 255  # what both sides see: 8-bit images
+        return to_uint8_rgb(y)[:, :1].float() / 255  # what both sides see: 8-bit images
 
     return ds.info, resample(ds.train_x, 0.05), resample(ds.test_x, 0.08)
 
 
 def _ours(info, real, fake) -> dict:
-    ext = F.get_extractor("digits-cnn")
+    ext = get_extractor("digits-cnn")
     ctx = EvalContext(data_info=info, fake=fake, real=real, extractor=ext, settings={}, seed=0)
     out = {}
     for m in ("fid", "kid", "prdc", "is"):
@@ -84,7 +85,7 @@ def _theirs(real_ds, fake_ds) -> dict:
 
 def test_panel_ours(benchmark, images):
     info, real, fake = images
-    F.get_extractor("digits-cnn")  # trained/loaded outside the timing
+    get_extractor("digits-cnn")  # trained/loaded outside the timing
     benchmark.group = "metric panel, 10k digits"
     res = benchmark.pedantic(_ours, args=(info, real, fake), rounds=1, iterations=1)
     _TIMES["ours"] = benchmark.stats.stats.mean
@@ -94,8 +95,8 @@ def test_panel_ours(benchmark, images):
 
 def test_panel_torch_fidelity(benchmark, images):
     _, real, fake = images
-    F.register_torch_fidelity()
-    real_ds, fake_ds = F.Uint8ImageDataset(real), F.Uint8ImageDataset(fake)
+    register_torch_fidelity()
+    real_ds, fake_ds = Uint8ImageDataset(real), Uint8ImageDataset(fake)
     benchmark.group = "metric panel, 10k digits"
     res = benchmark.pedantic(_theirs, args=(real_ds, fake_ds), rounds=1, iterations=1)
     _TIMES["torch_fidelity"] = benchmark.stats.stats.mean

@@ -1,0 +1,263 @@
+"""Feature extractors: one registry, a common base class, and the data trained extractors learn from.
+
+An extractor maps samples (float32 NCHW in [0, 1], or (N, 2) points) to
+features (N, D) and, where it is a classifier, to logits (N, classes). Its
+``weights_hash`` enters every feature-cache key, so features computed with
+other weights are never reused.
+
+Built-in extractors (lazy registry targets; a module is imported only when
+its extractor is built):
+
+* ``raw`` (:mod:`.raw`): identity, for 2-D data;
+* ``digits-cnn`` (:mod:`.digits_cnn`): the embedded classifier for 8x8 digits;
+* ``mnist-cnn`` (:mod:`.mnist_cnn`): the embedded classifier for 28x28 MNIST;
+* ``inception-v3-compat``, ``clip``, ``dinov2`` (:mod:`.fidelity`): through
+  torch-fidelity, with weights from a local file where there is no network.
+
+Third-party extractors join through the entry-point group
+``genbench.extractors`` (an entry point's object is a factory returning an
+:class:`Extractor`).
+
+Trained extractors get their training data by injection, never by importing
+the harness (``metrics`` does not import ``bench``): the data set module
+registers a provider in :data:`TRAINING_DATA` (``bench.data`` registers
+``"digits"`` and ``"mnist5k"``), or the caller passes ``train_data=`` to the
+extractor. A provider is a zero-argument callable returning a
+:class:`LabeledSplit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genbench.registry import Registry, UnknownNameError
+
+__all__ = [
+    "Extractor",
+    "ExtractorError",
+    "EXTRACTORS",
+    "TRAINING_DATA",
+    "LabeledSplit",
+    "register_extractor",
+    "register_training_data",
+    "training_data",
+    "get_extractor",
+    "available",
+    "default_cache_dir",
+    "file_hash",
+    "state_hash",
+    "to_uint8_rgb",
+]
+
+
+class ExtractorError(RuntimeError):
+    """An extractor cannot run (missing or corrupt weights, missing training data); the message says how to fix it."""
+
+
+def default_cache_dir() -> Path:
+    """Root of genbench's caches: ``$GENBENCH_CACHE`` or ``~/.cache/genbench``."""
+    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
+
+
+_FILE_HASHES: dict[tuple, str] = {}
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 (first 16 hex digits) of a file, memoised per (path, size, mtime)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()[:16]
+    return _FILE_HASHES[key]
+
+
+def state_hash(state: dict[str, Tensor]) -> str:
+    """sha256 (first 16 hex digits) of a state dict's names and raw tensor bytes, in sorted key order.
+
+    Independent of how the weights were stored (file format, pickling), so it
+    names the *weights*; it enters every feature-cache key.
+    """
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def to_uint8_rgb(x: Tensor) -> Tensor:
+    """float NCHW in [0, 1] -> uint8 NCHW 0-255 with 3 channels (grey repeated): torch-fidelity's input."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected (N, 1|3, H, W) images, got shape {tuple(x.shape)}")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"expected images in [0, 1], got range [{x.min():.3g}, {x.max():.3g}]")
+    u = (x * 255).round_().to(torch.uint8)
+    return u.expand(-1, 3, -1, -1).contiguous() if u.shape[1] == 1 else u
+
+
+class Extractor:
+    """Base class. Subclasses set ``name``, ``dim`` and implement ``_features``.
+
+    ``features(x)`` returns float32 (N, dim) on the CPU; classifiers also
+    implement ``logits(x)`` (N, num_classes).
+    """
+
+    name = "base"
+    dim = 0
+    has_logits = False
+    num_classes = 0  # classes of the logits' classifier head
+    weights_hash = "none"
+    input_kind = "image"  # or "points"
+
+    def classifier_classes(self, shape: tuple[int, ...]) -> int:
+        """Classes of a single-head classifier on samples of ``shape`` (C, H, W), or 0 when the
+        logits are not one classifier's (IS, class histograms and class accuracy need one)."""
+        return self.num_classes if self.has_logits else 0
+
+    def settings(self) -> dict[str, Any]:
+        return {"extractor": self.name, "weights_hash": self.weights_hash, "dim": self.dim}
+
+    # one-entry memo: features and logits of the same tensor come from one forward pass
+    def _memo_get(self, x: Tensor, tag: tuple = ()) -> Any:
+        last = getattr(self, "_last", None)
+        if last is not None and last[0]() is x and last[1] == (x._version, *tag):
+            return last[2]
+        return None
+
+    def _memo_set(self, x: Tensor, out: Any, tag: tuple = ()) -> None:
+        self._last = (weakref.ref(x), (x._version, *tag), out)
+
+    def _check(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{self.name}: samples contain {int((~torch.isfinite(x)).sum())} NaN/inf values")
+        return x.float()
+
+    def features(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        x = self._check(x)
+        with torch.no_grad():
+            return torch.cat([self._features(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)])
+
+    def logits(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        raise ExtractorError(f"{self.name} has no classifier logits")
+
+    def _features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------ registry
+EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("extractor", entry_point_group="genbench.extractors")
+EXTRACTORS.register("raw", "metrics.extractors.raw:RawExtractor", description="identity (2-D data)", kinds=("points",))
+EXTRACTORS.register("digits-cnn", "metrics.extractors.digits_cnn:DigitsCNNExtractor",
+                    description="embedded CNN for 8x8 digits (128-D features, 10 logits)", kinds=("image",))  # fmt: skip
+EXTRACTORS.register("inception-v3-compat", "metrics.extractors.fidelity:InceptionExtractor",
+                    description="torch-fidelity InceptionV3 (2048-D, 1008 logits)", kinds=("image",))  # fmt: skip
+EXTRACTORS.register("clip", "metrics.extractors.fidelity:ClipExtractor", description="torch-fidelity CLIP image encoder", kinds=("image",))
+EXTRACTORS.register("dinov2", "metrics.extractors.dinov2:DinoV2Extractor", description="DINOv2 ViT CLS features", kinds=("image",))
+
+_INSTANCES: dict[tuple, Extractor] = {}
+
+
+def register_extractor(name: str, **meta: Any) -> Callable:
+    """Decorator: register an extractor factory (class or function) under ``name``."""
+
+    def deco(factory: Callable[..., Extractor]) -> Callable[..., Extractor]:
+        EXTRACTORS.register(name, factory, replace=True, **meta)
+        return factory
+
+    return deco
+
+
+def available() -> list[str]:
+    """Names of the registered extractors."""
+    return EXTRACTORS.names()
+
+
+def get_extractor(name: str, **kwargs: Any) -> Extractor:
+    """Build (once per process and kwargs) the extractor ``name``.
+
+    Unknown names raise :class:`genbench.registry.UnknownNameError` (a
+    ``KeyError``) listing the valid ones.
+    """
+    factory = EXTRACTORS.load(name)
+    key = (name, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+    if key not in _INSTANCES:
+        _INSTANCES[key] = factory(**kwargs)
+    return _INSTANCES[key]
+
+
+# ------------------------------------------------------------------------------ training data
+@dataclass(frozen=True)
+class LabeledSplit:
+    """Training data of a trained extractor: images float32 (N, H, W) in [0, 1], labels int64 (N,).
+
+    The order of the rows is part of the recipe: the weights (and their hash)
+    depend on it.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    def __post_init__(self) -> None:
+        for a, b, what in ((self.x_train, self.y_train, "train"), (self.x_test, self.y_test, "test")):
+            if np.asarray(a).ndim != 3 or len(a) != len(b) or len(a) == 0:
+                raise ValueError(f"LabeledSplit {what}: need images (N, H, W) and N labels, got {np.shape(a)} and {np.shape(b)}")
+
+
+TRAINING_DATA: Registry[Callable[[], LabeledSplit]] = Registry("extractor training data")
+
+
+def register_training_data(name: str, provider: Callable[[], Any]) -> None:
+    """Register ``provider`` (zero arguments -> :class:`LabeledSplit` or a 4-tuple
+    ``(x_train, x_test, y_train, y_test)`` as scikit-learn's ``train_test_split`` returns) under ``name``."""
+    TRAINING_DATA.register(name, provider, replace=True)
+
+
+def training_data(name: str, given: Any = None, *, for_extractor: str = "") -> LabeledSplit:
+    """The training data ``name``: ``given`` (a :class:`LabeledSplit`, a provider or a 4-tuple) when
+    passed, else the registered provider. :class:`ExtractorError` when neither exists."""
+    src = given
+    if src is None:
+        try:
+            src = TRAINING_DATA.load(name)
+        except UnknownNameError:
+            raise ExtractorError(
+                f"{for_extractor or 'extractor'}: its weights are not cached and no training data {name!r} is registered. "
+                f"Import the data set module that provides it (bench.data registers {name!r}), call "
+                f"metrics.extractors.register_training_data({name!r}, provider), or pass train_data=..."
+            ) from None
+    if callable(src):
+        src = src()
+    if isinstance(src, LabeledSplit):
+        return src
+    if isinstance(src, (tuple, list)) and len(src) == 4:
+        xtr, xte, ytr, yte = (np.asarray(a) for a in src)
+        return LabeledSplit(_unit_float(xtr, name), ytr.astype(np.int64), _unit_float(xte, name), yte.astype(np.int64))
+    raise ExtractorError(f"training data {name!r} must be a LabeledSplit or (x_train, x_test, y_train, y_test), got {type(src).__name__}")
+
+
+def _unit_float(x: np.ndarray, name: str) -> np.ndarray:
+    """Images as float32 in [0, 1]: uint8 0-255 is divided by 255; floats must already be in [0, 1]."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    x = x.astype(np.float32)
+    if x.size and (not np.isfinite(x).all() or x.min() < 0 or x.max() > 1):
+        raise ExtractorError(f"training data {name!r}: float images must be finite and in [0, 1] (uint8 0-255 is also accepted)")
+    return x

@@ -1,0 +1,59 @@
+"""``digits-cnn``: the embedded extractor for 8x8 digits (works offline).
+
+A small CNN trained deterministically (seed 0, 40 epochs, Adam 2e-3, batch
+64, random 1-pixel shifts, one thread) on the scikit-learn digits train split
+— the fixed stratified split that ``bench.data`` registers as training data
+``"digits"`` — and cached (see :mod:`metrics.extractors.classifier`). Its
+penultimate layer (128-D) feeds FID/KID/PRDC; its 10 logits feed IS, class
+histograms and mode counting. Test accuracy >= 0.95 is enforced; the
+weights hash of the reference recipe is :data:`REFERENCE_WEIGHTS_HASH`.
+
+Images with 3 channels (stacked digits) are embedded channel by channel and
+concatenated (3 x 128-D); logits are per channel (``channel_logits``).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .classifier import ClassifierExtractor
+
+__all__ = ["DigitsNet", "DigitsCNNExtractor", "DIGITS_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
+
+DIGITS_CNN_VERSION = 2  # bump when the architecture or training recipe changes
+REFERENCE_WEIGHTS_HASH = "bbd7b8abd39db1d7"  # the recipe's weights on the digits split (seed 0)
+
+
+class DigitsNet(nn.Module):
+    """Small CNN for 1x8x8 digits: forward -> (128-D penultimate features, 10 logits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(256, 128), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.body(x)
+        return f, self.head(f)
+
+
+class DigitsCNNExtractor(ClassifierExtractor):
+    """Embedded classifier-based extractor for 8x8 digits (offline default)."""
+
+    name = "digits-cnn"
+    version = DIGITS_CNN_VERSION
+    dim = 128
+    num_classes = 10
+    image_size = (8, 8)
+    data_name = "digits"
+    epochs = 40
+    MIN_ACCURACY = 0.95
+
+    @classmethod
+    def make_net(cls) -> nn.Module:
+        return DigitsNet()
