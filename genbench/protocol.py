@@ -43,6 +43,7 @@ __all__ = [
     "Sampler",
     "SamplerChoice",
     "ImageConditioned",
+    "DiscreteLatent",
     "count_parameters",
     "to_levels",
     "from_levels",
@@ -67,6 +68,9 @@ class DataInfo:
         mode_std: standard deviation of each mixture component.
         source_shape: translation tasks only: shape of one *source* image
             (e.g. ``(1, 4, 4)`` for 4x4 -> 8x8 super-resolution); else ``None``.
+        channel_classes: each image channel carries its own class (stacked
+            digits: three digits as channels, 1000 modes); mode counting then
+            classifies every channel separately.
     """
 
     name: str
@@ -78,6 +82,7 @@ class DataInfo:
     modes: tuple[tuple[float, float], ...] | None = None
     mode_std: float | None = None
     source_shape: tuple[int, ...] | None = None
+    channel_classes: bool = False
 
     @property
     def dim(self) -> int:
@@ -301,6 +306,16 @@ class SamplerChoice(Protocol):
         generator: torch.Generator | None = None,
         sampler: Sampler | None = None,
     ) -> Tensor: ...
+
+
+@runtime_checkable
+class DiscreteLatent(Protocol):
+    """Models with a discrete latent code (VQ-VAE): ``num_codes`` K and
+    ``encode_codes(x)`` mapping images to long codes in [0, K) (any trailing grid shape)."""
+
+    num_codes: int
+
+    def encode_codes(self, x: Tensor) -> Tensor: ...
 
 
 @runtime_checkable
