@@ -96,6 +96,10 @@ def stacked_modes_from_labels(channel_labels, classes: int = 10) -> StackedModes
         raise ValueError(f"stacked modes need (N, channels) labels, got shape {tuple(lab.shape)}")
     if len(lab) == 0:
         raise ValueError("stacked modes: no samples")
+    if classes < 1:
+        raise ValueError(f"stacked modes: classes must be >= 1, got {classes}")
+    if int(lab.min()) < 0 or int(lab.max()) >= classes:
+        raise ValueError(f"stacked modes: channel labels must be in 0..{classes - 1}, got range [{int(lab.min())}, {int(lab.max())}]")
     ch = lab.shape[1]
     n_modes = classes**ch
     powers = torch.tensor([classes ** (ch - 1 - i) for i in range(ch)])

@@ -19,7 +19,6 @@ import torch
 from genbench.protocol import ExactLikelihood, LikelihoodBound
 
 from .context import EvalContext
-from .extractors import get_extractor
 from .fid import SampleSizeWarning, fid_from_features, kid_from_features
 from .inception_score import inception_score
 from .latency import measure_latency
@@ -268,7 +267,8 @@ def _mixture(ctx: EvalContext) -> bool:
 
 
 def _stacked(ctx: EvalContext) -> bool:
-    return ctx.data_info.name == "stacked-digits"
+    """Images whose channels each carry a class (DataInfo.channel_classes), with a per-channel classifier."""
+    return bool(getattr(ctx.data_info, "channel_classes", False)) and callable(getattr(ctx.extractor, "channel_logits", None))
 
 
 @register_metric(
@@ -307,12 +307,12 @@ def mode_collapse(ctx: EvalContext) -> dict[str, MetricValue]:
                 extra,
             ),
         }
-    ext = ctx.extractor if ctx.extractor.name == "digits-cnn" else get_extractor("digits-cnn")
+    ext = ctx.extractor
     r = stacked_mode_stats(ext.channel_logits(ctx.fake))
     base = {
         "n_fake": r.n,
         "n_modes": r.n_modes,
-        "classifier": "digits-cnn per channel",
+        "classifier": f"{ext.name} per channel",
         "weights_hash": ext.weights_hash,
         "protocol": "stacked digits, 26,000 samples",
         "protocol_n_ok": r.n == 26000,

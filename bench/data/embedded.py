@@ -126,7 +126,8 @@ def stacked_digits(n_train: int = 10000, n_test: int = 2000, seed: int = 0) -> D
 
     xtr, ytr = stack(base.train_x, base.train_y, n_train)
     xte, yte = stack(base.test_x, base.test_y, n_test)
-    info = DataInfo(name="stacked-digits", shape=(3, 8, 8), kind="image", levels=17, class_names=tuple(f"{i:03d}" for i in range(1000)))
+    info = DataInfo(name="stacked-digits", shape=(3, 8, 8), kind="image", levels=17, class_names=tuple(f"{i:03d}" for i in range(1000)),
+                    channel_classes=True)  # fmt: skip
     return Dataset(info, xtr, xte, ytr, yte)
 
 
