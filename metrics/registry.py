@@ -114,6 +114,7 @@ OPTIONAL_METRIC_MODULES = (
     "metrics.translation",
     "metrics.latency",
     "metrics.flops",
+    "metrics.codebook",
 )
 
 
