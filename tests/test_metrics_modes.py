@@ -69,6 +69,10 @@ def test_stacked_modes_from_labels_and_logits():
     every = torch.tensor([[i // 100, i // 10 % 10, i % 10] for i in range(1000)])
     full = stacked_modes_from_labels(every)
     assert full.modes == 1000 and full.kl_uniform == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        stacked_modes_from_labels(torch.tensor([[1, 2, 10]]))  # used to land in mode 130 silently
+    with pytest.raises(ValueError, match=r"0\.\.9"):
+        stacked_modes_from_labels(torch.tensor([[-1, 2, 3]]))
 
 
 def test_class_histogram_kl():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -148,11 +150,15 @@ def test_stacked_digits_mode_collapse():
     collapsed[:, 0] = ds.test_x[0, 0]  # first channel fixed -> at most 100 modes
     out2 = _run(EvalContext(data_info=ds.info, fake=collapsed, real=ds.train_x, extractor=ext), ["mode_collapse"])
     assert out2["modes"].value <= 100 and out2["kl_uniform"].value > out["kl_uniform"].value + 1.5
+    # decided by metadata, not by the name: renamed data with channel classes still counts modes ...
+    renamed = replace(ds.info, name="my-stacked-set")
+    assert mreg.get_metric("mode_collapse").applies(EvalContext(data_info=renamed, fake=collapsed, real=ds.train_x, extractor=ext))
+    # ... and a data set called "stacked-digits" without them does not
+    plain = replace(ds.info, channel_classes=False)
+    assert not mreg.get_metric("mode_collapse").applies(EvalContext(data_info=plain, fake=collapsed, real=ds.train_x, extractor=ext))
 
 
 def test_prdc_full_reference_when_asked(digits_ctx):
-    from dataclasses import replace
-
     ctx = replace(digits_ctx, settings={"prdc_equal_n": False}, _memo={})
     full = mreg.get_metric("prdc").fn(ctx)
     assert full["coverage"].settings["n_real"] == 1437 and "real_subset" not in full["coverage"].settings
