@@ -49,11 +49,13 @@ from . import data as dreg
 from .suite import Suite
 
 __all__ = [
+    "CapabilityError",
     "CheckItem",
     "CheckReport",
     "DEFAULT_DATASETS",
     "check_generator",
     "partial_capabilities",
+    "require_complete_capabilities",
     "resolve_factory",
     "suite_capability_errors",
 ]
@@ -165,7 +167,10 @@ def _harness_kwargs(factory: Callable[..., Any], ds: dreg.Dataset, device: str |
 
 
 def _build(factory: Callable[..., Any], ds: dreg.Dataset, params: dict[str, Any], device: str | None) -> Any:
-    return factory(ds.info, **{**_harness_kwargs(factory, ds, device), **params})
+    model = factory(ds.info, **{**_harness_kwargs(factory, ds, device), **params})
+    if _has(model, "use_pool"):  # HeldOutReference rows draw from the held-out split, as in the runner
+        model.use_pool(ds.test_x, ds.test_y)
+    return model
 
 
 def suite_capability_errors(suite: Suite) -> list[str]:
@@ -193,6 +198,21 @@ def suite_capability_errors(suite: Suite) -> list[str]:
             for msg in partial_capabilities(model):
                 errors.append(f"generator {g.name!r} ({g.model}) on {d.name}: {msg}")
     return errors
+
+
+class CapabilityError(ValueError):
+    """A suite names a generator with a half-implemented capability; raised at plan time, before any work runs."""
+
+
+def require_complete_capabilities(suite: Suite) -> None:
+    """Raise :class:`CapabilityError` listing every half-implemented generator of ``suite`` (see :func:`suite_capability_errors`)."""
+    errors = suite_capability_errors(suite)
+    if errors:
+        raise CapabilityError(
+            f"suite {suite.name}: {len(errors)} generator(s) implement a capability only in part; nothing was run:\n  "
+            + "\n  ".join(errors)
+            + "\n(bench check GENERATOR shows the whole checklist)"
+        )
 
 
 # ----------------------------------------------------------------------------- the checklist

@@ -243,10 +243,7 @@ def register_generator():
 
     yield add
     for name in added:
-        if hasattr(greg, "unregister"):
-            greg.unregister(name)
-        else:
-            greg._REGISTRY.pop(name, None)
+        greg.GENERATORS.unregister(name)
 
 
 def test_suite_capability_errors_name_the_row(tmp_path, register_generator):
