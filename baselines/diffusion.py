@@ -47,11 +47,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .adaptation import ADAPT_METHODS, DEFAULT_LR, AdaptationError, prepare_method, state_bytes
+from .lora import merge_lora, parameter_counts, parameter_report
 from .nets import TimeMLP, UNet, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 from .samplers import Denoiser, Sampler, make_sampler, sampler_timesteps
-from .training import EMA, Batch, default_warmup, train
+from .training import EMA, Batch, default_warmup, seeded_generator, train
 
 __all__ = ["DDPM", "NoiseSchedule", "cosine_betas", "discretized_gaussian_log_prob", "linear_betas", "make_ddpm", "sampler_timesteps"]
 
@@ -326,6 +328,98 @@ class DDPM:
         )  # fmt: skip
         self.net.eval()
         self._fitted = True
+        return report
+
+    def adapt(
+        self,
+        data: TrainData,
+        budget: Budget,
+        *,
+        method: str,
+        r: int = 4,
+        alpha: float | None = None,
+        targets: Sequence[str] | None = None,
+        prior: tuple[Tensor, Tensor] | None = None,
+        prior_weight: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> TrainReport:
+        """Fine-tune the sampling (EMA) network in place on a few examples (the
+        :class:`~genbench.protocol.Adaptable` capability).
+
+        Args:
+            data: the examples (data space) and, for a conditional model, their
+                label; ``embedding``/``cond-proj`` train a new row of the class
+                table for that one label (the "new concept").
+            budget: ``steps`` Adam steps of ``batch_size`` examples drawn with
+                replacement; ``lr`` (default :data:`baselines.adaptation.DEFAULT_LR`).
+            method: ``full``, ``embedding``, ``kv``, ``cond-proj`` or ``lora``
+                (see :mod:`baselines.adaptation`); ``r``, ``alpha``, ``targets``
+                configure LoRA, whose adapters are merged after training.
+            prior: optional prior-preservation set (x, labels) in data space:
+                the loss becomes ``loss(data) + prior_weight * loss(prior)``
+                (DreamBooth's class-prior loss), each on its own batch.
+            generator: CPU generator for the LoRA initialisation, batches, t
+                and noise (default: seeded from the global RNG).
+
+        The loss is :meth:`loss` without label dropout, gradients clipped at 1,
+        no EMA. Returns the report of :func:`baselines.training.train` with
+        ``extra``: ``method``, ``trainable_params``, ``all_params``,
+        ``param_report``, ``layers`` and ``adapter_bytes`` (size of the saved
+        tensors the method changes). Raises :class:`baselines.adaptation.NotApplicable`
+        when the method does not apply to this network.
+        """
+        if method not in ADAPT_METHODS:
+            raise AdaptationError(f"ddpm: unknown adaptation method {method!r}; valid: {', '.join(ADAPT_METHODS)}")
+        self._check_x(data.x, "adaptation data")
+        concept = -1
+        if self.conditional:
+            if data.y is None:
+                raise AdaptationError("ddpm: a conditional model adapts to labelled examples (TrainData.y)")
+            concept = int(data.y[0])
+            if method in ("embedding", "cond-proj") and not bool((data.y == concept).all()):
+                raise AdaptationError(f"ddpm: method {method!r} teaches one new class; the examples carry labels {sorted(set(data.y.tolist()))}")
+        elif method in ("embedding", "cond-proj"):
+            raise AdaptationError(f"ddpm: method {method!r} needs a class-conditional model (conditional=True)")
+        t0 = time.perf_counter()
+        gen = generator if generator is not None else seeded_generator()
+        net = self.ema.module
+        spec = {"method": method, "r": r, "alpha": alpha, "targets": targets}
+        params, state_fn, info = prepare_method(net, spec, concept, self.num_classes, generator=gen)
+        trainable, total = parameter_counts(net)
+        x = self.to_internal(data.x)
+        y = data.y.long() if self.conditional else None
+        px = py = None
+        if prior is not None:
+            px, py = self.to_internal(prior[0]), prior[1].long()
+
+        def loss(batch: Batch, g: torch.Generator | None) -> Tensor:
+            out = self.loss(batch, g, net=net, p_uncond=0.0)
+            if px is not None:
+                idx = torch.randint(0, len(px), (len(batch.x),), generator=g)
+                out = out + prior_weight * self.loss(Batch(px[idx], py[idx], batch.step), g, net=net, p_uncond=0.0)
+            return out
+
+        opt = torch.optim.Adam(params, lr=budget.lr or DEFAULT_LR[method])
+        net.train()
+        try:
+            report = train(
+                f"ddpm adapt ({method})", budget, x, y, loss=loss, optimizer=opt, params=params, clip_grad=1.0,
+                replacement=True, generator=gen, started=t0,
+            )  # fmt: skip
+        finally:
+            net.eval()
+        report.extra.update(
+            {
+                "method": method,
+                "trainable_params": trainable,
+                "all_params": total,
+                "param_report": parameter_report(net),
+                "layers": info.get("layers", []),
+                "adapter_bytes": state_bytes(state_fn()),
+            }
+        )
+        if method == "lora":
+            merge_lora(net)  # sample with merged weights (no adapter cost at inference)
         return report
 
     # -- sampling -------------------------------------------------------------------

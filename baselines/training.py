@@ -102,18 +102,26 @@ class Batch:
     step: int
 
 
-def minibatches(x: Tensor, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor | None]]:
+def minibatches(
+    x: Tensor, batch_size: int, y: Tensor | None = None, generator: torch.Generator | None = None, replacement: bool = False
+) -> Iterator[tuple[Tensor, Tensor | None]]:
     """Endless iterator of random minibatches ``(xb, yb)`` (``yb`` None without labels).
 
     Reshuffles every epoch (``torch.randperm`` from ``generator``, the global
     RNG when None); ``batch_size`` is capped at ``len(x)``; the incomplete
-    batch at the end of an epoch is dropped.
+    batch at the end of an epoch is dropped. With ``replacement`` every batch
+    is ``batch_size`` independent uniform draws (for a handful of examples,
+    e.g. few-shot adaptation).
     """
     n = len(x)
     if n < 1:
         raise ValueError("minibatches: no training examples")
     if batch_size < 1:
         raise ValueError(f"minibatches: batch_size must be >= 1, got {batch_size}")
+    if replacement:
+        while True:
+            idx = torch.randint(0, n, (batch_size,), generator=generator)
+            yield x[idx], (y[idx] if y is not None else None)
     bs = min(batch_size, n)
     while True:
         perm = torch.randperm(n, generator=generator)
@@ -175,6 +183,7 @@ def train(
     params: Iterable[nn.Parameter] | None = None,
     step: StepFn | None = None,
     batch_size: int | None = None,
+    replacement: bool = False,
     warmup: int = 0,
     clip_grad: float | None = None,
     ema: EMA | None = None,
@@ -202,6 +211,7 @@ def train(
             multi-optimizer models: ``step(batches, generator)`` draws as many
             batches as it needs and returns its named scalars.
         batch_size: overrides ``budget.batch_size`` (e.g. PacGAN packs).
+        replacement: draw batches with replacement (see :func:`minibatches`).
         warmup: linear LR warm-up over this many steps (0 = none).
         clip_grad: clip the gradient norm of ``params`` to this value.
         ema: an :class:`EMA` updated after every step.
@@ -244,7 +254,7 @@ def train(
     if rng == "global" and generator is not None:
         raise ValueError(f"{name}: rng='global' takes no generator")
     gen = (generator if generator is not None else seeded_generator()) if rng == "generator" else None
-    raw = minibatches(x, bs, y, generator=gen)
+    raw = minibatches(x, bs, y, generator=gen, replacement=replacement)
     history: dict[str, list[float]] = {k: [] for k in curves} if curves is not None else {}
     done = 0
 

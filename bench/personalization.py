@@ -63,21 +63,28 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import io
 import json
 import os
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from baselines.lora import inject_lora, lora_state_dict, merge_lora, parameter_counts, parameter_report
-from baselines.protocol import Budget, TrainData
+from baselines.adaptation import (
+    NewRowEmbedding,
+    NotApplicable,
+    find_class_embedding,
+    not_applicable_reason,
+    prepare_method,
+)
+from baselines.lora import parameter_counts, parameter_report
+from baselines.protocol import Adaptable, Budget, TrainData, TrainReport
 from baselines.registry import build
+from baselines.training import thin_curve
 
 __all__ = [
     "run_personalization",
@@ -167,64 +174,6 @@ def _hash(obj: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- model surgery
-class NewRowEmbedding(nn.Module):
-    """An ``nn.Embedding`` whose row ``row`` is a separate trainable vector and
-    every other row is frozen: the "new token" of Textual Inversion."""
-
-    def __init__(self, base: nn.Embedding, row: int) -> None:
-        super().__init__()
-        if not 0 <= row < base.num_embeddings:
-            raise ValueError(f"row {row} outside the embedding table (0..{base.num_embeddings - 1})")
-        self.base = base
-        for p in base.parameters():
-            p.requires_grad_(False)
-        self.row = row
-        self.new_row = nn.Parameter(base.weight[row].detach().clone())
-
-    @property
-    def weight(self) -> Tensor:
-        w = self.base.weight.clone()
-        w[self.row] = self.new_row
-        return w
-
-    def forward(self, y: Tensor) -> Tensor:
-        out = self.base(y)
-        mask = (y == self.row).unsqueeze(-1)
-        return torch.where(mask, self.new_row.to(out.dtype).expand_as(out), out)
-
-
-def find_class_embedding(net: nn.Module, num_classes: int) -> tuple[nn.Module, str, nn.Embedding]:
-    """(parent, attribute, embedding) of the class table (``num_classes`` or
-    ``num_classes + 1`` rows, the extra one being the null label)."""
-    for name, mod in net.named_modules():
-        if isinstance(mod, nn.Embedding) and mod.num_embeddings in (num_classes, num_classes + 1):
-            parent = net
-            parts = name.split(".")
-            for part in parts[:-1]:
-                parent = getattr(parent, part)
-            return parent, parts[-1], mod
-    raise PersonalizationError(f"no class-embedding table with {num_classes} (+1) rows found in {type(net).__name__}")
-
-
-def attention_kv_layers(net: nn.Module) -> list[str]:
-    """Names of attention K/V projections (MultiheadAttention or Linear named
-    to_k / to_v / k_proj / v_proj / key / value); empty when there is no attention."""
-    names = []
-    for name, mod in net.named_modules():
-        last = name.rsplit(".", 1)[-1]
-        if isinstance(mod, nn.MultiheadAttention) or (
-            isinstance(mod, nn.Linear) and last in ("to_k", "to_v", "k_proj", "v_proj", "key", "value")
-        ):
-            names.append(name)
-    return names
-
-
-def conditioning_projections(net: nn.Module) -> list[str]:
-    """Linear layers that project the (time + class) embedding into a block:
-    named ``emb`` (``nets.ResBlock.emb``)."""
-    return [n for n, m in net.named_modules() if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] == "emb"]
-
-
 @contextmanager
 def _sampling_net(ddpm: Any, net: nn.Module):
     """Temporarily make ``net`` the network ``ddpm.sample`` uses (its EMA copy)."""
@@ -236,119 +185,30 @@ def _sampling_net(ddpm: Any, net: nn.Module):
         ddpm.ema.module = old
 
 
-def _state_bytes(state: dict[str, Tensor]) -> int:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.tell()
-
-
-def prepare_method(
-    net: nn.Module, method: dict[str, Any], concept: int, num_classes: int, generator: torch.Generator | None = None
-) -> tuple[list[nn.Parameter], Callable[[], dict[str, Tensor]], dict[str, Any]]:
-    """Set up ``net`` (in place) for ``method``; returns (trainable parameters,
-    a function giving the adapter state to save, info). Raises
-    :class:`NotApplicable` when the method does not apply to this network."""
-    kind = method["method"]
-    for p in net.parameters():
-        p.requires_grad_(False)
-    info: dict[str, Any] = {}
-    if kind == "none":
-        return [], dict, info
-    if kind == "full":
-        for p in net.parameters():
-            p.requires_grad_(True)
-        return list(net.parameters()), lambda: {k: v.detach().clone() for k, v in net.state_dict().items()}, info
-    if kind in ("embedding", "cond-proj"):
-        parent, attr, emb = find_class_embedding(net, num_classes)
-        new = NewRowEmbedding(emb, concept)
-        setattr(parent, attr, new)
-        params = [new.new_row]
-        names = []
-        if kind == "cond-proj":
-            names = conditioning_projections(net)
-            if not names:
-                raise NotApplicable("the network has no conditioning projections (Linear layers named 'emb')")
-            mods = dict(net.named_modules())
-            for n in names:
-                for p in mods[n].parameters():
-                    p.requires_grad_(True)
-                    params.append(p)
-        info["layers"] = names
-
-        def state() -> dict[str, Tensor]:
-            mods = dict(net.named_modules())
-            out = {"new_row": new.new_row.detach().clone()}
-            for n in names:
-                out.update({f"{n}.{k}": v.detach().clone() for k, v in mods[n].state_dict().items()})
-            return out
-
-        return params, state, info
-    if kind == "kv":
-        names = attention_kv_layers(net)
-        if not names:
-            raise NotApplicable(
-                "the U-Net has no attention layers, so there are no K/V projections to train (Custom Diffusion's K/V-only method does not apply; see cond-proj)"
-            )
-        mods = dict(net.named_modules())
-        params = [p for n in names for p in mods[n].parameters()]
-        for p in params:
-            p.requires_grad_(True)
-        info["layers"] = names
-        return params, lambda: {f"{n}.{k}": v.detach().clone() for n in names for k, v in mods[n].state_dict().items()}, info
-    if kind == "lora":
-        names = inject_lora(net, method.get("targets"), r=int(method["r"]), alpha=method.get("alpha"), generator=generator)
-        info["layers"] = names
-        return [p for p in net.parameters() if p.requires_grad], lambda: lora_state_dict(net), info
-    raise PersonalizationError(f"unknown method {kind!r}")
-
-
-class NotApplicable(Exception):
-    """The method does not apply to this network (recorded as n/a with the reason)."""
+def _sampler(ddpm: Any, cfg: dict[str, Any]) -> Any:
+    """The sampler object of the suite's ``sample_params`` (None: the model's default)."""
+    return ddpm.make_sampler(**cfg["sample_params"]) if cfg.get("sample_params") else None
 
 
 def finetune(
-    ddpm: Any,
-    net: nn.Module,
-    params: list[nn.Parameter],
+    model: Any,
+    method: dict[str, Any],
     x: Tensor,
     y: Tensor,
     *,
-    steps: int,
-    lr: float,
-    batch_size: int,
     prior: tuple[Tensor, Tensor] | None = None,
     prior_weight: float = 1.0,
     generator: torch.Generator,
-) -> list[float]:
-    """Epsilon-prediction MSE on (x, y) (+ ``prior_weight`` x the same loss on the
-    prior set) for ``steps`` Adam steps on ``params``; returns the loss curve."""
-    device = next(net.parameters()).device
-    x0 = ddpm._encode(x)
-    p0 = ddpm._encode(prior[0]) if prior is not None else None
-    opt = torch.optim.Adam(params, lr=lr)
-    net.train()
-    losses = []
-
-    def term(xs: Tensor, ys: Tensor) -> Tensor:
-        idx = torch.randint(0, len(xs), (batch_size,), generator=generator)
-        xb, yb = xs[idx], ys[idx]
-        i = torch.randint(0, ddpm.T, (batch_size,), generator=generator)
-        eps = torch.randn(xb.shape, generator=generator)
-        xt = ddpm.schedule.q_sample(xb, i, eps)
-        pred = net(xt.to(device), i.to(device), yb.to(device))
-        return nn.functional.mse_loss(pred, eps.to(device))
-
-    for _ in range(steps):
-        loss = term(x0, y)
-        if prior is not None:
-            loss = loss + prior_weight * term(p0, prior[1])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(loss.item())
-    net.eval()
-    return losses
+) -> TrainReport:
+    """Adapt ``model`` (its sampling network, in place) with the family's public
+    :meth:`adapt` (the :class:`~genbench.protocol.Adaptable` capability)."""
+    if not isinstance(model, Adaptable):
+        raise PersonalizationError(f"{type(model).__name__} has no adapt() (the Adaptable capability); personalization needs one")
+    budget = Budget(steps=int(method["steps"]), batch_size=int(method["batch_size"]), lr=float(method["lr"]))
+    lora = {k: method[k] for k in ("r", "alpha", "targets") if k in method}
+    return model.adapt(
+        TrainData(x, model.data_info, y), budget, method=method["method"], prior=prior, prior_weight=prior_weight, generator=generator, **lora
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -399,11 +259,15 @@ def evaluate(ddpm: Any, net: nn.Module, refs: _Refs, cfg: dict[str, Any], seed: 
     c = refs.concept
     n_c = len(refs.ref_concept)
     steps = int(cfg["sample_steps"])
+    sampler = _sampler(ddpm, cfg)
     with _sampling_net(ddpm, net), torch.no_grad():
-        xc = ddpm.sample(n_c, labels=torch.full((n_c,), c), steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 1))
-        xp = ddpm.sample(
-            len(refs.prior_labels), labels=refs.prior_labels, steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 2)
+        xc = ddpm.sample(
+            n_c, labels=torch.full((n_c,), c), steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 1), sampler=sampler
         )
+        xp = ddpm.sample(
+            len(refs.prior_labels), labels=refs.prior_labels, steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 2),
+            sampler=sampler,
+        )  # fmt: skip
     ext = refs.ext
     vals = {
         "concept_fid": _fid(refs.f_concept, xc, ext),
@@ -461,8 +325,6 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
         torch.save(ddpm.state_dict(), tmp)
         os.replace(tmp, path)
         meta_path.write_text(json.dumps(report))
-    if cfg.get("sample_params"):
-        ddpm.set_sampler(**cfg["sample_params"])
     return ddpm, report
 
 
@@ -479,26 +341,25 @@ def _run_method(
 ) -> dict[str, Any]:
     num_classes = refs.ds.info.num_classes
     n_base = sum(p.numel() for p in base_net.parameters())
-    net = copy.deepcopy(base_net)
     gen = torch.Generator().manual_seed(100 * seed + 7)
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            params, state_fn, info = prepare_method(net, method, refs.concept, num_classes, generator=gen)
-    except NotApplicable as e:
-        return {"na": str(e)}
-    trainable, total = parameter_counts(net)
-    out: dict[str, Any] = {
-        "trainable_params": trainable,
-        "all_params": total,
-        "base_params": n_base,
-        "param_report": parameter_report(net),
-        "layers": info.get("layers", []),
-    }
+    kind = method["method"]
+    if kind == "none":
+        net = copy.deepcopy(base_net)
+        prepare_method(net, method, refs.concept, num_classes)
+        trainable, total = parameter_counts(net)
+        out: dict[str, Any] = {
+            "trainable_params": trainable, "all_params": total, "base_params": n_base, "param_report": parameter_report(net),
+            "layers": [], "adapter_bytes": 0, "adapt_s": 0.0, "losses": [],
+        }  # fmt: skip
+        vals, grid = evaluate(ddpm, net, refs, cfg, seed)
+        return {**out, **vals, "grid": grid}
+    reason = not_applicable_reason(base_net, kind)
+    if reason:
+        return {"na": reason}
     t0 = time.perf_counter()
     prior = None
     prior_s = 0.0
-    if method["method"] != "none" and method.get("prior"):
+    if method.get("prior"):
         if "prior" not in prior_cache:
             tp = time.perf_counter()
             n_prior = int(cfg["n_prior"])
@@ -506,29 +367,33 @@ def _run_method(
             labels = classes[torch.arange(n_prior) % len(classes)]
             with _sampling_net(ddpm, base_net), torch.no_grad():
                 xs = ddpm.sample(
-                    n_prior, labels=labels, steps=int(cfg["sample_steps"]), generator=torch.Generator().manual_seed(1000 * seed + 3)
-                )
+                    n_prior, labels=labels, steps=int(cfg["sample_steps"]), generator=torch.Generator().manual_seed(1000 * seed + 3),
+                    sampler=_sampler(ddpm, cfg),
+                )  # fmt: skip
             prior_cache["prior"] = (xs, labels)
             prior_cache["prior_s"] = time.perf_counter() - tp
         prior = prior_cache["prior"]
         prior_s = prior_cache["prior_s"]
-    losses: list[float] = []
-    if method["method"] != "none":
-        y = torch.full((len(refs.examples),), refs.concept)
-        losses = finetune(
-            ddpm, net, params, refs.examples, y, steps=int(method["steps"]), lr=float(method["lr"]), batch_size=int(method["batch_size"]),
-            prior=prior, prior_weight=float(cfg["prior_weight"]), generator=gen,
-        )  # fmt: skip
-        out["adapter_bytes"] = _state_bytes(state_fn())
-        out["adapt_s"] = time.perf_counter() - t0 + prior_s
-        out["prior_gen_s"] = prior_s
-    else:
-        out["adapter_bytes"] = 0
-        out["adapt_s"] = 0.0
-    if method["method"] == "lora":
-        merge_lora(net)  # sample with merged weights (no adapter cost at inference)
-    out["losses"] = losses[:: max(1, len(losses) // 100)]
-    vals, grid = evaluate(ddpm, net, refs, cfg, seed)
+    model = copy.deepcopy(ddpm)  # its sampling network is base_net (with the new row initialised): adapted in place
+    y = torch.full((len(refs.examples),), refs.concept)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            rep = finetune(model, method, refs.examples, y, prior=prior, prior_weight=float(cfg["prior_weight"]), generator=gen)
+    except NotApplicable as e:
+        return {"na": str(e)}
+    out = {
+        "trainable_params": rep.extra["trainable_params"],
+        "all_params": rep.extra["all_params"],
+        "base_params": n_base,
+        "param_report": rep.extra["param_report"],
+        "layers": rep.extra["layers"],
+        "adapter_bytes": rep.extra["adapter_bytes"],
+        "adapt_s": time.perf_counter() - t0 + prior_s,
+        "prior_gen_s": prior_s,
+        "losses": thin_curve(rep.losses["loss"], 100),
+    }
+    vals, grid = evaluate(model, model.ema.module, refs, cfg, seed)
     out.update(vals)
     out["grid"] = grid
     return out
