@@ -377,16 +377,16 @@ class LatentDiffusion:
     # -- latent space -----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        """Images (N, C, H, W) in [0, 1] -> scaled posterior means (N, C_z, h, w) (the denoiser's latent space), on CPU."""
+        """Images (N, C, H, W) in [0, 1] -> scaled posterior means (the denoiser's latent space), flattened to (N, C_z * h * w), on CPU."""
         self.ae.eval()
         x = self._check_x(x)
-        return torch.cat([self.ae.encode(x[i : i + 512])[0] for i in range(0, len(x), 512)]).cpu() * self.scale
+        return torch.cat([self.ae.encode(x[i : i + 512])[0] for i in range(0, len(x), 512)]).flatten(1).cpu() * self.scale
 
     @torch.no_grad()
     def decode(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Scaled latents (N, C_z, h, w) -> images (N, C, H, W) in [0, 1] (``decoder`` mode), on CPU."""
+        """Scaled latents, (N, C_z * h * w) or (N, C_z, h, w) -> images (N, C, H, W) in [0, 1] (``decoder`` mode), on CPU."""
         self.ae.eval()
-        z = z.float().to(self.device) / self.scale
+        z = z.float().to(self.device).reshape(len(z), *self.latent_shape) / self.scale
         return _decode_levels(self.ae.log_probs(z), self.decoder_mode, generator).float().cpu()
 
     # -- sampling ---------------------------------------------------------------------

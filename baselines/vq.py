@@ -625,15 +625,15 @@ class _VQBase:
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        """Images -> continuous encoder outputs z_e (N, D, h, w) (before quantization), on CPU."""
+        """Images -> continuous encoder outputs z_e before quantization, flattened to (N, D * h * w), on CPU."""
         self.net.eval()
-        return self.net.encode(self._check_x(x)).cpu()
+        return self.net.encode(self._check_x(x)).flatten(1).cpu()
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        """Continuous latents (N, D, h, w) -> quantized to the nearest codes -> decoder mean images in [0, 1]."""
+        """Continuous latents, (N, D * h * w) or (N, D, h, w) -> nearest codes -> decoder mean images in [0, 1]."""
         self.net.eval()
-        z = z.float().to(self.device)
+        z = z.float().to(self.device).reshape(len(z), self.net.quantizer.dim, *self.grid)
         z_q = self.net.quantizer(z).z_q
         return _decode_levels(self.net.log_probs(z_q), "mean", None).float().cpu()
 

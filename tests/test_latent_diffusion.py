@@ -58,7 +58,7 @@ def test_compression_and_report(fitted, digits):
     assert {"rec_nats", "kl_nats", "denoiser_mse"} <= set(rep.losses)
     assert m.info.iterative and m.info.default_steps == 50
     z = m.encode(digits.test_x[:20])
-    assert z.shape == (20, 2, 4, 4) and isinstance(m, Autoencoding) and isinstance(m, SamplerChoice)
+    assert z.shape == (20, 32) and torch.equal(m.decode(z), m.decode(z.reshape(20, 2, 4, 4))) and isinstance(m, Autoencoding) and isinstance(m, SamplerChoice)
     # the denoiser sees unit-std latents: scale = 1 / std of the training posterior means
     with torch.no_grad():
         mu = m.ae.encode(digits.train_x)[0]
@@ -134,3 +134,10 @@ def test_registered_with_descriptions():
     entries = available()
     for name in ("latent-diffusion", "ldm-recon"):
         assert name in entries and entries[name].description and entries[name].kinds == ("image",)
+
+
+def test_latent_arithmetic_figure_works(fitted, digits, tmp_path):
+    from bench.figures import vae_latent_figure
+
+    m, _ = fitted
+    assert vae_latent_figure(m, digits, tmp_path / "ldm.png").stat().st_size > 0

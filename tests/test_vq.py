@@ -247,3 +247,13 @@ def test_registered_with_descriptions():
     entries = available()
     for name in ("vqvae", "vq-ar", "vq-maskgit", "vqvae-recon"):
         assert name in entries and entries[name].description and entries[name].kinds == ("image",)
+
+
+def test_latent_arithmetic_figure_works(digits, tmp_path):
+    from bench.figures import vae_latent_figure
+
+    m = vq.VQVAE(digits.info, width=8)
+    m.fit(TrainData(digits.train_x, digits.info), Budget(steps=3, batch_size=64))
+    z = m.encode(digits.test_x[:3])
+    assert z.shape == (3, 16 * 16) and torch.equal(m.decode(z), m.decode(z.reshape(3, 16, 4, 4)))
+    assert vae_latent_figure(m, digits, tmp_path / "vq.png").stat().st_size > 0
