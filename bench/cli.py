@@ -108,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         return _err("bench eval is not available in this build", EXIT_FAILED)
     try:
-        res = run_eval(args.samples, args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics, seed=args.seed)
+        res = run_eval(args.samples, args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics, seed=args.seed, npz_key=args.npz_key)
     except KeyError as e:
         return _err(str(e.args[0]) if e.args else str(e))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--extractor-weights", default=None, help="local weights file for the extractor (machines without network)")
     ev.add_argument("--metrics", nargs="+", default=None, help="metrics to compute (default: the full panel)")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--npz-key", default=None, help="the array to score when --samples is a .npz holding several")
     ev.set_defaults(fn=cmd_eval)
 
     ck = sub.add_parser("check", help="check that a generator satisfies the protocol (checklist; exit 0 pass, 1 fail)")

@@ -56,8 +56,8 @@ def default_extractor(info: Any) -> str:
     return "inception-v3-compat"
 
 
-def load_samples(samples: str | Path | Tensor | np.ndarray) -> Tensor:
-    """A folder of images, a ``.npz`` file, or an array -> validated float32 tensor."""
+def load_samples(samples: str | Path | Tensor | np.ndarray, npz_key: str | None = None) -> Tensor:
+    """A folder of images, a ``.npz`` file (``npz_key`` picks one of several arrays), or an array -> validated float32 tensor."""
     if isinstance(samples, (Tensor, np.ndarray)):
         a = samples.detach().cpu().numpy() if isinstance(samples, Tensor) else samples
         if a.ndim == 2:
@@ -67,7 +67,7 @@ def load_samples(samples: str | Path | Tensor | np.ndarray) -> Tensor:
     if p.is_dir():
         return dreg.load_image_folder(p)
     if p.suffix == ".npz":
-        return dreg.load_npz(p)
+        return dreg.load_npz(p, npz_key)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder")
     raise DataError(f"{p}: expected a folder of images or a .npz file")
@@ -155,6 +155,7 @@ def run_eval(
     reference: str = "train",
     settings: dict | None = None,
     dataset_params: dict | None = None,
+    npz_key: str | None = None,
 ) -> dict[str, MetricValue]:
     """Score ``samples`` against data set ``dataset``; returns {record name: MetricValue}.
 
@@ -174,13 +175,14 @@ def run_eval(
         reference: split the distribution metrics compare with: ``train``
             (default, as in the suites) or ``test``.
         settings: metric settings (k_prc, k_dc, kid_subsets, bootstrap, ...).
+        npz_key: the array to score when ``samples`` is a ``.npz`` holding several.
     """
     if reference not in ("train", "test"):
         raise ValueError(f"reference must be 'train' or 'test', got {reference!r}")
     ds = dreg.load(dataset, **(dataset_params or {}))
     info = ds.info
     source = str(samples) if isinstance(samples, (str, Path)) else "samples"
-    x = _check_samples(load_samples(samples), info, source)
+    x = _check_samples(load_samples(samples, npz_key), info, source)
     ext_name = extractor or default_extractor(info)
     ext = get_extractor(ext_name, **({"weights": extractor_weights} if extractor_weights else {}))
     settings = {"reference": reference, **(settings or {})}

@@ -371,3 +371,16 @@ def test_points_and_splits_hazards():
 def test_dim_and_kinds():
     assert data.load("ring8").info.dim == 2 and data.load("digits").info.dim == 64
     assert math.isclose(data.load("digits").info.levels, 17)
+
+
+def test_bench_eval_npz_key(tmp_path, capsys):
+    from bench.cli import main
+    from bench.evaluate import load_samples
+
+    p = tmp_path / "two.npz"
+    np.savez(p, fake=np.zeros((3, 8, 8), np.uint8), labels=np.zeros((3,), np.int64))
+    assert main(["eval", "--samples", str(p), "--dataset", "digits"]) != 0
+    assert "--npz-key NAME" in capsys.readouterr().err
+    assert main(["eval", "--samples", str(p), "--dataset", "digits", "--npz-key", "nope"]) != 0
+    assert "no array 'nope'" in capsys.readouterr().err
+    assert load_samples(p, npz_key="fake").shape == (3, 1, 8, 8)
