@@ -1,12 +1,26 @@
-"""Markdown leaderboards from the result store.
+"""Leaderboards from the result store: markdown, CSV and JSON.
 
 ``bench leaderboard --suite NAME`` reads ``results/NAME/records.jsonl`` and
 writes ``leaderboards/NAME.md`` (+ PNGs in ``leaderboards/assets/NAME/``):
 a provenance header (date, commit, device, package versions), the protocol
-(N, extractor, metric settings), one table per dataset (rows generators,
-columns metrics with direction arrows, mean ± std over seeds, best in bold;
-reference rows — ``data``, ``uniform``, quoted paper numbers — are never
-bolded), sample grids, loss curves and any suite-specific sections.
+(N, extractor, metric settings, the significance test), one table per dataset
+(rows generators, columns metrics with direction arrows and units, mean ± std
+over seeds or the value with its 95% interval, the number of seeds per row),
+sample grids, loss curves and any suite-specific sections
+(:data:`bench.sections.SECTIONS`). ``fmt="csv"`` / ``"json"`` export the same
+per-dataset tables as numbers (mean, std, interval, seeds, best/tied flags)
+for people who plot their own.
+
+Column labels, directions and units come from each record (the runner copies
+them from the metric's registration) or else from the metric registry: the
+renderer has no special case on metric names. A record whose settings carry
+``kind`` (e.g. ``exact`` / ``dequantized`` / ``elbo`` for a likelihood) shows
+it beside the value.
+
+Significance: in every ranked column the best non-reference row and every row
+statistically indistinguishable from it are **bold** (see
+:func:`tied_with_best`); a single bold cell therefore means the others are
+resolved as worse, not merely numerically worse.
 """
 
 from __future__ import annotations
@@ -14,12 +28,16 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import shutil
+import os
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats as _stats
 
+from genbench.registry import check_name
 from metrics import registry as mreg
 
 from .plots import save_loss_curves
@@ -27,14 +45,43 @@ from .sections import SECTIONS
 from .store import ResultStore
 from .suite import Suite
 
+__all__ = [
+    "REFERENCE_MODELS",
+    "ARROW",
+    "FORMATS",
+    "CellStats",
+    "records_frame",
+    "fmt_num",
+    "cell_stats",
+    "tied_with_best",
+    "table_data",
+    "dataset_table",
+    "protocol_lines",
+    "write_leaderboard",
+    "dump_json",
+]
+
 REFERENCE_MODELS = ("data", "uniform")
 ARROW = {"min": "↓", "max": "↑", "zero": "→0", None: ""}
+FORMATS = ("md", "csv", "json")
+LEVEL = 0.95
+MANIFEST = ".genbench-assets.json"  # names of the files the harness wrote into an assets folder
+HIDDEN_METRICS = ("train_s",)  # shown as a line under the table, not as a column
+SIGNIFICANCE_NOTE = (
+    "**bold** = the best non-reference row and every row statistically indistinguishable from it: the 95% interval of the "
+    "difference to the best row contains 0. With ≥ 2 seeds a row's uncertainty is the standard error over seeds (sample std / √n, "
+    "which includes sampling noise: each seed draws its own samples), combined as Welch's t-interval; a single-seed row uses its "
+    "within-run 95% bootstrap interval over samples (se = width / 3.92, normal). Where a row has neither (one seed, no bootstrap), "
+    "ties with it are not tested: the column is marked ¹ and its bold best cell may hide ties. Reference rows are never bold."
+)
 
 
+# ---------------------------------------------------------------- records
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records -> DataFrame with the columns sections rely on."""
     cols = ["suite", "job", "dataset", "generator", "base", "model", "seed", "steps", "metric", "value", "lo", "hi",
-            "n_real", "n_fake", "extractor", "settings", "extra", "na", "git_commit", "device", "versions", "timestamp"]  # fmt: skip
+            "n_real", "n_fake", "extractor", "settings", "extra", "na", "git_commit", "device", "versions", "timestamp",
+            "label", "direction", "unit", "per_extractor", "nfe", "loaded"]  # fmt: skip
     df = pd.DataFrame(records)
     for c in cols:
         if c not in df.columns:
@@ -43,6 +90,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def fmt_num(v: float | None) -> str:
+    """A number with 3-4 significant digits ("n/a" for None/NaN/inf)."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
     a = abs(v)
@@ -59,94 +107,152 @@ def fmt_num(v: float | None) -> str:
     return f"{v:.2e}"
 
 
-def _cell(vals: list[float]) -> tuple[str, float | None]:
-    vals = [v for v in vals if v is not None and math.isfinite(v)]
-    if not vals:
-        return "n/a", None
-    m = sum(vals) / len(vals)
-    if len(vals) == 1:
-        return fmt_num(m), m
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return f"{fmt_num(m)} ± {fmt_num(sd)}", m
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _column_label(metric: str, out: mreg.Output | None, sub: pd.DataFrame) -> str:
-    label = out.label if out else metric
-    if out and out.per_extractor:
-        ext = next((e for e in sub["extractor"] if e), None)
+def _is_ci(settings: Any) -> bool:
+    """Whether a record's (lo, hi) is a 95% confidence interval (not an IQR or a ± std band)."""
+    if not isinstance(settings, dict):
+        return False
+    desc = str(settings.get("interval", ""))
+    return bool(settings.get("bootstrap")) or "95" in desc
+
+
+# ---------------------------------------------------------------- statistics
+@dataclass
+class CellStats:
+    """One (row, metric) cell: values over seeds and what is known of their uncertainty.
+
+    ``se`` is the standard error of ``mean`` (over seeds when ``n_seeds`` >= 2,
+    else from the record's 95% interval), ``df`` its degrees of freedom
+    (``inf`` for a normal approximation), ``None`` when unknown.
+    """
+
+    mean: float | None
+    sd: float | None
+    n_seeds: int
+    lo: float | None = None
+    hi: float | None = None
+    se: float | None = None
+    df: float | None = None
+    kind: str | None = None
+    loaded: bool = False
+
+    @property
+    def testable(self) -> bool:
+        return self.se is not None and self.mean is not None
+
+
+def cell_stats(values: list[Any], los: list[Any] | None = None, his: list[Any] | None = None, settings: list[Any] | None = None) -> CellStats:
+    """Mean, sample std, seeds and standard error of one cell (one value per seed)."""
+    n_all = len(values)
+    los = list(los) if los is not None else [None] * n_all
+    his = list(his) if his is not None else [None] * n_all
+    settings = list(settings) if settings is not None else [None] * n_all
+    keep = [i for i, v in enumerate(values) if _finite(v)]
+    if not keep:
+        return CellStats(None, None, 0)
+    vals = [float(values[i]) for i in keep]
+    n = len(vals)
+    m = sum(vals) / n
+    if n >= 2:
+        sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1))
+        return CellStats(m, sd, n, se=sd / math.sqrt(n), df=float(n - 1))
+    i = keep[0]
+    lo, hi = los[i], his[i]
+    if not (_finite(lo) and _finite(hi) and _is_ci(settings[i])):  # an IQR or a ± std band is not a confidence interval
+        return CellStats(m, None, 1)
+    lo, hi = float(lo), float(hi)
+    se = (hi - lo) / (2 * _stats.norm.ppf(0.5 + LEVEL / 2))
+    return CellStats(m, None, 1, lo, hi, se, math.inf if se is not None else None)
+
+
+def _score(direction: str, v: float) -> float:
+    return {"min": v, "max": -v, "zero": abs(v)}[direction]
+
+
+def tied_with_best(cells: dict[str, CellStats], direction: str | None) -> tuple[set[str], bool]:
+    """Rows to mark in a ranked column, and whether every tie was tested.
+
+    The best row (lowest score; score = value, −value or |value| for
+    directions min, max, zero) is marked; so is every row whose difference to
+    the best has a 95% interval containing 0 (Welch's t-interval with the
+    Welch–Satterthwaite degrees of freedom; normal when both uncertainties
+    come from within-run bootstrap intervals). A row without uncertainty
+    cannot be tested: it is not marked, and ``all_tested`` is False.
+    """
+    cand = {r: c for r, c in cells.items() if c.mean is not None}
+    if direction is None or len(cand) < 1:
+        return set(), True
+    best = min(cand, key=lambda r: _score(direction, cand[r].mean))
+    b = cand[best]
+    marked, all_tested = {best}, True
+    for r, c in cand.items():
+        if r == best:
+            continue
+        d = _score(direction, c.mean) - _score(direction, b.mean)
+        if d == 0:
+            marked.add(r)
+            continue
+        if not (c.testable and b.testable):
+            all_tested = False
+            continue
+        var = c.se**2 + b.se**2
+        if var == 0:
+            continue
+        terms = [s**4 / df for s, df in ((c.se, c.df), (b.se, b.df)) if df is not None and math.isfinite(df) and df > 0]
+        dof = var**2 / sum(terms) if terms else math.inf
+        q = _stats.norm.ppf(0.5 + LEVEL / 2) if math.isinf(dof) else _stats.t.ppf(0.5 + LEVEL / 2, dof)
+        if d <= q * math.sqrt(var):
+            marked.add(r)
+    return marked, all_tested
+
+
+def _cell_text(c: CellStats) -> str:
+    if c.mean is None:
+        return "n/a"
+    if c.n_seeds >= 2:
+        text = f"{fmt_num(c.mean)} ± {fmt_num(c.sd)}"
+    elif c.lo is not None and c.hi is not None:
+        text = f"{fmt_num(c.mean)} [{fmt_num(c.lo)}, {fmt_num(c.hi)}]"
+    else:
+        text = fmt_num(c.mean)
+    if c.kind:
+        text += f" ({c.kind})"
+    if c.loaded:
+        text += " ⚠"
+    return text
+
+
+# ---------------------------------------------------------------- column metadata
+def _first(series: pd.Series) -> Any:
+    return next((v for v in series if v is not None and not (isinstance(v, float) and math.isnan(v))), None)
+
+
+def _column_meta(metric: str, sub: pd.DataFrame, outputs: dict[str, mreg.Output]) -> dict[str, Any]:
+    """Label, direction, unit of one column: from its records, else the registry, else the metric name."""
+    out = outputs.get(metric)
+    label = _first(sub["label"]) or (out.label if out else metric)
+    direction = _first(sub["direction"]) if sub["direction"].notna().any() else (out.direction if out else None)
+    per_ext = _first(sub["per_extractor"])
+    per_ext = bool(per_ext) if per_ext is not None else bool(out and out.per_extractor)
+    units = {u for u in sub["unit"] if isinstance(u, str) and u}
+    if not units:
+        units = {s.get("unit") for s in sub["settings"] if isinstance(s, dict) and isinstance(s.get("unit"), str)}
+    if not units and out is not None and getattr(out, "unit", None):
+        units = {out.unit}
+    if per_ext:
+        ext = _first(sub["extractor"])
         if ext:
             label = f"{label}[{ext}]"
-    if metric == "nll":
-        units = {(s or {}).get("unit") for s in sub["settings"] if isinstance(s, dict)} - {None}
-        if units:
-            label = f"{label} ({'/'.join(sorted(units))})"
-    return f"{label} {ARROW[out.direction if out else None]}".strip()
+    unit_text = "/".join(sorted(units))
+    header = label + (f" ({unit_text})" if units and unit_text not in label else "")
+    header = f"{header} {ARROW.get(direction, '')}".strip()
+    return {"label": label, "header": header, "direction": direction, "unit": "/".join(sorted(units)) or None}
 
 
-def dataset_table(df: pd.DataFrame, suite: Suite, dataset: str) -> str:
-    """Markdown table for one dataset: rows = generators, columns = metrics."""
-    outputs = mreg.all_outputs()
-    sub = df[(df["dataset"] == dataset) & ~df["metric"].astype(str).str.startswith("_") & (df["metric"] != "train_s")]
-    if sub.empty:
-        return "_no results yet_\n"
-    metric_order = []
-    spec = next((d for d in suite.datasets if d.name == dataset), None)
-    for m in spec.metrics if spec else []:
-        try:
-            metric_order += [o.name for o in mreg.get_metric(m).outputs]
-        except KeyError:
-            pass
-    metric_order += [m for m in sub["metric"].unique() if m not in metric_order]
-    metric_order = [m for m in metric_order if m in set(sub["metric"])]
-    rows = list(dict.fromkeys(sub["generator"]))
-    ref_rows = {r for r in rows if sub[sub["generator"] == r]["model"].iloc[0] in REFERENCE_MODELS}
-    rows = sorted(rows, key=lambda r: (r not in ref_rows, _suite_index(suite, sub, r)))
-    table: dict[str, dict[str, str]] = {r: {} for r in rows}
-    means: dict[str, dict[str, float | None]] = {r: {} for r in rows}
-    kinds: dict[str, str] = {}
-    headers = {}
-    for m in metric_order:
-        msub = sub[sub["metric"] == m]
-        headers[m] = _column_label(m, outputs.get(m), msub)
-        for r in rows:
-            rs = msub[msub["generator"] == r]
-            if rs.empty:
-                table[r][m] = "—"
-                means[r][m] = None
-                continue
-            text, mean = _cell([v for v in rs["value"]])
-            table[r][m] = text
-            means[r][m] = mean
-            if m == "nll" and mean is not None:
-                k = next((s.get("kind") for s in rs["settings"] if isinstance(s, dict) and s.get("kind")), None)
-                if k:
-                    kinds[r] = k
-    for m in metric_order:
-        direction = outputs[m].direction if m in outputs else None
-        cands = {r: means[r][m] for r in rows if r not in ref_rows and means[r][m] is not None}
-        if direction and len(cands) > 1:
-            score = {"min": lambda v: v, "max": lambda v: -v, "zero": abs}[direction]
-            best = min(score(v) for v in cands.values())
-            for r, v in cands.items():
-                if score(v) == best:
-                    table[r][m] = f"**{table[r][m]}**"
-    for r, k in kinds.items():
-        table[r]["nll"] += f" ({k})"
-    metric_order = [m for m in metric_order if any(means[r][m] is not None for r in rows)]  # hide all-n/a columns
-    seeds = sub.groupby("generator")["seed"].nunique().to_dict()
-    out = pd.DataFrame(
-        [{"generator": r + (" (reference)" if r in ref_rows else ""), "seeds": seeds.get(r, 0), **{headers[m]: table[r][m] for m in metric_order}} for r in rows]
-    )
-    for q in suite.quoted:
-        if q.get("dataset") == dataset:
-            row = {"generator": f"_{q['label']}_", "seeds": "quoted"}
-            for m in metric_order:
-                v = (q.get("values") or {}).get(m)
-                row[headers[m]] = f"_{fmt_num(float(v))}_" if v is not None else "—"
-            out = pd.concat([out, pd.DataFrame([row])], ignore_index=True)
-    return out.to_markdown(index=False) + "\n"
-
-
+# ---------------------------------------------------------------- tables
 def _suite_index(suite: Suite, sub: pd.DataFrame, row: str) -> tuple:
     base = sub[sub["generator"] == row]["base"].iloc[0]
     names = [g.name for g in suite.generators]
@@ -155,6 +261,125 @@ def _suite_index(suite: Suite, sub: pd.DataFrame, row: str) -> tuple:
     return (names.index(base) if base in names else len(names), s)
 
 
+def _metric_order(suite: Suite, dataset: str, sub: pd.DataFrame) -> list[str]:
+    order: list[str] = []
+    spec = next((d for d in suite.datasets if d.name == dataset), None)
+    for m in spec.metrics if spec else []:
+        try:
+            order += [o.name for o in mreg.get_metric(m).outputs]
+        except KeyError:
+            pass
+    present = list(dict.fromkeys(sub["metric"]))
+    order += [m for m in present if m not in order]
+    return [m for m in order if m in set(present)]
+
+
+def table_data(df: pd.DataFrame, suite: Suite, dataset: str) -> dict[str, Any]:
+    """The numbers behind one dataset's table (what md, csv and json all render).
+
+    Returns ``{"rows": [...], "columns": {metric: meta}, "cells": {(row, metric): CellStats},
+    "marked": {metric: set(rows)}, "untested": [metrics], "reference": set(rows), "seeds": {row: n}}``.
+    """
+    outputs = mreg.all_outputs()
+    sub = df[(df["dataset"] == dataset) & ~df["metric"].astype(str).str.startswith("_") & ~df["metric"].isin(HIDDEN_METRICS)]
+    if sub.empty:
+        return {"rows": [], "columns": {}, "cells": {}, "marked": {}, "untested": [], "reference": set(), "seeds": {}, "sub": sub, "present": set()}
+    metrics = _metric_order(suite, dataset, sub)
+    rows = list(dict.fromkeys(sub["generator"]))
+    ref_rows = {r for r in rows if sub[sub["generator"] == r]["model"].iloc[0] in REFERENCE_MODELS}
+    rows = sorted(rows, key=lambda r: (r not in ref_rows, _suite_index(suite, sub, r)))
+    columns, cells, marked, untested = {}, {}, {}, []
+    present = set(zip(sub["generator"], sub["metric"]))
+    for m in metrics:
+        msub = sub[sub["metric"] == m]
+        columns[m] = _column_meta(m, msub, outputs)
+        for r in rows:
+            rs = msub[msub["generator"] == r]
+            c = cell_stats(list(rs["value"]), list(rs["lo"]), list(rs["hi"]), list(rs["settings"]))
+            c.kind = next((s.get("kind") for s in rs["settings"] if isinstance(s, dict) and s.get("kind")), None)
+            c.loaded = bool(rs["loaded"].fillna(False).astype(bool).any()) if not rs.empty else False
+            cells[(r, m)] = c
+        ranked = {r: cells[(r, m)] for r in rows if r not in ref_rows}
+        if len([c for c in ranked.values() if c.mean is not None]) > 1:
+            marked[m], tested = tied_with_best(ranked, columns[m]["direction"])
+            if not tested:
+                untested.append(m)
+        else:
+            marked[m] = set()
+    metrics = [m for m in metrics if any(cells[(r, m)].mean is not None for r in rows)]  # hide all-n/a columns
+    seeds = sub.groupby("generator")["seed"].nunique().to_dict()
+    return {
+        "rows": rows, "columns": {m: columns[m] for m in metrics}, "cells": cells, "marked": marked,
+        "untested": [m for m in untested if m in metrics], "reference": ref_rows, "seeds": seeds, "sub": sub, "present": present,
+    }  # fmt: skip
+
+
+def _sizes_line(t: dict[str, Any]) -> str:
+    """Sample sizes of the columns measured against a reference set (records with ``n_real``), grouped by (N fake, N real)."""
+    sub = t["sub"]
+    groups: dict[str, list[str]] = {}
+    for m, meta in t["columns"].items():
+        ms = sub[sub["metric"] == m]
+        nr = sorted({int(v) for v in ms["n_real"] if _finite(v)})
+        if not nr:
+            continue
+        nf = sorted({int(v) for v in ms["n_fake"] if _finite(v)})
+        key = (f"N fake {'/'.join(map(str, nf))}, " if nf else "") + f"N real (reference) {'/'.join(map(str, nr))}"
+        groups.setdefault(key, []).append(meta["label"])
+    return ("Sample sizes: " + "; ".join(f"{', '.join(labels)}: {k}" for k, labels in groups.items()) + ".") if groups else ""
+
+
+def dataset_table(df: pd.DataFrame, suite: Suite, dataset: str) -> str:
+    """Markdown table for one dataset: rows = generators, columns = metrics (see the module docstring)."""
+    t = table_data(df, suite, dataset)
+    if not t["rows"]:
+        return "_no results yet_\n"
+    headers = {m: meta["header"] + (" ¹" if m in t["untested"] else "") for m, meta in t["columns"].items()}
+    body = []
+    for r in t["rows"]:
+        row = {"generator": r + (" (reference)" if r in t["reference"] else ""), "seeds": t["seeds"].get(r, 0)}
+        for m in t["columns"]:
+            c = t["cells"][(r, m)]
+            text = _cell_text(c) if (r, m) in t["present"] else "—"
+            row[headers[m]] = f"**{text}**" if r in t["marked"].get(m, set()) else text
+        body.append(row)
+    out = pd.DataFrame(body)
+    for q in suite.quoted:
+        if q.get("dataset") == dataset:
+            row = {"generator": f"_{q['label']}_", "seeds": "quoted"}
+            for m in t["columns"]:
+                v = (q.get("values") or {}).get(m)
+                row[headers[m]] = f"_{fmt_num(float(v))}_" if v is not None else "—"
+            out = pd.concat([out, pd.DataFrame([row])], ignore_index=True)
+    md = out.to_markdown(index=False) + "\n"
+    notes = []
+    if t["untested"]:
+        notes.append("¹ ties with the best row not tested in this column for rows with one seed and no 95% interval.")
+    if any(t["cells"][(r, m)].loaded for r in t["rows"] for m in t["columns"]):
+        notes.append("⚠ timed while other processes loaded the CPU (see the timing protocol): compare with care.")
+    sizes = _sizes_line(t)
+    if sizes:
+        notes.append(sizes)
+    return md + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def _table_records(df: pd.DataFrame, suite: Suite, dataset: str) -> list[dict[str, Any]]:
+    """One dataset's table as tidy rows (one per row x metric) for CSV/JSON export."""
+    t = table_data(df, suite, dataset)
+    out = []
+    for r in t["rows"]:
+        for m, meta in t["columns"].items():
+            c = t["cells"][(r, m)]
+            out.append({
+                "dataset": dataset, "generator": r, "reference": r in t["reference"], "seeds": int(t["seeds"].get(r, 0)),
+                "metric": m, "label": meta["label"], "unit": meta["unit"], "direction": meta["direction"],
+                "mean": c.mean, "std": c.sd, "lo": c.lo, "hi": c.hi, "se": c.se, "n_seeds": c.n_seeds, "kind": c.kind,
+                "best_or_tied": r in t["marked"].get(m, set()), "ties_tested": m not in t["untested"], "loaded": c.loaded,
+            })  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------- protocol
 def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
     lines = []
     for d in suite.datasets:
@@ -169,9 +394,10 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
         parts.append(f"N fake = {', '.join(map(str, n_fake))}")
         n_real = sorted({int(v) for v in sub["n_real"].dropna()})
         if n_real:
-            parts.append(f"N real = {', '.join(map(str, n_real))} ({sub['settings'].iloc[0].get('reference', 'train split') if isinstance(sub['settings'].iloc[0], dict) else 'train split'})")
+            first = sub["settings"].iloc[0]
+            parts.append(f"N real = {', '.join(map(str, n_real))} ({first.get('reference', 'train split') if isinstance(first, dict) else 'train split'})")
         lines.append("- " + "; ".join(parts))
-        seen = {}
+        seen: dict[str, dict] = {}
         for m, s in zip(sub["metric"], sub["settings"]):
             if isinstance(s, dict) and m not in seen:
                 keep = {k: v for k, v in s.items() if k not in ("weights_hash", "test_accuracy", "extractor", "dim", "n_real", "n_fake", "n", "device") and not isinstance(v, (dict, list))}
@@ -182,26 +408,146 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
     return lines
 
 
-def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir: str | Path = "leaderboards") -> Path:
-    """Render ``out_dir/<suite>.md`` from the store; returns its path."""
+def _timing_lines(df: pd.DataFrame) -> list[str]:
+    """The timing phase's conditions (threads, machine load), when its records exist."""
+    t = df[df["settings"].map(lambda s: isinstance(s, dict) and s.get("phase") == "timing")]
+    if t.empty:
+        return []
+    threads = sorted({s.get("threads") for s in t["settings"] if s.get("threads") is not None})
+    others = [s.get("other_cpu_cores") for s in t["settings"] if _finite(s.get("other_cpu_cores"))]
+    loads = [s.get("loadavg_before") for s in t["settings"] if _finite(s.get("loadavg_before"))]
+    n_loaded = int(t["loaded"].fillna(False).astype(bool).sum())
+    line = (
+        f"- timing: measured after all jobs in one process, generators interleaved round-robin after warm-up, torch threads = "
+        f"{'/'.join(map(str, threads)) or '?'}; CPU used by other processes during the phase: up to {fmt_num(max(others)) if others else 'n/a'} cores "
+        f"(1-min load average before: {fmt_num(max(loads)) if loads else 'n/a'}); {n_loaded} of {len(t)} timing records flagged ⚠ (loaded)."
+    )
+    return [line]
+
+
+# ---------------------------------------------------------------- assets (only files the harness wrote are ever removed)
+def _inside(root: Path, p: Path) -> bool:
+    try:
+        return p.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
+def _assets_dir(out_dir: Path, suite_name: str) -> Path:
+    check_name(suite_name, "suite name")
+    assets = out_dir / "assets" / suite_name
+    if not _inside(out_dir, assets):
+        raise ValueError(f"assets folder {assets} for suite {suite_name!r} is outside the output directory {out_dir}")
+    return assets
+
+
+def _read_manifest(assets: Path) -> list[str]:
+    try:
+        names = json.loads((assets / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _remove_generated(assets: Path) -> None:
+    """Delete the files a previous render listed in the manifest: plain files directly in ``assets``, nothing else."""
+    for name in _read_manifest(assets):
+        try:
+            check_name(name, "asset file name")
+        except ValueError:
+            continue
+        p = assets / name
+        if p.is_file() and not p.is_symlink() and p.parent == assets:
+            p.unlink()
+
+
+def _write_manifest(assets: Path, before: dict[str, float], start: float, copied: set[str]) -> None:
+    names = set(copied)
+    for p in assets.iterdir():
+        if p.name == MANIFEST or not p.is_file() or p.is_symlink():
+            continue
+        if p.name not in before or p.stat().st_mtime >= start:
+            names.add(p.name)
+    (assets / MANIFEST).write_text(json.dumps(sorted(names), indent=0) + "\n")
+
+
+# ---------------------------------------------------------------- writing
+def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir: str | Path = "leaderboards", fmt: str = "md") -> Path:
+    """Render the suite's leaderboard from the store; returns the path written.
+
+    ``fmt``: ``"md"`` -> ``out_dir/<suite>.md`` with PNGs in
+    ``out_dir/assets/<suite>/``; ``"csv"`` -> ``out_dir/<suite>.csv`` and
+    ``"json"`` -> ``out_dir/<suite>.json``: the per-dataset tables as tidy
+    rows (dataset, generator, metric, label, unit, direction, mean, std,
+    lo, hi, se, seeds, best_or_tied ...), without figures or sections.
+    Writes only inside ``out_dir``; deletes only asset files that an earlier
+    render listed in its manifest.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown leaderboard format {fmt!r}; valid: {', '.join(FORMATS)}")
+    check_name(suite.name, "suite name")
+    for name in suite.sections:  # fail before any work on an unknown section
+        SECTIONS.get(name)
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     records = ResultStore(results_dir / suite.name).records()
     if not records:
         raise FileNotFoundError(f"no results for suite {suite.name!r} under {results_dir}; run `bench run --suite {suite.name}` first")
     df = records_frame(records)
-    assets = out_dir / "assets" / suite.name
-    if assets.exists():
-        shutil.rmtree(assets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fmt != "md":
+        rows = [r for d in suite.datasets for r in _table_records(df, suite, d.name)]
+        out = out_dir / f"{suite.name}.{fmt}"
+        if fmt == "csv":
+            pd.DataFrame(rows).to_csv(out, index=False)
+        else:
+            payload = {"suite": suite.name, "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                       "provenance": _provenance(df), "significance": SIGNIFICANCE_NOTE, "rows": rows}  # fmt: skip
+            out.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+        return out
+    return _write_markdown(suite, df, results_dir, out_dir)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, (set, tuple)):
+        return list(v)
+    if hasattr(v, "__dataclass_fields__"):
+        return asdict(v)
+    return str(v)
+
+
+def _provenance(df: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "git_commits": sorted({c for c in df["git_commit"].dropna()}),
+        "devices": sorted({c for c in df["device"].dropna()}),
+        "versions": next((v for v in df["versions"] if isinstance(v, dict)), {}),
+        "seeds": sorted({int(s) for s in df["seed"].dropna()}),
+    }
+
+
+def _write_markdown(suite: Suite, df: pd.DataFrame, results_dir: Path, out_dir: Path) -> Path:
+    start = time.time() - 1.0  # mtime granularity
+    assets = _assets_dir(out_dir, suite.name)
+    if assets.is_symlink():
+        raise ValueError(f"refusing to write assets into {assets}: it is a symbolic link")
     assets.mkdir(parents=True, exist_ok=True)
+    _remove_generated(assets)
+    before = {p.name: p.stat().st_mtime for p in assets.iterdir() if p.is_file()}
+    copied: set[str] = set()
     src_assets = results_dir / suite.name / "assets"
-    if src_assets.exists():
+    if src_assets.is_dir():
         for p in sorted(src_assets.iterdir()):
-            if p.is_file():
-                shutil.copy2(p, assets / p.name)
-    commits = sorted({c for c in df["git_commit"].dropna()})
-    devices = sorted({c for c in df["device"].dropna()})
-    versions = next((v for v in df["versions"] if isinstance(v, dict)), {})
-    seeds = sorted({int(s) for s in df["seed"].dropna()})
+            if p.is_file() and not p.is_symlink():
+                try:
+                    check_name(p.name, "asset file name")
+                except ValueError:
+                    continue
+                (assets / p.name).write_bytes(p.read_bytes())
+                copied.add(p.name)
+    prov = _provenance(df)
     md = [
         f"# Leaderboard: `{suite.name}`",
         "",
@@ -213,16 +559,20 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
         "## Provenance",
         "",
         f"- generated: {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- git commit(s) of the runs: {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
-        f"- device(s): {', '.join(devices)}",
-        f"- packages: {', '.join(f'{k} {v}' for k, v in versions.items())}",
-        f"- seeds: {seeds}; cells are mean ± std over seeds (sample std), a single value when one seed ran",
+        f"- git commit(s) of the runs: {', '.join(f'`{c}`' for c in prov['git_commits']) or 'unknown'}",
+        f"- device(s): {', '.join(prov['devices'])}",
+        f"- packages: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
+        f"- seeds: {prov['seeds']}; cells are mean ± std over seeds (sample std) with the number of seeds in the `seeds` column, "
+        "or, for one seed, the value with its 95% interval [lo, hi] when the run computed one",
         "",
         "## Protocol",
         "",
         *protocol_lines(df, suite),
-        "- ↓ lower is better, ↑ higher is better, →0 closest to zero is best (unbiased estimates such as KID can be slightly negative); **bold** = best non-reference row; reference rows are the noise floor / ceiling, "
-        "quoted rows (_italic_) are numbers from papers, not run here; n/a = the metric does not apply to that generator.",
+        *_timing_lines(df),
+        "- ↓ lower is better, ↑ higher is better, →0 closest to zero is best (unbiased estimates such as KID can be slightly negative); "
+        "reference rows are the noise floor / ceiling, quoted rows (_italic_) are numbers from papers, not run here; "
+        "n/a = the metric does not apply to that generator.",
+        f"- Significance: {SIGNIFICANCE_NOTE}",
         "- FID is biased by sample size: compare FIDs only within a table (equal N). Read FID together with memorization when present.",
         "",
     ]
@@ -242,8 +592,11 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
                 md += ["Training wall time (s, mean over seeds; cached runs report the original time): " + ", ".join(f"{k} {fmt_num(v)}" for k, v in t.items()), ""]
     for name in suite.sections:
         md += [SECTIONS.load(name)(df, suite.raw, assets), ""]
+    _write_manifest(assets, before, start, copied)
     out = out_dir / f"{suite.name}.md"
-    out.write_text("\n".join(md).rstrip() + "\n")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(md).rstrip() + "\n")
+    os.replace(tmp, out)
     return out
 
 
@@ -263,4 +616,5 @@ def _loss_curves(df: pd.DataFrame, dataset: str) -> dict[str, dict[str, list[flo
 
 
 def dump_json(suite: Suite, results_dir: str | Path = "results") -> str:
+    """Every record of the suite as JSON text (raw records, not the tables: see ``write_leaderboard(fmt="json")``)."""
     return json.dumps(ResultStore(Path(results_dir) / suite.name).records(), indent=1)
