@@ -384,3 +384,17 @@ def test_bench_eval_npz_key(tmp_path, capsys):
     assert main(["eval", "--samples", str(p), "--dataset", "digits", "--npz-key", "nope"]) != 0
     assert "no array 'nope'" in capsys.readouterr().err
     assert load_samples(p, npz_key="fake").shape == (3, 1, 8, 8)
+
+
+def test_names_from_user_paths_are_safe_in_file_names(tmp_path):
+    from genbench.registry import check_name
+
+    assert data.safe_data_name("/x/my data") == "my_data"
+    assert data.safe_data_name("..") == "data" and data.safe_data_name("/") == "data"
+    assert data.safe_data_name("/x/.hidden") == "hidden"
+    d = tmp_path / "we ird;rm -rf"
+    d.mkdir()
+    for i in range(2):
+        _png(d / f"{i}.png", np.zeros((4, 4), np.uint8))
+    name = data.load("folder", path=str(d)).info.name
+    assert check_name(name) == name and "/" not in name and " " not in name

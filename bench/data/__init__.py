@@ -57,6 +57,7 @@ from .files import (
     read_idx,
     read_image,
     read_image_folder,
+    safe_data_name,
     safe_unpickle,
     validate_images,
     validate_points,
@@ -69,7 +70,7 @@ __all__ = [
     "register_dataset", "stratified_split",
     "MNIST5K_SHA256", "digits", "digits_split", "grid25", "mnist5k", "mnist5k_split", "ring8", "stacked_digits", "swissroll",
     "CIFAR10", "FASHION", "IMAGE_SUFFIXES", "MAX_BYTES", "cifar10", "fashion_mnist", "folder", "load_image_folder", "load_npz",
-    "mnist", "npz", "read_cifar_batch", "read_idx", "read_image", "read_image_folder", "safe_unpickle",
+    "mnist", "npz", "read_cifar_batch", "read_idx", "read_image", "read_image_folder", "safe_data_name", "safe_unpickle",
     "validate_images", "validate_points",
     "digits_complete", "digits_sr", "digits_thick", "paired_folder", "unpaired_folder",
 ]  # fmt: skip

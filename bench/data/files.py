@@ -25,6 +25,7 @@ import io
 import math
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from PIL import Image
 from torch import Tensor
 
 from genbench.protocol import DataInfo
+from genbench.registry import check_name
 
 from .core import DIGIT_NAMES, DataError, Dataset, digit_captions, photo_captions, random_split, register_dataset
 
@@ -43,6 +45,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "validate_images",
     "validate_points",
+    "safe_data_name",
     "read_image",
     "read_image_folder",
     "load_image_folder",
@@ -273,6 +276,18 @@ def load_npz(path: str | Path, key: str | None = None) -> Tensor:
     return validate_images(a, f"{p}[{key}]")
 
 
+def safe_data_name(path: str | Path) -> str:
+    """A data-set name for a user's file or folder that is safe in file names (letters, digits, ``_ . + @ = -``).
+
+    Other characters become ``_``; a name that would still be unsafe (empty, ``..``) becomes ``data``.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.+@=-]", "_", Path(path).name)[:100].lstrip(".-")
+    try:
+        return check_name(name, "data set name")
+    except ValueError:
+        return "data"
+
+
 def _image_info(name: str, x: Tensor, levels: int = 256, class_names: tuple[str, ...] = (), captions: tuple[str, ...] | None = None) -> DataInfo:
     caps = photo_captions(class_names) if captions is None else captions
     return DataInfo(name=name, shape=tuple(x.shape[1:]), kind="image", levels=levels, class_names=class_names, captions=caps)
@@ -283,7 +298,7 @@ def folder(path: str, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """An image folder (8- or 16-bit PNG/JPEG/...), split at random with ``seed``."""
     x, levels = read_image_folder(path)
     xtr, xte, _, _ = random_split(x, None, test_fraction, seed)
-    return Dataset(_image_info(Path(path).name, x, levels), xtr, xte)
+    return Dataset(_image_info(safe_data_name(path), x, levels), xtr, xte)
 
 
 @register_dataset("npz", kind="any", source="file")
@@ -291,9 +306,10 @@ def npz(path: str, key: str | None = None, test_fraction: float = 0.2, seed: int
     """A ``.npz`` of images (uint8 or [0,1] floats) or 2-D points; ``key`` picks one of several arrays."""
     x = load_npz(path, key)
     xtr, xte, _, _ = random_split(x, None, test_fraction, seed)
+    name = safe_data_name(Path(path).stem)
     if x.ndim == 2:
-        return Dataset(DataInfo(name=Path(path).stem, shape=(2,), kind="points"), xtr, xte)
-    return Dataset(_image_info(Path(path).stem, x), xtr, xte)
+        return Dataset(DataInfo(name=name, shape=(2,), kind="points"), xtr, xte)
+    return Dataset(_image_info(name, x), xtr, xte)
 
 
 # --------------------------------------------------------------------- MNIST idx files

@@ -38,7 +38,7 @@ from genbench.protocol import DataInfo
 
 from .core import DIGIT_NAMES, DataError, digit_captions, random_split, register_dataset, stratified_split
 from .embedded import digits_split
-from .files import _image_files, _stack_images
+from .files import _image_files, _stack_images, safe_data_name
 
 __all__ = [
     "TranslationDataset",
@@ -261,7 +261,7 @@ def _matched_files(a_dir: Path, b_dir: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _folder_info(root: Path, kind: str, src: Tensor, tgt: Tensor, levels: int) -> DataInfo:
-    return DataInfo(name=root.name, shape=tuple(tgt.shape[1:]), kind=kind, levels=levels, source_shape=tuple(src.shape[1:]))
+    return DataInfo(name=safe_data_name(root), shape=tuple(tgt.shape[1:]), kind=kind, levels=levels, source_shape=tuple(src.shape[1:]))
 
 
 @register_dataset("paired-folder", kind="paired", source="file")
