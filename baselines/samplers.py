@@ -18,7 +18,7 @@ the last run). Samplers here:
 * :class:`EulerSampler`: explicit Euler integration of a velocity field from
   t = 0 (noise) to t = 1 (data), as in flow matching.
 * :class:`HeunSampler`: Heun's second-order method on the same ODE (two
-  evaluations per step but the last).
+  evaluations per step).
 
 Each is registered in :data:`SAMPLERS` (a :class:`genbench.registry.Registry`)
 with the kind of model it drives (``"eps"`` or ``"velocity"``), so a model's
@@ -317,7 +317,7 @@ class EulerSampler(_VelocitySampler):
 
 @SAMPLERS.register("heun", kind="velocity")
 class HeunSampler(_VelocitySampler):
-    """Heun's method (trapezoidal corrector): two evaluations per step, one on the last step into t = 1 is still two."""
+    """Heun's method (Euler predictor, trapezoidal corrector): two evaluations per step."""
 
     name = "heun"
 

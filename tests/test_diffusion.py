@@ -11,6 +11,7 @@ import torch
 from baselines.diffusion import DDPM, NoiseSchedule, cosine_betas, discretized_gaussian_log_prob, linear_betas, sampler_timesteps
 from baselines.protocol import Budget, DataInfo, LikelihoodBound, TrainData
 from baselines.registry import build
+from baselines.samplers import EulerSampler
 
 IMG = DataInfo("tiny-img", (1, 8, 8), "image", levels=17, class_names=tuple(str(i) for i in range(3)))
 PTS = DataInfo("pts", (2,), "points")
@@ -119,18 +120,18 @@ def test_ddim_eta0_is_deterministic_given_the_noise():
     m = DDPM(IMG, T=50, width=8)
     _randomize_output(m)
     x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    m.set_sampler(sampler="ddim", eta=0.0)
-    a = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2))
-    b = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3))
+    s = m.make_sampler(sampler="ddim", eta=0.0)
+    a = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    b = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert torch.equal(a, b)
     # the stochastic samplers do use the later noise
-    m.set_sampler(sampler="ddpm")
-    c = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2))
-    d = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3))
+    s = m.make_sampler(sampler="ddpm")
+    c = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    d = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert not torch.allclose(c, d)
-    m.set_sampler(sampler="ddim", eta=1.0)
-    e = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2))
-    f = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3))
+    s = m.make_sampler(sampler="ddim", eta=1.0)
+    e = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    f = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert not torch.allclose(e, f)
 
 
@@ -139,9 +140,10 @@ def test_samples_reproducible_and_on_levels():
     m = DDPM(IMG, T=20, width=8)
     _randomize_output(m)
     for sampler in ("ddpm", "ddim"):
-        m.set_sampler(sampler=sampler)
-        a = m.sample(5, steps=20 if sampler == "ddpm" else 4, generator=torch.Generator().manual_seed(0))
-        b = m.sample(5, steps=20 if sampler == "ddpm" else 4, generator=torch.Generator().manual_seed(0))
+        s = m.make_sampler(sampler=sampler)
+        a = m.sample(5, steps=20 if sampler == "ddpm" else 4, generator=torch.Generator().manual_seed(0), sampler=s)
+        assert m.last_nfe == (20 if sampler == "ddpm" else 4)
+        b = m.sample(5, steps=20 if sampler == "ddpm" else 4, generator=torch.Generator().manual_seed(0), sampler=s)
         assert torch.equal(a, b)
         assert a.shape == (5, 1, 8, 8) and a.dtype == torch.float32
         assert a.min() >= 0 and a.max() <= 1
@@ -151,9 +153,13 @@ def test_samples_reproducible_and_on_levels():
 
 def test_default_steps_follow_the_sampler():
     m = DDPM(IMG, T=100, width=8)
-    assert m.info.default_steps == 100
-    m.set_sampler(sampler="ddim")
-    assert m.info.default_steps == 50
+    assert m.info.default_steps == 100  # the default sampler is ancestral: T steps
+    assert m.make_sampler().default_steps() == 100
+    assert m.make_sampler(sampler="ddim").default_steps() == 50
+    m.sample(2, generator=torch.Generator().manual_seed(0), sampler=m.make_sampler(sampler="ddim"))
+    assert m.last_nfe == 50
+    m.sample(2, generator=torch.Generator().manual_seed(0))
+    assert m.last_nfe == 100
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
@@ -171,8 +177,7 @@ def test_oracle_denoiser_recovers_point_mass(kind):
 
     m.ema.module = Oracle()
     for sampler, steps in (("ddpm", 100), ("ddpm", 7), ("ddim", 1), ("ddim", 13)):
-        m.set_sampler(sampler=sampler)
-        out = m.sample(3, steps=steps, generator=torch.Generator().manual_seed(0))
+        out = m.sample(3, steps=steps, generator=torch.Generator().manual_seed(0), sampler=m.make_sampler(sampler=sampler))
         assert torch.equal(out, x_star.expand(3, -1, -1, -1)), (sampler, steps)
 
 
@@ -192,8 +197,11 @@ def test_cfg_scale_0_and_1_reduce_to_uncond_and_cond():
         assert torch.allclose(m.predict_eps(net, x, 17, y, guidance_scale=0.0), e_u, atol=1e-6)
         assert torch.allclose(m.predict_eps(net, x, 17, y, guidance_scale=1.0), e_c, atol=1e-6)
         assert torch.allclose(m.predict_eps(net, x, 17, y, guidance_scale=3.0), e_u + 3 * (e_c - e_u), atol=1e-5)
-    m.set_sampler(guidance_scale=2.5)
-    assert m.guidance_scale == 2.5
+    assert m.make_sampler(guidance_scale=2.5).guidance_scale == 2.5
+    # classifier-free guidance costs two network evaluations per step, 0 and 1 cost one
+    for w, nfe in ((2.5, 10), (0.0, 5), (1.0, 5)):
+        m.sample(2, labels=torch.tensor([0, 1]), steps=5, sampler=m.make_sampler(sampler="ddim", guidance_scale=w))
+        assert m.last_nfe == nfe, w
 
 
 def test_labels_are_honoured_and_validated():
@@ -201,10 +209,10 @@ def test_labels_are_honoured_and_validated():
     m = DDPM(IMG, T=10, width=8, conditional=True)
     _randomize_output(m)
     assert m.info.conditioning == "class"
-    m.set_sampler(sampler="ddim")
+    s = m.make_sampler(sampler="ddim")
     g = lambda: torch.Generator().manual_seed(0)
-    a = m.sample(3, labels=torch.tensor([0, 0, 0]), steps=3, generator=g())
-    b = m.sample(3, labels=torch.tensor([2, 2, 2]), steps=3, generator=g())
+    a = m.sample(3, labels=torch.tensor([0, 0, 0]), steps=3, generator=g(), sampler=s)
+    b = m.sample(3, labels=torch.tensor([2, 2, 2]), steps=3, generator=g(), sampler=s)
     assert not torch.equal(a, b)
     assert m.sample(4, steps=2, generator=g()).shape == (4, 1, 8, 8)  # random labels
     with pytest.raises(ValueError, match="labels must be in"):
@@ -215,15 +223,19 @@ def test_labels_are_honoured_and_validated():
     with pytest.raises(ValueError, match="trained unconditionally"):
         u.sample(1, labels=torch.tensor([0]))
     with pytest.raises(ValueError, match="conditional=True"):
-        u.set_sampler(guidance_scale=2.0)
+        u.make_sampler(guidance_scale=2.0)
 
 
 def test_bad_options_are_rejected():
     m = DDPM(IMG, T=10, width=8)
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        m.set_sampler(sampler="euler")
+        m.make_sampler(sampler="euler")
     with pytest.raises(ValueError, match="eta"):
-        m.set_sampler(eta=2.0)
+        m.make_sampler(sampler="ddim", eta=2.0)
+    with pytest.raises(TypeError, match=r"unknown options \['eta'\]"):
+        m.make_sampler(sampler="ddpm", eta=0.5)
+    with pytest.raises(ValueError, match="velocity"):
+        m.sample(1, sampler=EulerSampler())
     with pytest.raises(ValueError, match="steps must be in"):
         m.sample(1, steps=11)
     with pytest.raises(TypeError, match="unknown hyperparameters"):
@@ -244,8 +256,7 @@ def test_2d_single_point_is_learned(sampler, steps):
     rep = m.fit(TrainData(x, PTS), Budget(steps=300, batch_size=128))
     assert rep.steps == 300 and len(rep.losses["loss"]) <= 200
     assert rep.losses["loss"][-1] < rep.losses["loss"][0]
-    m.set_sampler(sampler=sampler)
-    s = m.sample(500, steps=steps, generator=torch.Generator().manual_seed(0))
+    s = m.sample(500, steps=steps, generator=torch.Generator().manual_seed(0), sampler=m.make_sampler(sampler=sampler))
     assert s.shape == (500, 2)
     assert (s.mean(0) - centre).abs().max() < 0.1
     assert (s - centre).norm(dim=1).median() < 0.3

@@ -32,8 +32,7 @@ def test_gmm_prior_puts_samples_on_the_ring_gaussian_does_not():
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     off = {}
     for prior in ("gaussian", "gmm"):
-        m.set_sampler(latent_prior=prior)
-        x = m.sample(2000, generator=g())
+        x = m.sample(2000, generator=g(), sampler=m.make_sampler(latent_prior=prior))
         off[prior] = float((x.norm(dim=1) - 1).abs().median())
     assert off["gmm"] < 0.1 < off["gaussian"], off
     assert m.info.n_params > registry.build("autoencoder", ds.info, hidden=(32, 32)).info.n_params - 1
@@ -75,10 +74,13 @@ def test_bad_hyperparameters_are_named(name, hp, match):
         registry.build(name, data.load("digits").info, **hp)
 
 
-def test_set_sampler_rejects_unknown_prior():
+def test_make_sampler_rejects_unknown_prior():
     m = registry.build("autoencoder", data.load("ring8").info)
     with pytest.raises(ValueError, match="latent_prior"):
-        m.set_sampler(latent_prior="uniform")
+        m.make_sampler(latent_prior="uniform")
+    with pytest.raises(TypeError):
+        m.make_sampler(temperature=2.0)
+    assert m.make_sampler().get("latent_prior") == m.latent_prior
 
 
 def test_latent_figure_accepts_deterministic_codes(tmp_path):

@@ -69,11 +69,12 @@ def test_temperature_shrinks_2d_samples():
     m.fit(TrainData(ds.train_x, ds.info), Budget(steps=5, batch_size=128))
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     wide = m.sample(500, generator=g())
-    m.set_sampler(temperature=0.3)
-    narrow = m.sample(500, generator=g())
+    narrow = m.sample(500, generator=g(), sampler=m.make_sampler(temperature=0.3))
     assert narrow.std(0).sum() < wide.std(0).sum()
+    # z = T eps: the base noise of the same generator, scaled (the flow is applied after)
+    assert torch.equal(m.sample(500, generator=g(), sampler=m.make_sampler(temperature=1.0)), wide)
     with pytest.raises(ValueError, match="temperature"):
-        m.set_sampler(temperature=-1)
+        m.make_sampler(temperature=-1)
 
 
 @pytest.mark.parametrize(

@@ -49,19 +49,16 @@ def test_encode_decode(vae):
 def test_sampler_options(vae):
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     sampled = vae.sample(16, generator=g())
-    vae.set_sampler(decoder="mean")
-    try:
-        mean = vae.sample(16, generator=g())
-    finally:
-        vae.set_sampler()
+    mean = vae.sample(16, generator=g(), sampler=vae.make_sampler(decoder="mean"))
+    assert torch.equal(sampled, vae.sample(16, generator=g()))  # options live in the sampler, not the model
     assert not torch.equal(sampled, mean)
     # the mean decoder is the rounded decoder mean of the same latents
     z = torch.randn(16, 4, generator=g())
     assert torch.allclose(mean, torch.round(vae.decode(z) * 16) / 16, atol=1e-6)
     with pytest.raises(ValueError, match="decoder"):
-        vae.set_sampler(decoder="mode")
+        vae.make_sampler(decoder="mode")
     with pytest.raises(ValueError, match="temperature"):
-        vae.set_sampler(temperature=0)
+        vae.make_sampler(temperature=0)
 
 
 def test_points_decoder_is_gaussian_in_raw_units():

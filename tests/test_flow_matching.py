@@ -57,6 +57,27 @@ def test_euler_steps_follow_the_velocity_field():
     x0 = torch.randn(4, 2)
     for steps in (1, 3, 10):
         assert torch.allclose(m.sample_continuous(4, steps=steps, x0=x0), x0 + c, atol=1e-5)
+        assert m.last_nfe == steps
+        # Heun integrates a constant field exactly too, with two evaluations per step
+        assert torch.allclose(m.sample_continuous(4, steps=steps, x0=x0, sampler=m.make_sampler(sampler="heun")), x0 + c, atol=1e-5)
+        assert m.last_nfe == 2 * steps
+
+
+def test_heun_is_exact_for_a_velocity_linear_in_time_where_euler_is_not():
+    """v(x, t) = 2 t: x(1) = x(0) + 1. Heun (trapezoid) is exact; Euler with k steps adds 1 - 1/k."""
+    m = FlowMatching(PTS, hidden=(8,))
+
+    class Ramp(torch.nn.Module):
+        def forward(self, x, t, y=None):
+            return (2 * t)[:, None].expand_as(x)
+
+    m.ema.module = Ramp()
+    x0 = torch.randn(3, 2)
+    for k in (1, 2, 5):
+        heun = m.sample_continuous(3, steps=k, x0=x0, sampler=m.make_sampler(sampler="heun"))
+        euler = m.sample_continuous(3, steps=k, x0=x0)
+        assert torch.allclose(heun, x0 + 1, atol=1e-6)
+        assert torch.allclose(euler, x0 + (1 - 1 / k), atol=1e-6)
 
 
 def test_cfg_scale_0_and_1_reduce_to_uncond_and_cond():
@@ -73,6 +94,8 @@ def test_cfg_scale_0_and_1_reduce_to_uncond_and_cond():
         assert torch.allclose(m.velocity(net, x, 0.3, y, guidance_scale=0.0), v_u, atol=1e-6)
         assert torch.allclose(m.velocity(net, x, 0.3, y, guidance_scale=1.0), v_c, atol=1e-6)
         assert torch.allclose(m.velocity(net, x, 0.3, y, guidance_scale=2.0), v_u + 2 * (v_c - v_u), atol=1e-5)
+    m.sample(2, labels=torch.tensor([0, 1]), steps=4, sampler=m.make_sampler(guidance_scale=2.0))
+    assert m.last_nfe == 8  # guidance: two evaluations per step
     assert m.info.conditioning == "class"
     with pytest.raises(ValueError, match="labels must be in"):
         m.sample(2, labels=torch.tensor([0, 5]), steps=1)
@@ -113,10 +136,12 @@ def test_bad_input_is_rejected():
     m = FlowMatching(IMG, width=8)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         m.sample(1, steps=0)
-    with pytest.raises(ValueError, match="unknown sampler"):
-        m.set_sampler(sampler="ddim")
+    with pytest.raises(ValueError, match="unknown sampler 'ddim'; valid: euler, heun"):
+        m.make_sampler(sampler="ddim")
     with pytest.raises(ValueError, match="conditional=True"):
-        m.set_sampler(guidance_scale=2.0)
+        m.make_sampler(guidance_scale=2.0)
+    with pytest.raises(TypeError, match=r"unknown options \['eta'\]"):
+        m.make_sampler(eta=1.0)
     with pytest.raises(ValueError, match="trained unconditionally"):
         m.sample(1, labels=torch.tensor([0]))
     with pytest.raises(ValueError, match="expected"):

@@ -7,7 +7,7 @@ from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
 from baselines import registry
-from baselines.protocol import ExactLikelihood, Generator, Trainable, TrainData
+from baselines.protocol import ExactLikelihood, Generator, HeldOutReference, LabeledSampler, Trainable, TrainData
 from bench import data
 
 
@@ -107,8 +107,17 @@ def test_registry_errors():
 
 
 def test_data_reference_draws_heldout(digits):
-    m = registry.build("data", digits.info, pool=digits.test_x, pool_labels=digits.test_y)
+    m = registry.build("data", digits.info)
+    assert isinstance(m, HeldOutReference) and isinstance(m, LabeledSampler)
+    with pytest.raises(RuntimeError, match="use_pool"):
+        m.sample(2)
+    with pytest.raises(TypeError, match="unknown hyperparameters"):
+        registry.build("data", digits.info, pool=digits.test_x)
+    m.use_pool(digits.test_x, digits.test_y)
     x, y = m.sample_labeled(360, generator=torch.Generator().manual_seed(0))
+    # the labels are the drawn examples' own labels
+    pairs = {(tuple(a.flatten().tolist()), int(b)) for a, b in zip(digits.test_x, digits.test_y)}
+    assert all((tuple(a.flatten().tolist()), int(b)) in pairs for a, b in zip(x, y))
     assert sorted(x.reshape(360, -1).sum(1).tolist()) == sorted(digits.test_x.reshape(360, -1).sum(1).tolist())
     u = registry.build("uniform", digits.info)
     assert (-u.log_prob(digits.test_x) / (64 * math.log(2))).allclose(torch.tensor(math.log2(17)))
