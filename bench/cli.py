@@ -91,7 +91,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     except SuiteError as e:
         return _err(str(e))
     try:
-        out = write_leaderboard(suite, args.results, args.out)
+        out = write_leaderboard(suite, args.results, args.out, fmt=args.format)
     except FileNotFoundError as e:
         return _err(str(e), EXIT_FAILED)
     print(f"leaderboard: {out}")
@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--suite", required=True)
     lb.add_argument("--results", default="results")
     lb.add_argument("--out", default="leaderboards")
+    lb.add_argument("--format", choices=["md", "csv", "json"], default="md", help="md (tables, figures), or the same tables as tidy csv / json rows")
     lb.set_defaults(fn=cmd_leaderboard)
 
     ev = sub.add_parser("eval", help="evaluate samples made elsewhere (folder of images or .npz) against a data set")

@@ -8,12 +8,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.linalg
 
 import genbench
 from bench import api
 from bench import data as dreg
+from bench.cli import main
 from bench.data import DataError
 from bench.store import ResultStore
 
@@ -147,3 +149,21 @@ def test_run_suite_records_and_resume(tmp_path):
     with pytest.raises(TypeError, match="unknown option"):
         api.run_suite(p, results_dir=tmp_path / "res", no_such_option=1)
     json.dumps(df.drop(columns=["settings", "extra", "versions"]).to_dict("records"), default=str)
+
+
+def test_leaderboard_exports_the_same_numbers(tmp_path):
+    """bench leaderboard --format csv|json: the tables as tidy rows, equal to the stored records (one seed: mean = value)."""
+    p = tmp_path / "api-tiny.toml"
+    p.write_text(SUITE.replace("{params}", "{ n_train = 1000, n_test = 400 }"))
+    run = api.run_suite(p, results_dir=tmp_path / "res", device="cpu")
+    fid = run.frame[run.frame.metric == "fid"].set_index("generator")["value"]
+    args = ["leaderboard", "--suite", str(p), "--results", str(tmp_path / "res"), "--out", str(tmp_path / "lb")]
+    assert main([*args, "--format", "csv"]) == 0
+    t = pd.read_csv(tmp_path / "lb" / "api-tiny.csv")
+    got = t[t.metric == "fid"].set_index("generator")["mean"]
+    assert sorted(got.index) == sorted(fid.index) and all(got[g] == pytest.approx(fid[g]) for g in fid.index)
+    assert main([*args, "--format", "json"]) == 0
+    rows = json.loads((tmp_path / "lb" / "api-tiny.json").read_text())
+    rows = rows if isinstance(rows, list) else rows.get("rows", rows.get("tables", []))
+    assert {r["generator"] for r in rows if r["metric"] == "fid"} == set(fid.index)
+    assert main([*args, "--format", "md"]) == 0 and (tmp_path / "lb" / "api-tiny.md").is_file()
