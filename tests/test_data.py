@@ -398,3 +398,35 @@ def test_names_from_user_paths_are_safe_in_file_names(tmp_path):
         _png(d / f"{i}.png", np.zeros((4, 4), np.uint8))
     name = data.load("folder", path=str(d)).info.name
     assert check_name(name) == name and "/" not in name and " " not in name
+
+
+def _png16_raw(path, arr):
+    """A 16-bit PNG written byte by byte (Pillow cannot write 16-bit RGB): arr uint16 (H, W) grey or (H, W, 3) RGB."""
+    import struct
+    import zlib
+
+    h, w = arr.shape[:2]
+    color = 2 if arr.ndim == 3 else 0
+    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16bit_rgb_png_keeps_its_scale_and_8bit_content_is_rejected(tmp_path):
+    a = np.zeros((2, 2, 3), np.uint16)
+    a[0, 0] = (65535, 32768, 0)
+    _png16_raw(tmp_path / "a.png", a)
+    x = data.load_image_folder(tmp_path)
+    assert x.shape == (1, 3, 2, 2)
+    np.testing.assert_allclose(x[0, :, 0, 0].numpy(), [1.0, 128 / 255, 0.0], atol=1e-6)
+    _png16_raw(tmp_path / "a.png", np.full((2, 2, 3), 200, np.uint16))  # 8-bit values in a 16-bit RGB file
+    with pytest.raises(DataError, match="a.png: 16-bit image.*never exceed 255"):
+        data.load_image_folder(tmp_path)
+    g = tmp_path / "g"
+    g.mkdir()
+    _png16_raw(g / "g.png", np.array([[0, 65535], [300, 40000]], np.uint16))
+    np.testing.assert_allclose(data.load_image_folder(g)[0, 0].numpy(), np.array([[0, 65535], [300, 40000]]) / 65535, atol=1e-7)

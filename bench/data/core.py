@@ -130,7 +130,8 @@ def describe(name: str) -> DatasetDescription:
     """The description of data set ``name`` (for ``bench list datasets``), without loading any data."""
     e = _entry(name)
     fn = e.load()
-    return DatasetDescription(name, e.description, e.meta.get("kind", "image"), e.meta.get("source", "embedded"), _params(fn))
+    text = e.description.replace("``", "")  # docstring markup is not for the terminal
+    return DatasetDescription(name, text, e.meta.get("kind", "image"), e.meta.get("source", "embedded"), _params(fn))
 
 
 _CACHE: dict[tuple, Any] = {}

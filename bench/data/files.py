@@ -134,14 +134,8 @@ _GREY_8BIT = ("L", "1", "LA", "La")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, int]:
-    """One image file -> (array, bits): uint8/uint16 (H, W) grey or (H, W, 3) RGB, and its bit depth (8 or 16).
-
-    Alpha is dropped; palette and CMYK images become RGB. 16-bit grey PNGs
-    keep their 16 bits (never clipped to 8). 32-bit integer (``I``) and float
-    (``F``) images are rejected with a message: they have no defined range.
-    """
-    p = Path(path)
+def _decode(p: Path) -> tuple[np.ndarray, int, int]:
+    """(array, bits of the array: 8 or 16, bits of the file: 8 or 16) for one image file."""
     try:
         with Image.open(p) as im:
             w, h = im.size
@@ -150,21 +144,35 @@ def read_image(path: str | Path) -> tuple[np.ndarray, int]:
             mode = im.mode
             if mode in _SIXTEEN_BIT or (mode == "I" and im.format == "PNG"):
                 # Pillow opens 16-bit grey PNGs as I;16 (or I in older versions): values 0..65535
-                a = np.asarray(im, dtype=np.int64) if mode == "I" else np.asarray(im).astype(np.int64)
+                a = np.asarray(im).astype(np.int64)
                 if a.min() < 0 or a.max() > 65535:
                     raise DataError(f"{p}: 16-bit image with values outside 0..65535")
-                return a.astype(np.uint16), 16
+                return a.astype(np.uint16), 16, 16
             if mode in ("I", "F"):
                 kind = "32-bit integer" if mode == "I" else "32-bit float"
                 raise DataError(f"{p}: {kind} images (mode {mode}) have no defined intensity range; save them as 8- or 16-bit PNG, or as floats in [0, 1] in a .npz")
+            # 16-bit RGB(A) PNGs: Pillow keeps the high byte of each sample (the true scale, 8 bits of precision)
+            file_bits = 16 if im.format == "PNG" and im.tile and str(im.tile[0][3]).endswith(";16B") else 8
             a = np.asarray(im.convert("L" if mode in _GREY_8BIT else "RGB"))
-            return a, 8
+            return a, 8, file_bits
     except DataError:
         raise
     except Image.DecompressionBombError as e:
         raise DataError(f"{p}: image too large ({e})") from e
     except Exception as e:  # PIL raises several types for corrupt or empty files
         raise DataError(f"{p}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, int]:
+    """One image file -> (array, bits): uint8/uint16 (H, W) grey or (H, W, 3) RGB, and its bit depth (8 or 16).
+
+    Alpha is dropped; palette and CMYK images become RGB. 16-bit grey PNGs
+    keep their 16 bits (never clipped to 8); 16-bit RGB PNGs come as the high
+    byte of each sample (uint8, the true scale). 32-bit integer (``I``) and
+    float (``F``) images are rejected with a message: they have no defined range.
+    """
+    a, bits, _ = _decode(Path(path))
+    return a, bits
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -180,9 +188,14 @@ def _stack_images(files: list[Path], source: str) -> tuple[Tensor, int]:
     """Read ``files`` (all of one size) -> float32 NCHW in [0, 1] and the levels K (256, or 65536 when any is 16-bit)."""
     arrays: list[np.ndarray] = []
     bits: list[int] = []
+    peaks: list[int] = []  # a lower bound of the largest value of each 16-bit file, on its 0..65535 scale
     first: tuple[Path, tuple[int, ...]] | None = None
+    first16: Path | None = None
     for f in files:
-        a, b = read_image(f)
+        a, b, file_bits = _decode(f)
+        if file_bits == 16:
+            first16 = first16 or f
+            peaks.append(int(a.max()) if b == 16 else 256 * int(a.max()))
         if first is None:
             first = (f, a.shape)
             _check_size(len(files) * a.size, source, f"{len(files)} images of shape {a.shape}")
@@ -191,13 +204,11 @@ def _stack_images(files: list[Path], source: str) -> tuple[Tensor, int]:
         arrays.append(a)
         bits.append(b)
     sixteen = [i for i, b in enumerate(bits) if b == 16]
-    if sixteen:
-        peak = max(int(arrays[i].max()) for i in sixteen)
-        if 0 < peak <= 255:
-            raise DataError(
-                f"{files[sixteen[0]]}: 16-bit image(s) whose values never exceed {peak} (of 65535): this looks like 8-bit data saved "
-                "in a 16-bit file and would be nearly black at its true scale; save it as an 8-bit PNG (or scale it to 0..65535)"
-            )
+    if peaks and max(peaks) <= 255 and (max(peaks) > 0 or len(sixteen) < len(peaks)):
+        raise DataError(
+            f"{first16}: 16-bit image(s) whose values never exceed 255 (of 65535): this looks like 8-bit data saved "
+            "in a 16-bit file and would be nearly black at its true scale; save it as an 8-bit PNG (or scale it to 0..65535)"
+        )
     x = np.stack([a.astype(np.float32) / (65535.0 if b == 16 else 255.0) for a, b in zip(arrays, bits)])
     levels = 65536 if sixteen else 256
     return validate_images(x, source), levels
