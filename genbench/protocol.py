@@ -40,6 +40,7 @@ __all__ = [
     "Autoencoding",
     "LabeledSampler",
     "HeldOutReference",
+    "TrainReference",
     "Sampler",
     "SamplerChoice",
     "ImageConditioned",
@@ -268,6 +269,13 @@ class HeldOutReference(Protocol):
     """Reference rows (e.g. ``data``) that draw from a held-out split the harness hands them."""
 
     def use_pool(self, x: Tensor, labels: Tensor | None = None) -> None: ...
+
+
+@runtime_checkable
+class TrainReference(Protocol):
+    """Constructed reference rows (metric-sanity: copies of the training set) that also need the train split the harness hands them."""
+
+    def use_train(self, x: Tensor, labels: Tensor | None = None) -> None: ...
 
 
 @runtime_checkable
