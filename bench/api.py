@@ -227,6 +227,7 @@ def run_suite(
     workers: int = 1,
     leaderboard: bool = False,
     out_dir: str | Path = "leaderboards",
+    leaderboard_format: str = "md",
     **runner_options: Any,
 ) -> SuiteRun:
     """Run (or resume) a suite, as ``bench run`` does; returns a :class:`SuiteRun`.
@@ -238,7 +239,8 @@ def run_suite(
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` ...
         progress: draw progress bars on stderr (off by default in the API).
         executor, workers: ``local``, ``process`` (``workers`` processes) or ``ray``.
-        leaderboard: also write ``<out_dir>/<suite>.md``.
+        leaderboard: also write the leaderboard, ``<out_dir>/<suite>.<leaderboard_format>``
+            (``md`` with figures, or the same tables as ``csv`` / ``json`` rows).
         runner_options: further options of :func:`bench.runner.run_suite`
             (e.g. ``save_samples=True`` where the runner offers it); an
             option it does not take raises ``TypeError`` naming it.
@@ -258,7 +260,7 @@ def run_suite(
     )
     lb = None
     if leaderboard:
-        lb = Path(write_leaderboard(s, results_dir, out_dir))
+        lb = Path(write_leaderboard(s, results_dir, out_dir, fmt=leaderboard_format))
     return SuiteRun(s, summary, load_results(results_dir, suite=s.name), lb)
 
 

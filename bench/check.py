@@ -22,6 +22,9 @@ It builds the generator on a small data set and runs a checklist, each item
 * likelihood: ``log_prob`` / ``elbo`` / ``iwae_bound`` return one finite
   number per example (nats); for images on K levels a value above 0 nats is a
   warning (a log-probability of discrete data cannot be positive);
+* translate (image-to-image models on a translation task): one float32 output
+  in [0, 1] of the target shape per source image, reproducible under a seeded
+  ``torch.Generator``;
 * latency: wall time of one batch (milliseconds; informative, never fails).
 
 :func:`partial_capabilities` is also what the runner calls at plan time, so a
@@ -64,6 +67,8 @@ __all__ = [
 DEFAULT_DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "image": ("digits", {}),
     "points": ("ring8", {"n_train": 2000, "n_test": 500}),
+    "paired": ("digits-complete", {}),
+    "unpaired": ("digits-thick", {}),
 }
 
 _SAMPLE_KEYWORDS = ("labels", "prompts", "steps", "generator")
@@ -442,6 +447,10 @@ def check_generator(
     if not any(_has(model, m) for m in ("log_prob", "elbo", "iwae_bound")):
         rep.add("likelihood", "skip", "no log_prob() / elbo()")
 
+    # -- image-to-image
+    if _has(model, "translate"):
+        rep.items.append(_check_translate(model, ds, info, n, seed))
+
     # -- latency
     try:
         t0 = time.perf_counter()
@@ -506,6 +515,26 @@ def _check_state(model, factory, ds, params, device, draw, x, n, seed) -> CheckI
         return CheckItem("state_dict", "fail", "a fresh model loaded from state_dict() samples differently from the original: the state misses something fit() learned")
     kib = len(buf.getbuffer()) / 1024
     return CheckItem("state_dict", "ok", f"round trip through torch.load(weights_only=True) ({kib:.0f} KiB) samples identically", time.perf_counter() - t0)
+
+
+def _check_translate(model: Any, ds: Any, info: DataInfo, n: int, seed: int) -> CheckItem:
+    src = getattr(ds, "test_source", None)
+    if src is None:
+        return CheckItem("translate", "skip", f"{info.name} is not a translation task (no source images): pass --dataset with one")
+    src = src[:n]
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            a = model.translate(src, generator=torch.Generator().manual_seed(seed))
+            b = model.translate(src, generator=torch.Generator().manual_seed(seed))
+    except Exception as e:
+        return CheckItem("translate", "fail", f"translate(x_source of shape {tuple(src.shape)}) raised {_short(e)}")
+    bad = _describe_samples(a, len(src), tuple(info.shape), True)
+    if bad:
+        return CheckItem("translate", "fail", bad.replace("sample(", "translate(").replace("sample()", "translate()"), time.perf_counter() - t0)
+    if not torch.allclose(a, b, atol=1e-6, rtol=0):
+        return CheckItem("translate", "fail", "two translate() calls with equally seeded torch.Generators differ: draw every random number from `generator`")
+    return CheckItem("translate", "ok", f"{len(src)} sources {tuple(src.shape[1:])} -> float32 {tuple(info.shape)} in [0, 1], reproducible", time.perf_counter() - t0)
 
 
 def _check_likelihood(model: Any, meth: str, what: str, xr: Tensor, info: DataInfo) -> CheckItem:

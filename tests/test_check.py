@@ -113,6 +113,18 @@ class SamplerNoKeyword(Good):
         return object()
 
 
+class Upsampler(Good):
+    """Image-to-image: nearest-neighbour 2x upsampling (digits-sr sources are 4x4, targets 8x8)."""
+
+    def translate(self, x_source, *, generator=None):
+        return x_source.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+
+
+class NoUpsampler(Upsampler):
+    def translate(self, x_source, *, generator=None):
+        return x_source  # the source shape, not the target's
+
+
 def make(cls):
     return lambda info: cls(info)
 
@@ -120,6 +132,8 @@ def make(cls):
 good, no_state, global_rng, out_of_range, wrong_count, float64 = map(make, (Good, NoState, GlobalRNG, OutOfRange, WrongCount, Float64))
 forgetful, pickle_state, ignores_labels, no_labels_kw = map(make, (ForgetfulState, PickleState, IgnoresLabels, NoLabelsKeyword))
 batch_log_prob, nan_elbo = make(BatchLogProb), make(NaNElbo)
+upsampler, no_upsampler = make(Upsampler), make(NoUpsampler)
+upsampler.kinds = no_upsampler.kinds = ("paired",)
 
 
 def _item(report, name):
@@ -183,6 +197,15 @@ def test_broken_models_fail_with_the_problem_named(factory, item, words):
     assert item in failed, rep.format()
     assert words in failed[item], failed[item]
     assert "FAIL" in rep.format().splitlines()[-1]
+
+
+def test_translate_checked_on_a_translation_task():
+    rep = check_generator(f"{__name__}:upsampler", dataset="digits-sr")
+    assert rep.ok and _item(rep, "translate").status == "ok", rep.format()
+    rep = check_generator(f"{__name__}:no_upsampler", dataset="digits-sr")
+    assert not rep.ok and "translate(16) returned shape (16, 1, 4, 4), expected (16, 1, 8, 8)" in _item(rep, "translate").message
+    rep = check_generator(f"{__name__}:no_upsampler")  # default data set for the "paired" kind: 8x8 -> 8x8, identity fits
+    assert rep.dataset == "digits-complete" and rep.ok, rep.format()
 
 
 def test_unknown_generator_and_bad_target():
