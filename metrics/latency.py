@@ -1,11 +1,28 @@
-"""Sampling latency: median and IQR of wall time after warm-up.
+"""Sampling latency: wall time per batch and per sample, median and IQR after warm-up.
+
+Two ways to time:
+
+* :func:`measure_latency` times one function ``repeats`` times (used by
+  ``bench check`` and by the pytest-benchmark runs);
+* :func:`measure_round_robin` times several functions interleaved
+  (A B C A B C ...), each warmed up first, and keeps timing each one until
+  its median is stable (or a cap is hit). Interleaving spreads any slow
+  period of the machine over every row instead of penalising whichever row
+  happened to run during it. This is what the harness's timing phase uses
+  (``bench/timing.py``).
+
+:class:`LoadMonitor` records what else the machine did meanwhile: the 1-min
+load average before and after, and the CPU time used by *other* processes
+(from ``/proc/stat`` minus this process's own ``/proc/self/stat``), in cores.
 
 On CUDA the clock is read after ``torch.cuda.synchronize`` so that queued
-kernels are counted.
+kernels are counted. All times in this module: seconds in raw fields
+(``*_s``), milliseconds in per-sample fields (``*_ms``).
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -13,18 +30,49 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+__all__ = ["Latency", "latency_stats", "measure_latency", "measure_round_robin", "LoadMonitor", "Load"]
+
 
 @dataclass
 class Latency:
+    """Timing of one function that samples ``batch_size`` examples per call.
+
+    ``median_s``/``iqr_s``: per call (batch), seconds; ``per_sample_ms`` and
+    ``per_sample_iqr_ms``: the same divided by ``batch_size``, milliseconds;
+    ``q25_ms``/``q75_ms``: quartiles per sample, ms. ``stable``: whether the
+    median had settled (relative change below the tolerance) when timing
+    stopped; ``times_s``: every timed call.
+    """
+
     batch_size: int
     repeats: int
-    median_s: float  # per batch
-    iqr_s: float  # per batch, q75 - q25
+    median_s: float
+    iqr_s: float
     per_sample_ms: float
     per_sample_iqr_ms: float
+    q25_ms: float = float("nan")
+    q75_ms: float = float("nan")
+    stable: bool = True
+    times_s: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def latency_stats(times_s: list[float], batch_size: int, stable: bool = True) -> Latency:
+    """Median, quartiles and IQR of per-call times (s) -> :class:`Latency`."""
+    if not times_s:
+        raise ValueError("latency_stats needs at least one timed call")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    med = statistics.median(times_s)
+    if len(times_s) >= 2:
+        q = statistics.quantiles(times_s, n=4, method="inclusive")
+        q25, q75 = q[0], q[2]
+    else:
+        q25 = q75 = med
+    k = 1000.0 / batch_size
+    return Latency(batch_size, len(times_s), med, q75 - q25, k * med, k * (q75 - q25), k * q25, k * q75, stable, tuple(times_s))
 
 
 def _sync(device: torch.device | str | None) -> None:
@@ -55,10 +103,155 @@ def measure_latency(
             times.append(time.perf_counter() - t0)
             if max_seconds is not None and i >= 1 and time.perf_counter() - t_start > max_seconds:
                 break
-    med = statistics.median(times)
-    if len(times) >= 2:
-        q = statistics.quantiles(times, n=4, method="inclusive")
-        iqr = q[2] - q[0]
-    else:
-        iqr = 0.0
-    return Latency(batch_size, len(times), med, iqr, 1000 * med / batch_size, 1000 * iqr / batch_size)
+    return latency_stats(times, batch_size)
+
+
+def _settled(times: list[float], rel_tol: float, window: int) -> bool:
+    """The median moved by less than ``rel_tol`` (relative) over the last ``window`` calls."""
+    if len(times) < window + 2:
+        return False
+    now, before = statistics.median(times), statistics.median(times[:-window])
+    return now > 0 and abs(now - before) / now < rel_tol
+
+
+def measure_round_robin(
+    fns: dict[str, Callable[[], object]],
+    *,
+    batch_size: int,
+    warmup: int = 1,
+    min_repeats: int = 5,
+    max_repeats: int = 50,
+    rel_tol: float = 0.05,
+    max_seconds: float | None = 10.0,
+    device: torch.device | str | None = None,
+    window: int = 3,
+) -> dict[str, Latency]:
+    """Time several sampling functions interleaved: A B C A B C ...
+
+    Each function samples one batch of ``batch_size``. All are warmed up
+    (``warmup`` calls each, round-robin), then timed in rounds; a function
+    leaves the rotation when it has at least ``min_repeats`` timed calls and
+    its median moved by less than ``rel_tol`` over the last ``window`` calls
+    (``stable``), or at ``max_repeats`` calls, or when its timed calls exceed
+    ``max_seconds`` in total (keeping at least 2, so the IQR is defined).
+    Returns one :class:`Latency` per key.
+    """
+    if min_repeats < 1 or max_repeats < min_repeats:
+        raise ValueError(f"need 1 <= min_repeats <= max_repeats, got {min_repeats}, {max_repeats}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    stable: dict[str, bool] = {k: False for k in fns}
+    with torch.no_grad():
+        for _ in range(warmup):
+            for fn in fns.values():
+                fn()
+                _sync(device)
+        active = list(fns)
+        while active:
+            for k in list(active):
+                t0 = time.perf_counter()
+                fns[k]()
+                _sync(device)
+                times[k].append(time.perf_counter() - t0)
+                n = len(times[k])
+                if n >= min_repeats and _settled(times[k], rel_tol, window):
+                    stable[k] = True
+                    active.remove(k)
+                elif n >= max_repeats or (max_seconds is not None and n >= 2 and sum(times[k]) > max_seconds):
+                    active.remove(k)
+    return {k: latency_stats(times[k], batch_size, stable[k]) for k in fns}
+
+
+# ---------------------------------------------------------------- machine load
+@dataclass
+class Load:
+    """What other processes did during a timed phase.
+
+    ``other_cpu_cores``: CPU time used by all other processes divided by the
+    wall time (cores; 0.5 = half a core busy on average), ``None`` when
+    ``/proc`` is unavailable (then ``loaded`` comes from the load average:
+    ``max(loadavg before, after) - own threads``). ``loaded``: other
+    processes used more than the threshold.
+    """
+
+    wall_s: float
+    loadavg_before: float | None
+    loadavg_after: float | None
+    other_cpu_cores: float | None
+    own_cpu_s: float | None
+    threshold_cores: float
+    loaded: bool
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (guest time is already inside user)
+
+
+def _proc_busy_s() -> float | None:
+    try:
+        with open("/proc/stat") as f:
+            parts = f.readline().split()
+        if parts[0] != "cpu":
+            return None
+        vals = [int(x) for x in parts[1:]]
+        return sum(vals[i] for i in _BUSY_FIELDS if i < len(vals)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _self_cpu_s() -> float | None:
+    try:
+        with open("/proc/self/stat") as f:
+            data = f.read()
+        fields = data[data.rindex(")") + 2 :].split()
+        # after "pid (comm) ": state=0 ... utime=11 stime=12 cutime=13 cstime=14
+        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _loadavg() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except OSError:
+        return None
+
+
+class LoadMonitor:
+    """Context manager: ``with LoadMonitor(0.25) as mon: ...``; then ``mon.result`` is a :class:`Load`.
+
+    ``threshold_cores``: other processes using more CPU than this (in cores,
+    averaged over the phase) mark the phase as loaded. ``own_threads``: the
+    thread count of the timed work, subtracted from the load average in the
+    fallback without ``/proc``.
+    """
+
+    def __init__(self, threshold_cores: float = 0.25, own_threads: int = 1) -> None:
+        self.threshold = float(threshold_cores)
+        self.own_threads = int(own_threads)
+        self.result: Load | None = None
+
+    def __enter__(self) -> LoadMonitor:
+        self._la0 = _loadavg()
+        self._busy0 = _proc_busy_s()
+        self._self0 = _self_cpu_s()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._t0
+        busy1, self1, la1 = _proc_busy_s(), _self_cpu_s(), _loadavg()
+        other = own = None
+        if None not in (self._busy0, busy1, self._self0, self1) and wall > 0:
+            own = self1 - self._self0
+            other = max(0.0, (busy1 - self._busy0) - own) / wall
+            loaded, method = other > self.threshold, "/proc/stat busy time minus /proc/self/stat"
+        else:
+            las = [x for x in (self._la0, la1) if x is not None]
+            loaded = bool(las) and max(las) - self.own_threads > self.threshold
+            method = "1-min load average minus own threads (no /proc)"
+        self.result = Load(wall, self._la0, la1, other, own, self.threshold, bool(loaded), method)

@@ -1,0 +1,312 @@
+"""The timing phase: latency, ms per NFE, FLOPs, parameters and peak memory, measured quietly.
+
+``Runner.run`` calls :func:`run_timing_phase` after every job of a suite has
+run, so no training or sampling of the same run shares the cores with it.
+For every (job, row) whose dataset asks for ``latency``, ``latency_b1`` or
+``cost`` (see :data:`TIMING_METRICS`), and whose records do not exist yet
+(resume), it
+
+1. loads the trained model from the artifact cache (``runner.load_model``)
+   with the row's sampler (``runner.sampler_for``);
+2. sets a fixed thread count (suite setting ``timing_threads``, default 1)
+   and records it;
+3. times every row of a data set *interleaved* (A B C A B C ...), after
+   ``latency_warmup`` warm-up calls each, until each row's median is stable
+   (``timing_rel_tol``, default 5%, over the last 3 calls, at least
+   ``latency_repeats`` calls) or a cap (``timing_max_repeats`` calls,
+   ``latency_max_seconds`` of timed calls per row) — at batch 1 and at the
+   suite's ``latency_batch``; ``torch.cuda.synchronize`` on GPU;
+4. records the machine's load over each timed block (1-min load average
+   before/after; CPU time used by other processes, in cores); above
+   ``timing_load_threshold`` cores (default 0.25) every record of the block
+   carries ``loaded: true`` and the leaderboard flags it;
+5. counts FLOPs per sample and peak memory of one call at batch
+   ``cost_batch`` (default 1) and the parameters (``metrics/flops.py``).
+
+Records (one per row and output; ``settings.phase = "timing"``):
+``latency_ms`` / ``latency_b1_ms`` (median ms per sample; ``lo``/``hi`` the
+quartiles), ``ms_per_nfe`` (median ms per sample at the suite batch divided
+by the row's NFE), ``flops_per_sample``, ``params``, ``peak_mem_mb``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from genbench.protocol import Sampler
+from metrics.flops import COST_OUTPUTS, FLOPS_NOTE, count_flops, count_params, peak_memory
+from metrics.latency import Latency, LoadMonitor, measure_round_robin
+
+__all__ = ["TIMING_METRICS", "OUTPUT_META", "TimingSettings", "run_timing_phase", "timing_outputs"]
+
+# metric name a suite lists -> the records the timing phase writes for it
+TIMING_METRICS: dict[str, tuple[str, ...]] = {
+    "latency": ("latency_ms", "ms_per_nfe"),
+    "latency_b1": ("latency_b1_ms",),
+    "cost": ("flops_per_sample", "params", "peak_mem_mb"),
+}
+OUTPUT_META: dict[str, dict[str, Any]] = {
+    "latency_ms": {"label": "ms/sample", "direction": "min", "unit": "ms", "per_extractor": False},
+    "latency_b1_ms": {"label": "ms/sample@b1", "direction": "min", "unit": "ms", "per_extractor": False},
+    "ms_per_nfe": {"label": "ms/NFE", "direction": "min", "unit": "ms", "per_extractor": False},
+    **{o.name: {"label": o.label, "direction": o.direction, "unit": o.unit, "per_extractor": False} for o in COST_OUTPUTS},
+}
+
+
+def timing_outputs(metrics: list[str] | tuple[str, ...]) -> set[str]:
+    """Record names the timing phase writes for a row whose metric list is ``metrics``."""
+    return {o for m in metrics for o in TIMING_METRICS.get(m, ())}
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """Suite ``[settings]`` keys read by the timing phase (defaults in brackets).
+
+    threads: torch threads during timing [1]; batch: ``latency_batch`` [64];
+    warmup: ``latency_warmup`` calls per row [1]; min_repeats:
+    ``latency_repeats`` [5]; max_repeats: ``timing_max_repeats`` [50];
+    rel_tol: ``timing_rel_tol`` [0.05]; max_seconds: ``latency_max_seconds``
+    of timed calls per row [10]; load_threshold: ``timing_load_threshold``
+    cores used by other processes [0.25]; cost_batch: ``cost_batch`` [1].
+    """
+
+    threads: int = 1
+    batch: int = 64
+    warmup: int = 1
+    min_repeats: int = 5
+    max_repeats: int = 50
+    rel_tol: float = 0.05
+    max_seconds: float | None = 10.0
+    load_threshold: float = 0.25
+    cost_batch: int = 1
+
+    @classmethod
+    def from_settings(cls, s: dict[str, Any]) -> TimingSettings:
+        def num(key: str, default: Any, kind: type, lo: float) -> Any:
+            v = s.get(key, default)
+            if v is None:
+                return None
+            try:
+                v = kind(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"suite setting {key!r} must be a number, got {v!r}") from None
+            if v < lo:
+                raise ValueError(f"suite setting {key!r} must be >= {lo}, got {v}")
+            return v
+
+        t = cls(
+            threads=num("timing_threads", 1, int, 1),
+            batch=num("latency_batch", 64, int, 1),
+            warmup=num("latency_warmup", 1, int, 0),
+            min_repeats=num("latency_repeats", 5, int, 1),
+            max_repeats=num("timing_max_repeats", 50, int, 1),
+            rel_tol=num("timing_rel_tol", 0.05, float, 0.0),
+            max_seconds=num("latency_max_seconds", 10.0, float, 0.0),
+            load_threshold=num("timing_load_threshold", 0.25, float, 0.0),
+            cost_batch=num("cost_batch", 1, int, 1),
+        )
+        if t.max_repeats < t.min_repeats:
+            raise ValueError(f"suite setting timing_max_repeats ({t.max_repeats}) must be >= latency_repeats ({t.min_repeats})")
+        return t
+
+
+@dataclass
+class _Row:
+    job: Any
+    row: str
+    steps: int | None
+    want: set[str]  # record names still missing
+    model: Any = None
+    sampler: Any = None
+    nfe: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.job.id}|{self.row}"
+
+
+def _warn(msg: str) -> None:
+    print(f"timing: {msg}", file=sys.stderr)
+
+
+def _metric_names(job: Any) -> list[str]:
+    return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
+
+
+def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
+    have = runner.store.keys()
+    rows = []
+    for job in jobs:
+        outs = timing_outputs(_metric_names(job))
+        if not outs:
+            continue
+        for steps in job.gen.steps:
+            row = job.gen.row_label(steps)
+            missing = {o for o in outs if (job.id, row, o) not in have}
+            if missing:
+                rows.append(_Row(job, row, steps, missing))
+    return rows
+
+
+def _sample_fn(r: _Row, n: int, seed: int) -> Callable[[], object]:
+    g = torch.Generator().manual_seed(seed)
+    kw: dict[str, Any] = {"steps": r.steps, "generator": g}
+    if r.sampler is not None:
+        kw["sampler"] = r.sampler
+    model = r.model
+
+    def call() -> object:
+        return model.sample(n, **kw)
+
+    return call
+
+
+def _nfe(r: _Row, suite_raw: dict) -> int | None:
+    """Network evaluations per sample: the model's ``last_nfe``, else the suite's ``[speed_quality] nfe`` table, else 1 for one-shot models."""
+    nfe = getattr(r.model, "last_nfe", None)
+    if isinstance(nfe, int) and nfe > 0:
+        return nfe
+    if isinstance(r.sampler, Sampler) and isinstance(getattr(r.sampler, "nfe", None), int) and r.sampler.nfe > 0:
+        return r.sampler.nfe
+    table = (suite_raw.get("speed_quality") or {}).get("nfe") or {}
+    for k in (r.job.gen.name, r.job.gen.model):
+        if k in table:
+            return int(table[k])
+    info = getattr(r.model, "info", None)
+    if info is not None and not getattr(info, "iterative", False):
+        return 1
+    return None
+
+
+def _load_fields(load: Any, st: TimingSettings) -> dict[str, Any]:
+    return {
+        "threads": st.threads, "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,
+        "other_cpu_cores": load.other_cpu_cores, "load_threshold_cores": st.load_threshold, "load_method": load.method,
+        "block_wall_s": load.wall_s,
+    }  # fmt: skip
+
+
+def _latency_fields(lat: Latency, st: TimingSettings, load: Any, r: _Row, n_rows: int, device: Any) -> dict[str, Any]:
+    settings = {
+        "phase": "timing", "batch_size": lat.batch_size, "repeats": lat.repeats, "warmup": st.warmup, "stable": lat.stable,
+        "rel_tol": st.rel_tol, "statistic": "median over repeats", "interval": "IQR (q25, q75) over repeats, not a confidence interval",
+        "interleaved_rows": n_rows, "device": str(device), "steps": r.steps, **_load_fields(load, st),
+    }  # fmt: skip
+    return {
+        "value": lat.per_sample_ms, "lo": lat.q25_ms, "hi": lat.q75_ms, "settings": settings, "loaded": bool(load.loaded),
+        "extra": {"times_s": list(lat.times_s), "median_batch_s": lat.median_s, "iqr_ms": lat.per_sample_iqr_ms},
+    }  # fmt: skip
+
+
+def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
+    if r.nfe is not None:
+        fields = {**fields, "nfe": r.nfe}
+    runner.append(r.job, r.row, metric, {**OUTPUT_META[metric], **fields}, steps=r.steps)
+    r.want.discard(metric)
+
+
+def _time_block(runner: Any, rows: list[_Row], batch: int, st: TimingSettings, device: Any, seed: int) -> dict[str, tuple[Latency, Any]]:
+    """Interleaved timing of ``rows`` at one batch size, with the load of the block."""
+    fns = {r.key: _sample_fn(r, batch, seed) for r in rows}
+    with LoadMonitor(st.load_threshold, st.threads) as mon:
+        lats = measure_round_robin(
+            fns, batch_size=batch, warmup=st.warmup, min_repeats=st.min_repeats, max_repeats=st.max_repeats,
+            rel_tol=st.rel_tol, max_seconds=st.max_seconds, device=device,
+        )  # fmt: skip
+    return {k: (v, mon.result) for k, v in lats.items()}
+
+
+def _probe(r: _Row, seed: int) -> bool:
+    """One batch-1 call: the row works (else it is left out with a message) and its NFE is known."""
+    try:
+        with torch.no_grad():
+            _sample_fn(r, 1, seed)()
+        return True
+    except Exception as e:  # a broken row must not stop the timing of the others
+        _warn(f"{r.job.id} {r.row}: sampling failed ({type(e).__name__}: {e}); not timed")
+        return False
+
+
+def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
+    """Measure latency / ms per NFE / FLOPs / params / peak memory for every row of ``jobs`` that asks for them.
+
+    ``runner`` provides ``suite``, ``store.keys()``, ``device``,
+    ``load_model(job)``, ``sampler_for(job)`` and ``append(job, row, metric,
+    fields, steps=...)`` (``bench.runner.Runner``). Rows whose timing records
+    already exist are skipped, so a resumed run only times what is missing.
+    """
+    rows = _plan_rows(runner, jobs)
+    if not rows:
+        return
+    suite = runner.suite
+    raw = getattr(suite, "raw", {}) or {}
+    device = getattr(runner, "device", None)
+    models: dict[str, tuple[Any, Any]] = {}
+    by_dataset: dict[str, list[_Row]] = {}
+    for r in rows:
+        if r.job.id not in models:
+            try:
+                models[r.job.id] = (runner.load_model(r.job), runner.sampler_for(r.job))
+            except Exception as e:
+                _warn(f"{r.job.id}: could not load the trained model ({type(e).__name__}: {e}); not timed")
+                models[r.job.id] = (None, None)
+        r.model, r.sampler = models[r.job.id]
+        if r.model is not None:
+            by_dataset.setdefault(r.job.dataset.name, []).append(r)
+    old_threads = torch.get_num_threads()
+    try:
+        for ds_rows in by_dataset.values():
+            job0 = ds_rows[0].job
+            st = TimingSettings.from_settings({**(getattr(suite, "settings", {}) or {}), **(job0.dataset.settings or {})})
+            torch.set_num_threads(st.threads)
+            seed = int(job0.seed)
+            ok = []
+            for r in ds_rows:
+                if _probe(r, seed):  # NFE right after the row's own call: rows of one job share the model
+                    r.nfe = _nfe(r, raw)
+                    ok.append(r)
+            b1 = [r for r in ok if "latency_b1_ms" in r.want]
+            if b1:
+                res = _time_block(runner, b1, 1, st, device, seed)
+                for r in b1:
+                    lat, load = res[r.key]
+                    _append(runner, r, "latency_b1_ms", _latency_fields(lat, st, load, r, len(b1), device))
+            bb = [r for r in ok if {"latency_ms", "ms_per_nfe"} & r.want]
+            if bb:
+                res = _time_block(runner, bb, st.batch, st, device, seed)
+                for r in bb:
+                    lat, load = res[r.key]
+                    fields = _latency_fields(lat, st, load, r, len(bb), device)
+                    if "latency_ms" in r.want:
+                        _append(runner, r, "latency_ms", fields)
+                    if "ms_per_nfe" in r.want and r.nfe:
+                        per = {**fields, "value": lat.per_sample_ms / r.nfe, "lo": lat.q25_ms / r.nfe, "hi": lat.q75_ms / r.nfe}
+                        per["settings"] = {**fields["settings"], "nfe": r.nfe, "definition": "median ms per sample at the suite batch / NFE"}
+                        _append(runner, r, "ms_per_nfe", per)
+            for r in ok:
+                if {"flops_per_sample", "params", "peak_mem_mb"} & r.want:
+                    _cost(runner, r, st, device, seed)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _cost(runner: Any, r: _Row, st: TimingSettings, device: Any, seed: int) -> None:
+    n = st.cost_batch
+    base = {"phase": "timing", "batch_size": n, "steps": r.steps, "threads": st.threads}
+    try:
+        if "flops_per_sample" in r.want:
+            flops = count_flops(_sample_fn(r, n, seed))
+            _append(runner, r, "flops_per_sample", {"value": flops / n, "settings": {**base, "counted": FLOPS_NOTE}})
+        if "params" in r.want:
+            _append(runner, r, "params", {"value": float(count_params(r.model)), "settings": {"source": "info.n_params or module parameters"}})
+        if "peak_mem_mb" in r.want:
+            mem, how = peak_memory(_sample_fn(r, n, seed), device)
+            _append(runner, r, "peak_mem_mb", {"value": mem / 1e6, "settings": {**base, "measured": how}})
+    except Exception as e:
+        _warn(f"{r.job.id} {r.row}: cost measurement failed ({type(e).__name__}: {e})")
+
