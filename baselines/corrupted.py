@@ -224,7 +224,10 @@ class ConstructedSet:
 
 
 def _factory(construction: str) -> Callable[..., ConstructedSet]:
-    def make(info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, **params: Any) -> ConstructedSet:
+    def make(
+        info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, device: Any = None, **params: Any
+    ) -> ConstructedSet:
+        """``device`` is accepted and ignored: the sets are built on the CPU from the splits."""
         return ConstructedSet(info, construction, params, pool, pool_labels)
 
     make.__doc__ = f"Constructed sample set: {CONSTRUCTIONS.get(construction).description}."
