@@ -159,22 +159,16 @@ def resolve_factory(spec: str) -> tuple[str, Callable[..., Any], tuple[str, ...]
     return spec, factory, tuple(getattr(entry, "kinds", ("image", "points")))
 
 
-def _harness_kwargs(factory: Callable[..., Any], ds: dreg.Dataset, device: str | None) -> dict[str, Any]:
-    """What the harness hands a factory besides the suite's params: device, held-out pool."""
-    hp: dict[str, Any] = {}
-    if device is not None and _accepts_keyword(factory, "device"):
-        hp["device"] = device
-    if _accepts_keyword(factory, "pool"):  # as the runner does: reference rows draw from the test split
-        hp["pool"] = ds.test_x
-        if _accepts_keyword(factory, "pool_labels"):
-            hp["pool_labels"] = ds.test_y
-    return hp
-
-
 def _build(factory: Callable[..., Any], ds: dreg.Dataset, params: dict[str, Any], device: str | None) -> Any:
-    model = factory(ds.info, **{**_harness_kwargs(factory, ds, device), **params})
-    if _has(model, "use_pool"):  # HeldOutReference rows draw from the held-out split, as in the runner
+    """Build as the harness does: ``device`` to factories that take it, then the splits to reference rows."""
+    hp = dict(params)
+    if device is not None and _accepts_keyword(factory, "device"):
+        hp.setdefault("device", device)
+    model = factory(ds.info, **hp)
+    if _has(model, "use_pool"):  # HeldOutReference rows draw from the held-out split
         model.use_pool(ds.test_x, ds.test_y)
+    if _has(model, "use_train"):  # TrainReference rows (metric sanity) also get the train split
+        model.use_train(ds.train_x, ds.train_y)
     return model
 
 
