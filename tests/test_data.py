@@ -64,6 +64,22 @@ def test_register_a_user_dataset():
     assert "my-toy" not in data.available()
 
 
+def test_dataset_container_validates_what_a_factory_returns():
+    info = data.load("digits").info
+    x = torch.zeros(4, 1, 8, 8)
+    assert len(data.Dataset(info, x, x, torch.zeros(4, dtype=torch.long), None).train_x) == 4
+    with pytest.raises(DataError, match=r"'digits': train_y must be integer labels, one per example \(4\)"):
+        data.Dataset(info, x, x, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(DataError, match=r"test_x has examples of shape \(1, 4, 4\), DataInfo.shape says \(1, 8, 8\)"):
+        data.Dataset(info, x, torch.zeros(2, 1, 4, 4))
+    with pytest.raises(DataError, match=r"train_x images must be in \[0, 1\]"):
+        data.Dataset(info, x + 2, x)
+    with pytest.raises(DataError, match="test_x must be a non-empty floating-point tensor"):
+        data.Dataset(info, x, x[:0])
+    with pytest.raises(DataError, match="NaN"):
+        data.Dataset(data.load("ring8").info, torch.full((2, 2), float("nan")), torch.zeros(2, 2))
+
+
 def test_missing_required_parameter_is_a_data_error():
     with pytest.raises(DataError, match="missing required parameter.*path"):
         data.load("folder")

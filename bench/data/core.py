@@ -62,6 +62,24 @@ class Dataset:
     train_y: Tensor | None = None
     test_y: Tensor | None = None
 
+    def __post_init__(self) -> None:
+        """Validate what a factory (built-in or a user's) returns: one bad data set must not reach a metric."""
+        name = self.info.name
+        for split in ("train", "test"):
+            x, y = getattr(self, f"{split}_x"), getattr(self, f"{split}_y")
+            if not isinstance(x, Tensor) or not x.is_floating_point() or len(x) == 0:
+                got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+                raise DataError(f"dataset {name!r}: {split}_x must be a non-empty floating-point tensor, got {got}")
+            if tuple(x.shape[1:]) != tuple(self.info.shape):
+                raise DataError(f"dataset {name!r}: {split}_x has examples of shape {tuple(x.shape[1:])}, DataInfo.shape says {tuple(self.info.shape)}")
+            if self.info.kind == "image" and (x.min() < 0 or x.max() > 1):
+                raise DataError(f"dataset {name!r}: {split}_x images must be in [0, 1], found [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+            if not torch.isfinite(x).all():
+                raise DataError(f"dataset {name!r}: {split}_x contains NaN or inf")
+            if y is not None and (not isinstance(y, Tensor) or y.ndim != 1 or len(y) != len(x) or y.is_floating_point()):
+                got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
+                raise DataError(f"dataset {name!r}: {split}_y must be integer labels, one per example ({len(x)}), got {got}")
+
     @property
     def name(self) -> str:
         return self.info.name
