@@ -66,7 +66,9 @@ def test_section_table_ratios_fastest_and_plots(tmp_path):
     assets = tmp_path / "speed-quality"
     md = section(_records(), SUITE, assets)
     # main table: NFE from steps, from the nfe table, 1 for single-step generators; latency median [IQR]
-    assert "| ddpm@1000 | ddpm | 1000 | 8.40 |" in md  # FID averaged over seeds (8.0, 8.8)
+    # FID averaged over seeds (8.0, 8.8); bold: best, and ddim@100 (12.0, 13.2) is resolved as worse (Welch t, 2 df)
+    assert "| ddpm@1000 | ddpm | 1000 | **8.40** |" in md
+    assert "| ddim@100 | ddpm | 100 | 12.60 |" in md
     assert _line(md, "| pixelcnn | pixelcnn | 64 |")
     assert _line(md, "| gan | gan | 1 |")
     assert "2,100 [420.0]" in md  # ddpm@1000 at b1: mean of 2000 and 2200, IQR 0.2 * value averaged
@@ -134,3 +136,50 @@ def test_speed_quality_suite_parses_and_shares_models():
     sweep = [x for x in s.generators if "guidance_scale" in x.sample_params]
     assert len(sweep) >= 3 and len({(str(x.params), str(x.budget)) for x in sweep}) == 1
     assert all(x.params.get("conditional") and "class_acc" in x.metrics for x in sweep)
+
+
+def _timing_records(loaded_row: str | None = None) -> pd.DataFrame:
+    """Seed-0 records plus timing-phase records: ms/NFE, FLOPs, params, peak memory, one row flagged as loaded."""
+    recs = _records(seeds=(0,))
+    extra = []
+    per_nfe = {"ddpm@1000": 0.10, "ddim@1": 0.13, "ddim@10": 0.10, "ddim@100": 0.10, "flow-matching@1": 0.1, "flow-matching@10": 0.1}
+    for row, base, model, steps, *_ in ROWS:
+        b = {"suite": "speed-quality", "dataset": "digits", "generator": row, "base": base, "model": model, "seed": 0, "steps": steps,
+             "settings": {"phase": "timing"}, "loaded": row == loaded_row, "nfe": steps}  # fmt: skip
+        if row in per_nfe:
+            extra.append({**b, "metric": "ms_per_nfe", "value": per_nfe[row]})
+        extra.append({**b, "metric": "flops_per_sample", "value": 1e6 * (steps or 1)})
+        extra.append({**b, "metric": "params", "value": 12345.0})
+        extra.append({**b, "metric": "peak_mem_mb", "value": 2.5})
+    return pd.concat([recs, pd.DataFrame(extra)], ignore_index=True)
+
+
+def test_section_cost_columns_nfe_spread_and_flops_pareto(tmp_path):
+    md = section(_timing_records(loaded_row="ddim@10"), SUITE, tmp_path / "speed-quality")
+    header = _line(md, "| row | model | NFE |")
+    assert header.endswith("| ms/NFE @b256 | FLOPs/sample | params | peak MB | seeds |")
+    ddim10 = _line(md, "| ddim@10 |")
+    assert "1.00 [0.200] ⚠" in ddim10 and "0.100 ⚠" in ddim10  # loaded timing flagged on its latency and ms/NFE cells
+    assert ddim10.endswith("| 0.100 ⚠ | 10 M | 12,345 | 2.50 | 1 |")
+    assert "⚠ = other processes loaded the CPU" in md and "timing phase" in md
+    # ms/NFE spread per network: ddpm and ddim share one (same model/params/budget) -> 5 rows, 0.10 .. 0.13: ±30% > 15%
+    spread = md.split("ms/NFE of rows that sample one trained network")[1].split("\n\n")[1]
+    line = _line(spread, "| ddpm@1000, ddim@1, ddim@10, ddim@100 |")
+    assert line == "| ddpm@1000, ddim@1, ddim@10, ddim@100 | 4 | 0.100 | 0.100 | 0.130 | ±30% | **no** |"
+    assert _line(spread, "| flow-matching@1, flow-matching@10 |").endswith("| ±0% | yes |")
+    # the Pareto figure has a FLOPs panel: three panels side by side
+    from PIL import Image
+
+    with Image.open(tmp_path / "speed-quality" / "speed_quality__digits_pareto.png") as im:
+        assert im.size[0] > 2.5 * im.size[1]
+
+
+def test_section_marks_every_row_tied_with_the_best(tmp_path):
+    """Two seeds each: ddim@100 (12.0, 13.2) vs a near-identical ddpm@1000 (12.1, 13.0): tied, both bold; ddim@10 (18, 19.8) is not."""
+    recs = _records()
+    recs.loc[(recs["generator"] == "ddpm@1000") & (recs["metric"] == "fid"), "value"] = [12.1, 13.0]
+    md = section(recs, SUITE, tmp_path)
+    assert "| ddpm@1000 | ddpm | 1000 | **12.55** |" in md
+    assert "| ddim@100 | ddpm | 100 | **12.60** |" in md
+    assert "| ddim@10 | ddpm | 10 | 18.90 |" in md
+    assert "| data | data | 1 | 2.10 |" in md  # reference rows never bold

@@ -4,13 +4,19 @@ Called by ``bench leaderboard`` for suites with ``sections = ["speed_quality"]``
 as ``section(records, suite, assets_dir) -> markdown``. From the records of one
 run it builds, per data set:
 
-* a table per row (generator@steps): NFE, FID, precision, recall, latency per
-  sample at batch 1 and at the suite's ``latency_batch`` (median [IQR]);
+* a table per row (generator@steps): NFE, FID (FD∞ when recorded), precision,
+  recall, latency per sample at batch 1 and at the suite's ``latency_batch``
+  (median [IQR]), ms per NFE, FLOPs per sample, parameters, peak memory and
+  the number of seeds; FID cells of the best row and of every row tied with it
+  are bold (the leaderboard's significance test);
+* for each network sampled by several rows (same model, params and budget:
+  e.g. DDPM and DDIM at several step counts), the spread of ms/NFE;
 * latency ratios between the reference row (DDPM at its largest step count)
   and the best-FID row of every other generator, each ratio taken within one
   seed (so within one run) and then averaged;
-* a Pareto plot of FID against latency (log x) saved in ``assets_dir``, with
-  the step sweeps drawn as curves and the Pareto front marked;
+* a Pareto plot of FID against latency and against FLOPs per sample (log x)
+  saved in ``assets_dir``, with the step sweeps drawn as curves and the
+  Pareto front marked;
 * the fastest generator at each quality level (FID thresholds);
 * the classifier-free guidance sweep (rows whose ``sample_params`` set
   ``guidance_scale``): FID against class accuracy, table and plot.
@@ -23,13 +29,14 @@ non-iterative rows, e.g. ``{ pixelcnn = 64 }``; default 1).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.leaderboard import fmt_num
+from bench.leaderboard import cell_stats, fmt_num, tied_with_best
 
 REFERENCE_MODELS = ("data", "uniform")
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
@@ -40,11 +47,28 @@ METRICS = {
     "latency_ms": "lat",
     "latency_b1_ms": "lat_b1",
     "class_acc": "class_acc",
+    "fd_inf": "fd_inf",
+    "ms_per_nfe": "ms_nfe",
+    "flops_per_sample": "flops",
+    "params": "params",
+    "peak_mem_mb": "mem",
 }
+SPREAD_TARGET = 0.15  # issue 11: rows sharing one network should agree on ms/NFE within ±15%
 
 
 def _fmt(v: Any) -> str:
     return fmt_num(None if v is None else float(v))
+
+
+def _si(v: Any) -> str:
+    """A count with an SI prefix: 1.23 k, 45.6 M, 7.89 G (FLOPs)."""
+    if not _present(v):
+        return "n/a"
+    v = float(v)
+    for prefix, k in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= k:
+            return f"{v / k:.3g} {prefix}"
+    return f"{v:.3g}"
 
 
 def _slug(s: str) -> str:
@@ -66,7 +90,8 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _wide(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, generator, base, model, seed, steps) with a column per metric (value) and IQR columns for latency."""
+    """One row per (dataset, generator, base, model, seed, steps) with a column per metric (value), IQR columns for latency,
+    ``loaded`` (a timing record of the row was taken under load) and ``nfe_rec`` (the NFE the records state)."""
     d = df[df["metric"].isin(list(METRICS)) & df["value"].notna()].copy()
     if d.empty:
         return pd.DataFrame()
@@ -78,25 +103,39 @@ def _wide(df: pd.DataFrame) -> pd.DataFrame:
     val = d.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").rename(columns=METRICS)
     iqr = d[d["metric"].isin(["latency_ms", "latency_b1_ms"])].pivot_table(index=keys, columns="metric", values="spread", aggfunc="mean")
     iqr = iqr.rename(columns={"latency_ms": "lat_iqr", "latency_b1_ms": "lat_b1_iqr"})
-    w = val.join(iqr, how="left").reset_index()
+    w = val.join(iqr, how="left")
+    extra = pd.DataFrame(index=w.index)
+    loaded = d["loaded"] if "loaded" in d.columns else pd.Series(False, index=d.index)
+    d["_loaded"] = loaded.map(lambda v: v is True)
+    extra["loaded"] = d.groupby(keys)["_loaded"].any()
+    nfe = pd.to_numeric(d["nfe"], errors="coerce") if "nfe" in d.columns else pd.Series(float("nan"), index=d.index)
+    d["_nfe"] = nfe
+    extra["nfe_rec"] = d.groupby(keys)["_nfe"].max()
+    w = w.join(extra, how="left").reset_index()
     w["steps"] = w["steps"].where(w["steps"] >= 0, None)
-    for c in list(METRICS.values()) + ["lat_iqr", "lat_b1_iqr"]:
+    for c in list(METRICS.values()) + ["lat_iqr", "lat_b1_iqr", "nfe_rec"]:
         if c not in w.columns:
             w[c] = float("nan")
+    w["loaded"] = w["loaded"].fillna(False).astype(bool)
     return w
 
 
 def _mean_rows(w: pd.DataFrame) -> pd.DataFrame:
     """Average over seeds: one row per generator row label."""
-    num = [c for c in list(METRICS.values()) + ["lat_iqr", "lat_b1_iqr"] if c in w.columns]
+    num = [c for c in list(METRICS.values()) + ["lat_iqr", "lat_b1_iqr", "nfe_rec"] if c in w.columns]
     g = w.groupby(["generator", "base", "model"], dropna=False, sort=False)
     m = g[num].mean()
     m["n_seeds"] = g["seed"].nunique()
     m["steps"] = g["steps"].first()
+    m["loaded"] = g["loaded"].any()
     return m.reset_index()
 
 
 def _nfe(row: pd.Series, specs: dict[str, dict], cfg: dict) -> int | None:
+    """NFE per sample: as recorded (the model's own count), else from steps (x2 under guidance), else the suite's ``nfe`` table, else 1."""
+    rec = row.get("nfe_rec")
+    if rec is not None and isinstance(rec, (int, float)) and math.isfinite(rec) and rec > 0:
+        return int(rec)
     spec = specs.get(row["base"], {})
     steps = row["steps"]
     if steps is not None and not (isinstance(steps, float) and math.isnan(steps)):
@@ -125,10 +164,57 @@ def _reference_row(m: pd.DataFrame, specs: dict[str, dict], cfg: dict) -> str | 
     return str(cand.sort_values("steps").iloc[-1]["generator"])
 
 
-def _lat_cell(v: float, iqr: float) -> str:
+def _lat_cell(v: float, iqr: float, loaded: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    return f"{_fmt(v)} [{_fmt(iqr)}]" if iqr is not None and not (isinstance(iqr, float) and math.isnan(iqr)) else _fmt(v)
+    text = f"{_fmt(v)} [{_fmt(iqr)}]" if iqr is not None and not (isinstance(iqr, float) and math.isnan(iqr)) else _fmt(v)
+    return text + (" ⚠" if loaded else "")
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _network_key(spec: dict) -> str:
+    """Rows with the same model, params and budget share one trained network (the cache key ignores sampler and steps)."""
+    return json.dumps([spec.get("model", spec.get("name")), spec.get("params") or {}, spec.get("budget") or {}], sort_keys=True, default=str)
+
+
+def _nfe_spread(m: pd.DataFrame, specs: dict[str, dict]) -> list[list[str]]:
+    """Per network sampled by >= 2 rows with ms/NFE: min, max, median and the spread (max/min - 1, and ± around the median)."""
+    groups: dict[str, list[pd.Series]] = {}
+    for _, r in m.iterrows():
+        if _present(r.get("ms_nfe")) and r["base"] in specs:
+            groups.setdefault(_network_key(specs[r["base"]]), []).append(r)
+    out = []
+    for rows in groups.values():
+        if len(rows) < 2:
+            continue
+        vals = sorted(float(r["ms_nfe"]) for r in rows)
+        med = float(pd.Series(vals).median())
+        half = max(vals[-1] - med, med - vals[0]) / med if med > 0 else float("nan")
+        names = ", ".join(str(r["generator"]) for r in rows)
+        ok = "yes" if half <= SPREAD_TARGET else "**no**"
+        out.append([names, str(len(rows)), _fmt(vals[0]), _fmt(med), _fmt(vals[-1]), f"±{100 * half:.0f}%", ok])
+    return out
+
+
+def _marked(r: pd.Series, col: str, marks: dict[str, tuple[set[str], bool]]) -> str:
+    text = _fmt(r[col])
+    return f"**{text}**" if r["generator"] in marks[col][0] and text != "n/a" else text
+
+
+def _fid_marks(records: pd.DataFrame, dataset: str, rows: list[str], metric: str) -> tuple[set[str], bool]:
+    """Rows whose ``metric`` is best or statistically tied with the best (bench.leaderboard.tied_with_best)."""
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == metric)]
+    cells = {}
+    for r in rows:
+        rs = sub[sub["generator"] == r]
+        if not rs.empty:
+            cells[r] = cell_stats(list(rs["value"]), list(rs["lo"]), list(rs["hi"]), list(rs["settings"]) if "settings" in rs else None)
+    if len([c for c in cells.values() if c.mean is not None]) < 2:
+        return set(), True
+    return tied_with_best(cells, "min")
 
 
 def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -147,8 +233,8 @@ def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [("lat_b1", "batch 1"), ("lat", f"batch {batch}")]
-    cols = [(c, t) for c, t in cols if m[c].notna().any()]
+    cols = [("lat_b1", "batch 1"), ("lat", f"batch {batch}"), ("flops", "FLOPs")]
+    cols = [(c, t) for c, t in cols if c in m.columns and m[c].notna().any()]
     if not cols or not m["fid"].notna().any():
         return None
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
@@ -172,9 +258,13 @@ def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path 
             ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="k", lw=1.5, alpha=0.35, label="Pareto front")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(f"latency per sample, ms ({title}, median; log)")
+        if col == "flops":
+            ax.set_xlabel("FLOPs per sample (matmul/conv, counted; log)")
+            ax.set_title(f"{dataset}: FID vs FLOPs per sample")
+        else:
+            ax.set_xlabel(f"latency per sample, ms ({title}, median; log)")
+            ax.set_title(f"{dataset}: FID vs latency, {title}")
         ax.set_ylabel("FID (log)")
-        ax.set_title(f"{dataset}: FID vs latency, {title}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -260,10 +350,16 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
     if w_all.empty:
         return "\n".join(md + ["No FID/latency records."])
     datasets = [d for d in records["dataset"].dropna().unique()]
+    timed = records["settings"].map(lambda st: isinstance(st, dict) and st.get("phase") == "timing").any() if "settings" in records else False
+    when = ("measured in the timing phase after all jobs (one process, fixed threads, rows interleaved round-robin; see the protocol); "
+            "⚠ = other processes loaded the CPU during that measurement"
+            if timed else "measured in the same run as the FIDs")  # fmt: skip
     md += [
-        f"NFE = network evaluations per sample (sampler steps; ×2 under classifier-free guidance with w ∉ {{0, 1}}). "
-        f"Latency = wall time per sample in ms, median [IQR] over repeats after warm-up, at batch 1 and at batch {batch}, "
-        "measured in the same run as the FIDs. Cells are means over seeds.",
+        f"NFE = network evaluations per sample (as counted by the sampler; sampler steps, ×2 under classifier-free guidance with w ∉ {{0, 1}}). "
+        f"Latency = wall time per sample in ms, median [IQR] over repeats after warm-up, at batch 1 and at batch {batch}, {when}. "
+        f"ms/NFE = ms/sample at batch {batch} / NFE. FLOPs/sample: matrix multiplications and convolutions only (torch.utils.flop_counter); "
+        "peak memory: torch allocations during one sampling call (see the protocol). Cells are means over seeds; "
+        "**bold** FID = the best row and every row statistically tied with it (see Significance in the protocol).",
         "",
     ]
     for ds in datasets:
@@ -276,12 +372,37 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         sweep = m[is_sweep].copy()
         md += [f"### {ds}", ""]
         if not main.empty:
-            rows = [
-                [r["generator"], r["model"], str(_nfe(r, specs, cfg)), _fmt(r["fid"]), _fmt(r["precision"]), _fmt(r["recall"]),
-                 _lat_cell(r["lat_b1"], r["lat_b1_iqr"]), _lat_cell(r["lat"], r["lat_iqr"])]
-                for _, r in main.iterrows()
-            ]  # fmt: skip
-            md += [_table(rows, ["row", "model", "NFE", "FID ↓", "precision ↑", "recall ↑", "ms/sample @b1", f"ms/sample @b{batch}"]), ""]
+            ranked = [r for r, mod in zip(main["generator"], main["model"]) if mod not in REFERENCE_MODELS]
+            marks = {k: _fid_marks(records, ds, ranked, k) for k in ("fid", "fd_inf")}
+            has = {c: main[c].notna().any() for c in ("fd_inf", "ms_nfe", "flops", "params", "mem")}
+
+            rows = []
+            for _, r in main.iterrows():
+                row = [r["generator"], r["model"], str(_nfe(r, specs, cfg)), _marked(r, "fid", marks), _fmt(r["precision"]), _fmt(r["recall"]),
+                       _lat_cell(r["lat_b1"], r["lat_b1_iqr"], r["loaded"]), _lat_cell(r["lat"], r["lat_iqr"], r["loaded"])]  # fmt: skip
+                row.insert(4, _marked(r, "fd_inf", marks)) if has["fd_inf"] else None
+                row += [_fmt(r["ms_nfe"]) + (" ⚠" if r["loaded"] and _present(r["ms_nfe"]) else "")] if has["ms_nfe"] else []
+                row += [_si(r["flops"])] if has["flops"] else []
+                row += [f"{r['params']:,.0f}" if _present(r["params"]) else "n/a"] if has["params"] else []
+                row += [_fmt(r["mem"])] if has["mem"] else []
+                rows.append(row + [str(int(r["n_seeds"]))])
+            header = ["row", "model", "NFE", "FID ↓" + ("" if marks["fid"][1] else " ¹"), "precision ↑", "recall ↑", "ms/sample @b1", f"ms/sample @b{batch}"]
+            if has["fd_inf"]:
+                header.insert(4, "FD∞ ↓" + ("" if marks["fd_inf"][1] else " ¹"))
+            header += ([f"ms/NFE @b{batch}"] if has["ms_nfe"] else []) + (["FLOPs/sample"] if has["flops"] else [])
+            header += (["params"] if has["params"] else []) + (["peak MB"] if has["mem"] else []) + ["seeds"]
+            md += [_table(rows, header), ""]
+            if not (marks["fid"][1] and marks["fd_inf"][1]):
+                md += ["¹ some rows have one seed and no bootstrap interval: ties with the best row are not tested for them.", ""]
+            spread = _nfe_spread(main, specs)
+            if spread:
+                md += [
+                    f"ms/NFE of rows that sample one trained network (same model, params and budget): identical work per network evaluation, "
+                    f"so the spread measures the timing's noise and per-call overhead (target ±{100 * SPREAD_TARGET:.0f}%):",
+                    "",
+                    _table(spread, ["rows", "n", "min ms/NFE", "median", "max", "spread", f"within ±{100 * SPREAD_TARGET:.0f}%"]),
+                    "",
+                ]
             ref = _reference_row(main, specs, cfg)
             if ref is not None:
                 rr = _ratios(w, main, ref, specs)
@@ -303,7 +424,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                 ]
             p = _plot_pareto(main, ds, batch, assets_dir / f"speed_quality__{_slug(ds)}_pareto.png")
             if p is not None:
-                md += [f"![FID vs latency on {ds}](assets/{assets_dir.name}/{p.name})", ""]
+                md += [f"![FID vs latency and FLOPs on {ds}](assets/{assets_dir.name}/{p.name})", ""]
         if not sweep.empty:
             sweep["w"] = [float(specs[b]["sample_params"]["guidance_scale"]) for b in sweep["base"]]
             sweep = sweep.sort_values("w")
