@@ -55,6 +55,10 @@ def clip_score(image_emb: Tensor, text_emb: Tensor) -> tuple[Tensor, float]:
         raise ValueError(f"image and text embeddings must pair up row by row, got {tuple(image_emb.shape)} and {tuple(text_emb.shape)}")
     if len(image_emb) == 0:
         raise ValueError("clip_score of zero samples")
+    for what, e in (("image", image_emb), ("text", text_emb)):
+        bad = int((~torch.isfinite(e)).any(1).sum())
+        if bad:
+            raise ValueError(f"clip_score: {bad} of {len(e)} {what} embeddings contain NaN or inf")
     cos = torch.nn.functional.cosine_similarity(image_emb.float(), text_emb.float(), dim=1)
     scores = 100 * cos.clamp(min=0)
     return scores, float(scores.mean())

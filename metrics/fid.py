@@ -60,33 +60,87 @@ def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"need at least 2 feature vectors for a covariance, got {f.shape[0]}")
     if not np.isfinite(f).all():
         raise ValueError("features contain NaN or inf")
-    return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu, cov = f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+        raise ValueError(f"features too large for float64 statistics (max |value| {np.abs(f).max():.3g}; the covariance overflows): rescale them")
+    return mu, cov
 
 
-def _sqrt_psd(s: np.ndarray) -> np.ndarray:
+def _roundoff(w: np.ndarray) -> float:
+    """Eigenvalues of a symmetric D x D matrix below this are rounding noise: D * eps * max |eigenvalue|."""
+    return float(len(w) * np.finfo(np.float64).eps * max(float(np.abs(w).max()) if len(w) else 0.0, np.finfo(np.float64).tiny))
+
+
+def _psd_eigh(s: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen-decomposition of a symmetric PSD matrix with rounding-noise eigenvalues set to exactly 0.
+
+    ``ValueError`` when an eigenvalue is negative beyond rounding (not a covariance).
+    """
     w, v = np.linalg.eigh((s + s.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    tol = _roundoff(w)
+    if w.size and w.min() < -tol:
+        raise ValueError(
+            f"{what} is not positive semi-definite: smallest eigenvalue {w.min():.4g} (rounding tolerance {tol:.2g}); "
+            "pass a covariance matrix (e.g. from feature_statistics)"
+        )
+    return np.where(np.abs(w) <= tol, 0.0, w), v
+
+
+def _sqrt_psd(s: np.ndarray, what: str = "covariance") -> np.ndarray:
+    w, v = _psd_eigh(s, what)
+    return (v * np.sqrt(w)) @ v.T
 
 
 def _fd_and_eigs(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> tuple[float, np.ndarray]:
-    """Fréchet distance (unclipped) and the eigenvalues of S1^(1/2) S2 S1^(1/2)."""
-    r = _sqrt_psd(s1)
+    """Fréchet distance and the eigenvalues of S1^(1/2) S2 S1^(1/2) (before rounding-noise eigenvalues are zeroed).
+
+    tr sqrt(S1 S2) = sum of the square roots of those eigenvalues; eigenvalues
+    that are rounding noise (|lambda| <= D eps max|lambda|, e.g. from dead
+    units with zero variance) count as exactly 0 instead of adding sqrt(noise).
+    Bitwise identical statistics give exactly 0.
+    """
+    if np.array_equal(mu1, mu2) and np.array_equal(s1, s2):
+        _psd_eigh(s1, "covariance")  # still validated
+        w = np.linalg.eigvalsh((s1 + s1.T) / 2)
+        return 0.0, w * w
+    r = _sqrt_psd(s1, "covariance 1")
+    _psd_eigh(s2, "covariance 2")
     m = r @ s2 @ r
     eig = np.linalg.eigvalsh((m + m.T) / 2)
-    tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
+    tol = _roundoff(eig)
+    tr_covmean = float(np.sqrt(np.where(eig <= tol, 0.0, eig)).sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean), eig
 
 
 def frechet_distance_diagnostics(mu1, sigma1, mu2, sigma2, n1: int = 0, n2: int = 0) -> FIDResult:
-    """Fréchet distance with diagnostics. n1/n2 (sample sizes) only feed the warnings."""
+    """Fréchet distance with diagnostics. n1/n2 (sample sizes) only feed the warnings.
+
+    Raises ``ValueError`` for shapes that do not match, NaN/inf statistics or a
+    covariance that is not positive semi-definite (never a silent 0).
+    """
     mu1, mu2, s1, s2 = _as_np(mu1), _as_np(mu2), _as_np(sigma1), _as_np(sigma2)
     if mu1.shape != mu2.shape or mu1.ndim != 1:
         raise ValueError(f"means must be 1-D with equal shapes, got {mu1.shape} and {mu2.shape}")
     d = mu1.shape[0]
     if s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"covariances must be ({d}, {d}), got {s1.shape} and {s2.shape}")
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, s1, s2)):
+        raise ValueError("Fréchet distance: means or covariances contain NaN or inf")
+    # scale by an exact power of two (covariances by 2^-2k, means by 2^-k) so that no product overflows
+    top = max(float(np.abs(s1).max()), float(np.abs(s2).max()), float(np.abs(mu1 - mu2).max()) ** 2, np.finfo(np.float64).tiny)
+    k = int(np.ceil(np.log2(top) / 2))
+    if k != 0:
+        c = 2.0**-k
+        mu1, mu2, s1, s2 = mu1 * c, mu2 * c, s1 * (c * c), s2 * (c * c)
     value, eig = _fd_and_eigs(mu1, s1, mu2, s2)
+    # what is left after the trace terms cancel is rounding noise of their size
+    noise = 4 * d * np.finfo(np.float64).eps * (abs(np.trace(s1)) + abs(np.trace(s2)) + float((mu1 - mu2) @ (mu1 - mu2)))
+    if value < -noise:
+        raise ValueError(f"Fréchet distance came out negative ({value:.4g}) beyond rounding ({noise:.2g}): the statistics are inconsistent")
+    with np.errstate(over="ignore"):
+        value, eig = float(np.ldexp(value, 2 * k)), np.ldexp(eig, 4 * k)  # back to the caller's units (exact)
     prod_eig = np.linalg.eigvals(s1 @ s2)
     scale = max(float(np.abs(prod_eig).max()), 1e-300)
     max_imag = float(np.abs(prod_eig.imag).max() / scale)
@@ -135,9 +189,10 @@ class KIDResult:
 def _poly_kernel_sums(a: torch.Tensor, b: torch.Tensor, gamma: float, coef0: float, degree: int, same: bool) -> float:
     """sum of k(a_i, b_j) = (gamma a_i.b_j + coef0)^degree, without the diagonal when ``same``.
 
-    The Gram matrix is a float32 matmul; the kernel and its sum are float64.
+    Everything in float64 (a float32 Gram matrix is off by ~1e-3 relative
+    when the features share a large offset).
     """
-    k = torch.mm(a, b.T).double().mul_(gamma).add_(coef0).pow_(degree)
+    k = torch.mm(a, b.T).mul_(gamma).add_(coef0).pow_(degree)
     s = float(k.sum())
     if same:
         s -= float(k.diagonal().sum())
@@ -166,8 +221,8 @@ def kid_from_features(
     subset size every subset is a permutation of the whole set, so the MMD is
     computed once (std 0).
     """
-    f_real = torch.as_tensor(_as_np(real), dtype=torch.float32)
-    f_fake = torch.as_tensor(_as_np(fake), dtype=torch.float32)
+    f_real = torch.as_tensor(_as_np(real), dtype=torch.float64)
+    f_fake = torch.as_tensor(_as_np(fake), dtype=torch.float64)
     if f_real.ndim != 2 or f_fake.ndim != 2 or f_real.shape[1] != f_fake.shape[1]:
         raise ValueError(f"KID needs (N, D) feature sets of equal D, got {tuple(f_real.shape)} and {tuple(f_fake.shape)}")
     if not (torch.isfinite(f_real).all() and torch.isfinite(f_fake).all()):
@@ -192,4 +247,8 @@ def kid_from_features(
         kyy = _poly_kernel_sums(y, y, g, coef0, degree, True)
         kxy = _poly_kernel_sums(x, y, g, coef0, degree, False)
         mmds[i] = (kxx + kyy) / (m * (m - 1)) - 2 * kxy / (m * m)
+        if not np.isfinite(mmds[i]):
+            raise ValueError(
+                f"KID: the cubic kernel overflows float64 for these features (max |value| {float(f_real.abs().max()):.3g}); rescale them"
+            )
     return KIDResult(float(mmds.mean()), float(mmds.std()), subsets, m, n_real, n_fake, degree, g, coef0)

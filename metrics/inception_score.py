@@ -32,12 +32,23 @@ class ISResult:
 
 
 def inception_score(logits, splits: int = 10, seed: int = 0, shuffle: bool = True) -> ISResult:
-    """Inception Score of (N, C) logits over ``splits`` parts."""
+    """Inception Score of (N, C) logits over ``splits`` parts; range [1, C].
+
+    ``ValueError`` for NaN/inf, too few samples, or rows that are already
+    probabilities (non-negative, summing to 1: the softmax of those would give
+    an IS near 1 silently).
+    """
     t = torch.as_tensor(logits).detach().cpu()
     if t.ndim != 2 or t.shape[1] < 2:
         raise ValueError(f"inception score needs (N, C>=2) logits, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError("inception score: logits contain NaN or inf")
+    rows = t.double()
+    if len(rows) and bool((rows >= 0).all()) and bool(torch.allclose(rows.sum(1), torch.ones(len(rows), dtype=torch.float64), atol=1e-4)):
+        raise ValueError(
+            "inception score expects logits (or log-probabilities), got rows that are probabilities "
+            "(non-negative, summing to 1); pass logits, e.g. probs.log()"
+        )
     n, c = t.shape
     if splits < 1 or n < splits:
         raise ValueError(f"inception score with {splits} splits needs at least {splits} samples, got N={n}")

@@ -28,6 +28,8 @@ from .prdc import DEFAULT_CHUNK, _as_tensor, check_knn
 def nn_distances(x, ref, k: int = 2, chunk: int = DEFAULT_CHUNK) -> Tensor:
     """(N, k) distances of each row of ``x`` to its k nearest rows of ``ref`` (ascending)."""
     a, b = _as_tensor(x, "samples"), _as_tensor(ref, "reference")
+    if len(a) == 0:
+        raise ValueError("nearest-neighbour distances of an empty sample set: need at least one sample")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"features differ in dimension: {a.shape[1]} vs {b.shape[1]}")
     if len(b) < k:
@@ -62,6 +64,9 @@ def memorization(fake, train, test, ratio: float = 1 / 3, chunk: int = DEFAULT_C
         raise ValueError(f"copy ratio must be in (0, 1], got {ratio}")
     n_train = len(train)
     check_knn("memorization (copy rate)", 1, n_train=n_train)
+    for what, x in (("samples (fake)", fake), ("test split", test)):
+        if len(x) == 0:
+            raise ValueError(f"memorization: the {what} set is empty; need at least one example")
     df = nn_distances(fake, train, 2, chunk)
     dt = nn_distances(test, train, 2, chunk)
     copies = lambda d: float(((d[:, 0] < ratio * d[:, 1]) | (d[:, 0] == 0)).double().mean())  # noqa: E731

@@ -19,29 +19,59 @@ excluded (the (k+1)-th smallest distance of its row, self included).
 
   the strict test of Naeem et al.'s reference code.
 
-Distances are Euclidean in float32 (as in torch-fidelity); the tests compare
-squared distances |a|^2 + |b|^2 - 2 a.b from one matmul per block (the same
-order, no square roots), with self-distances set to exactly 0.
+Distances are Euclidean, computed in float64 on features centred at the
+reference mean and scaled by a power of two (neither changes any comparison;
+the scaling is exact): squared distances |a|^2 + |b|^2 - 2 a.b from one matmul
+per block, with no cancellation from a large common offset and no overflow for
+finite features of any magnitude. Self-distances are exactly 0. The real x
+fake distance matrix is built in the same orientation and blocks as the real
+radii (rows = real samples), so a fake identical to a real sample's k-th
+neighbour lies exactly on its ball: a set scored against itself gives P = R =
+D = C = 1 exactly.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-DEFAULT_CHUNK = 2048
+DEFAULT_CHUNK = 1024
 
 
 def _as_tensor(x, name: str) -> Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach().cpu().float()
+    """``x`` as a float64 (N, D) CPU tensor; ``ValueError`` naming ``name`` if not 2-D or not finite."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach().to("cpu", torch.float64)
     if t.ndim != 2:
         raise ValueError(f"{name} must be an (N, D) feature array, got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contain NaN or inf")
     return t
+
+
+def normalize_pair(x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None, float]:
+    """Centre both sets at the mean of ``x`` and scale by one power of two so that max |value| <= 1.
+
+    Returns ``(x', y', scale)`` with distances(x', y') = scale * distances(x, y):
+    every k-NN comparison is unchanged (the scaling is exact), while
+    |a|^2 + |b|^2 - 2 a.b neither loses the digits of a large common offset nor
+    overflows. ``ValueError`` when even the centred values overflow float64.
+    """
+    mu = x.mean(0, keepdim=True)
+    if not torch.isfinite(mu).all():
+        raise ValueError("features are too large to average in float64 (|values| near 1e308); rescale them")
+    xc = x - mu
+    yc = None if y is None else y - mu
+    m = float(xc.abs().max()) if xc.numel() else 0.0
+    if yc is not None and yc.numel():
+        m = max(m, float(yc.abs().max()))
+    if not math.isfinite(m):
+        raise ValueError("features are too large to compare (their differences overflow float64); rescale them")
+    scale = 2.0 ** -math.ceil(math.log2(m)) if m > 0 else 1.0
+    return xc * scale, None if yc is None else yc * scale, scale
 
 
 def check_knn(metric: str, k: int, **sizes: int) -> None:
@@ -62,7 +92,7 @@ def sq_dists(a: Tensor, b: Tensor, a_sq: Tensor | None = None, b_sq: Tensor | No
 
 def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor) -> dict[int, Tensor]:
     kmax = max(ks)
-    out = {k: torch.empty(len(x)) for k in ks}
+    out = {k: torch.empty(len(x), dtype=x.dtype) for k in ks}
     for i in range(0, len(x), chunk):
         d2 = sq_dists(x[i : i + chunk], x, x_sq[i : i + chunk], x_sq)
         d2[torch.arange(len(d2)), torch.arange(i, i + len(d2))] = 0.0  # self-distance exactly 0
@@ -75,12 +105,14 @@ def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor) -> d
 def knn_radii(x: Tensor, ks: int | tuple[int, ...], chunk: int = DEFAULT_CHUNK) -> dict[int, Tensor]:
     """Distance of every row of ``x`` to its k-th nearest neighbour in ``x`` (itself excluded).
 
-    Returns {k: (N,) float32 tensor} for every k in ``ks`` from one pass.
+    Returns {k: (N,) float64 tensor} for every k in ``ks`` from one pass, in
+    the units of ``x``.
     """
     x = _as_tensor(x, "features")
     ks = (ks,) if isinstance(ks, int) else tuple(ks)
     check_knn("k-NN radii", max(ks), N=len(x))
-    return {k: v.sqrt() for k, v in _knn_sq_radii(x, ks, chunk, (x * x).sum(1)).items()}
+    xn, _, scale = normalize_pair(x)
+    return {k: v.sqrt() / scale for k, v in _knn_sq_radii(xn, ks, chunk, (xn * xn).sum(1)).items()}
 
 
 @dataclass
@@ -122,29 +154,29 @@ def prdc(real, fake, k_prc: int = 3, k_dc: int = 5, chunk: int = DEFAULT_CHUNK, 
     if with_dc:
         check_knn("density/coverage", k_dc, n_real=m)
     ks = (k_prc, k_dc) if with_dc else (k_prc,)
+    x, y, _ = normalize_pair(x, y)
     # everything on squared distances (same order as distances): one matmul per block, no sqrt
     x_sq, y_sq = (x * x).sum(1), (y * y).sum(1)
     r_real = _knn_sq_radii(x, ks, chunk, x_sq)
     r_fake = _knn_sq_radii(y, (k_prc,), chunk, y_sq)[k_prc]
-    rr_prc = r_real[k_prc][None]
-    rr_dc = r_real[k_dc][None] if with_dc else None
 
-    prec = torch.empty(n, dtype=torch.bool)
-    dens = torch.zeros(n, dtype=torch.int32)
-    rec = torch.zeros(m, dtype=torch.bool)
-    nn_fake = torch.full((m,), float("inf"))
-    for j in range(0, n, chunk):
-        d2 = sq_dists(y[j : j + chunk], x, y_sq[j : j + chunk], x_sq)  # (c, M)
-        prec[j : j + chunk] = (d2 <= rr_prc).any(1)
-        rec |= (d2 <= r_fake[j : j + chunk, None]).any(0)
+    prec = torch.zeros(n, dtype=torch.bool)
+    dens = torch.zeros(n, dtype=torch.int64)
+    rec = torch.empty(m, dtype=torch.bool)
+    cov = torch.empty(m, dtype=torch.bool)
+    for i in range(0, m, chunk):  # rows = real samples, the orientation (and blocks) of the real radii
+        d2 = sq_dists(x[i : i + chunk], y, x_sq[i : i + chunk], y_sq)  # (c, N)
+        prec |= (d2 <= r_real[k_prc][i : i + chunk, None]).any(0)
+        rec[i : i + chunk] = (d2 <= r_fake[None]).any(1)
         if with_dc:
-            dens[j : j + chunk] = (d2 < rr_dc).sum(1, dtype=torch.int32)
-            nn_fake = torch.minimum(nn_fake, d2.amin(0))
+            rr = r_real[k_dc][i : i + chunk]
+            dens += (d2 < rr[:, None]).sum(0)
+            cov[i : i + chunk] = d2.amin(1) < rr
     precision_ind = prec.double()
     recall_ind = rec.double()
     if with_dc:
         density_ind = dens.double() / k_dc
-        coverage_ind = (nn_fake < r_real[k_dc]).double()
+        coverage_ind = cov.double()
         density, coverage = float(density_ind.mean()), float(coverage_ind.mean())
     else:
         density_ind = coverage_ind = None
