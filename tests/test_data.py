@@ -446,3 +446,16 @@ def test_16bit_rgb_png_keeps_its_scale_and_8bit_content_is_rejected(tmp_path):
     g.mkdir()
     _png16_raw(g / "g.png", np.array([[0, 65535], [300, 40000]], np.uint16))
     np.testing.assert_allclose(data.load_image_folder(g)[0, 0].numpy(), np.array([[0, 65535], [300, 40000]]) / 65535, atol=1e-7)
+
+
+def test_huge_image_dimensions_are_refused_from_the_header(tmp_path):
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10^10 pixels declared, a few bytes of data
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+    with pytest.raises(DataError, match="bomb.png: (image is 100000x100000 pixels|image too large)"):
+        data.load_image_folder(tmp_path)
