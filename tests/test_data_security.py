@@ -87,6 +87,17 @@ def test_harmless_but_unexpected_classes_are_refused_too():
         data.safe_unpickle(raw, "p")
 
 
+def test_shared_references_are_checked_once_not_exponentially():
+    # a few hundred bytes of pickle that reference one list 10^12 times through memo lookups
+    a = [1]
+    for _ in range(4):
+        a = [a] * 1000
+    raw = pickle.dumps({b"data": a}, protocol=2)
+    assert len(raw) < 20000
+    back = data.safe_unpickle(raw, "p")  # returns promptly (checking every reference would take days)
+    assert back[b"data"][999][999][999][999] == [1]
+
+
 @pytest.mark.parametrize("content", [b"", b"\x80\x02}q\x00(", b"not a pickle at all"])
 def test_truncated_or_garbled_batches_are_data_errors(tmp_path, content):
     (tmp_path / "data_batch_1").write_bytes(content)

@@ -451,7 +451,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise DataError(f"{self.source}: refused to load: the pickle uses persistent ids")
 
 
-def _check_plain(obj: Any, source: str, depth: int = 0) -> None:
+def _check_plain(obj: Any, source: str, depth: int = 0, seen: set[int] | None = None) -> None:
+    """Only plain values, containers and numeric numpy arrays; each container checked once
+    (a pickle can reference one list a million times: walking every reference would never end)."""
+    seen = set() if seen is None else seen
     if depth > 20:
         raise DataError(f"{source}: nested more than 20 levels deep")
     if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, bytearray, np.generic)):
@@ -462,16 +465,13 @@ def _check_plain(obj: Any, source: str, depth: int = 0) -> None:
         if obj.dtype.hasobject:
             raise DataError(f"{source}: holds a numpy object array")
         return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, source, depth + 1)
-            _check_plain(v, source, depth + 1)
+    if not isinstance(obj, (dict, list, tuple)):
+        raise DataError(f"{source}: holds a {type(obj).__name__}, not a plain container, number, string or numpy array")
+    if id(obj) in seen:
         return
-    if isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_plain(v, source, depth + 1)
-        return
-    raise DataError(f"{source}: holds a {type(obj).__name__}, not a plain container, number, string or numpy array")
+    seen.add(id(obj))
+    for v in (x for kv in obj.items() for x in kv) if isinstance(obj, dict) else obj:
+        _check_plain(v, source, depth + 1, seen)
 
 
 def safe_unpickle(data: bytes, source: str) -> Any:
@@ -495,6 +495,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch -> (uint8 images (N, 3, 32, 32), int64 labels (N,)), validated."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        _check_size(size // 4, str(p), f"a {size / 2**20:.0f} MiB batch file")
         raw = p.read_bytes()
     except OSError as e:
         raise DataError(f"{p}: cannot read ({e})") from e
