@@ -3,7 +3,8 @@
 * ``folder``: PNG/JPEG/BMP/WebP images. 8-bit images are scaled by 255;
   16-bit PNGs (mode ``I;16``) by 65535, their true range; 32-bit integer
   images (mode ``I``) have no defined range and are rejected, float images
-  (mode ``F``) are accepted only in [0, 1]. A 16-bit file whose values never
+  (mode ``F``) are rejected too; 16-bit RGB PNGs keep their true scale with
+  8 bits of precision (Pillow reads the high byte). A 16-bit file whose values never
   exceed 255 (8-bit data stored in a 16-bit container, nearly black at its
   true scale) is rejected with a message instead of guessed.
 * ``npz``: one array of images (uint8 0-255 or floats in [0, 1]) or 2-D
