@@ -1,0 +1,90 @@
+"""baselines.samplers: the Denoiser (guidance, evaluation counting), the sampler registry and options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines.diffusion import NoiseSchedule
+from baselines.samplers import (
+    SAMPLERS,
+    DDIMSampler,
+    DDPMSampler,
+    Denoiser,
+    EulerSampler,
+    HeunSampler,
+    OnePassSampler,
+    make_sampler,
+    sampler_timesteps,
+)
+from genbench.protocol import Sampler
+
+
+class LabelNet(torch.nn.Module):
+    """out = x + label (as a float), so guided outputs have a closed form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, y=None):
+        self.calls.append(len(x))
+        return x + (0.0 if y is None else y.float()[:, None])
+
+
+def test_denoiser_guidance_closed_form_and_evaluation_count():
+    net = LabelNet()
+    d = Denoiser(net, num_classes=5)
+    x = torch.zeros(3, 1)
+    y = torch.tensor([0, 1, 2])
+    assert torch.equal(d(x, 0.5, y, 1.0), y.float()[:, None])  # conditional
+    assert torch.equal(d(x, 0.5, y, 0.0), torch.full((3, 1), 5.0))  # the null label
+    # u + w (c - u) = 5 + 3 (y - 5)
+    assert torch.allclose(d(x, 0.5, y, 3.0), (5 + 3 * (y.float() - 5))[:, None])
+    assert torch.equal(d(x, 0.5, None, 3.0), torch.full((3, 1), 5.0))  # no labels: unconditional
+    assert d.evals == 1 + 1 + 2 + 1 and net.calls == [3, 3, 6, 3]  # guidance: one batched pass of 2N
+    d.reset()
+    assert d.evals == 0
+    u = Denoiser(LabelNet())
+    assert torch.equal(u(x, 3, None, 7.0), x) and u.evals == 1
+    assert Denoiser(net, time_dtype=torch.long).times(4, 2).dtype == torch.long
+
+
+def test_registry_and_make_sampler():
+    assert {"ddpm", "ddim", "euler", "heun"} <= set(SAMPLERS.names())
+    assert SAMPLERS.get("ddim").meta["kind"] == "eps" and SAMPLERS.get("heun").meta["kind"] == "velocity"
+    sch = NoiseSchedule("cosine", 100)
+    s = make_sampler("eps", "ddim", {"eta": 0.5, "guidance_scale": 2.0}, {"schedule": sch}, "m")
+    assert isinstance(s, DDIMSampler) and s.eta == 0.5 and s.guidance_scale == 2.0 and s.default_steps() == 50
+    assert isinstance(s, Sampler)  # genbench.protocol.Sampler: name and nfe
+    assert isinstance(make_sampler("eps", "ddpm", {}, {"schedule": sch}, "m"), DDPMSampler)
+    assert make_sampler("velocity", "euler", {}, {"default_steps": 7}, "m").default_steps() == 7
+    with pytest.raises(ValueError, match="m: unknown sampler 'euler'; valid: ddim, ddpm"):
+        make_sampler("eps", "euler", {}, {"schedule": sch}, "m")
+    with pytest.raises(TypeError, match=r"unknown options \['temperature'\]"):
+        make_sampler("velocity", "heun", {"temperature": 1.0}, {}, "m")
+    with pytest.raises(ValueError, match="guidance_scale"):
+        EulerSampler(guidance_scale=-1)
+    with pytest.raises(ValueError, match="eta"):
+        DDIMSampler(sch, eta=1.5)
+
+
+def test_timesteps_and_run_counts_nfe():
+    assert sampler_timesteps(10, 4) == [9, 7, 4, 2]  # floor(10 - 2.5 k + 1/2) - 1
+    e = EulerSampler()
+    assert e.timesteps(4) == [0.0, 0.25, 0.5, 0.75]
+    net = LabelNet()
+    d = Denoiser(net, num_classes=3)
+    x = torch.zeros(2, 1)
+    s = HeunSampler(guidance_scale=2.0)
+    s.run(d, x, 3, torch.tensor([0, 1]))
+    assert s.nfe == 3 * 2 * 2  # two evaluations per step, doubled by guidance
+    s = DDPMSampler(NoiseSchedule("linear", 20))
+    s.run(Denoiser(LabelNet()), torch.zeros(2, 1), None, None, torch.Generator().manual_seed(0))
+    assert s.nfe == 20  # ancestral default: all T steps
+    assert "eta=0.0" in repr(DDIMSampler(NoiseSchedule("linear", 20)))
+
+
+def test_one_pass_options():
+    s = OnePassSampler("vae", {"temperature": 0.5})
+    assert isinstance(s, Sampler) and s.nfe == 1 and s.get("temperature") == 0.5 and s.get("decoder", "sample") == "sample"
