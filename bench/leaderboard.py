@@ -145,7 +145,12 @@ class CellStats:
 
 
 def cell_stats(values: list[Any], los: list[Any] | None = None, his: list[Any] | None = None, settings: list[Any] | None = None) -> CellStats:
-    """Mean, sample std, seeds and standard error of one cell (one value per seed)."""
+    """Mean, sample std, seeds and standard error of one cell (one value per seed).
+
+    One seed: the standard error comes from the record's 95% interval when it
+    has one (settings say ``bootstrap`` or name a 95% interval), is 0 for an
+    exact count (settings ``exact: true``: FLOPs, parameters), else unknown.
+    """
     n_all = len(values)
     los = list(los) if los is not None else [None] * n_all
     his = list(his) if his is not None else [None] * n_all
@@ -160,6 +165,8 @@ def cell_stats(values: list[Any], los: list[Any] | None = None, his: list[Any] |
         sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (n - 1))
         return CellStats(m, sd, n, se=sd / math.sqrt(n), df=float(n - 1))
     i = keep[0]
+    if isinstance(settings[i], dict) and settings[i].get("exact"):  # a deterministic count (FLOPs, parameters): no noise
+        return CellStats(m, None, 1, se=0.0, df=math.inf)
     lo, hi = los[i], his[i]
     if not (_finite(lo) and _finite(hi) and _is_ci(settings[i])):  # an IQR or a ± std band is not a confidence interval
         return CellStats(m, None, 1)

@@ -301,12 +301,12 @@ def _cost(runner: Any, r: _Row, st: TimingSettings, device: Any, seed: int) -> N
     try:
         if "flops_per_sample" in r.want:
             flops = count_flops(_sample_fn(r, n, seed))
-            _append(runner, r, "flops_per_sample", {"value": flops / n, "settings": {**base, "counted": FLOPS_NOTE}})
+            _append(runner, r, "flops_per_sample", {"value": flops / n, "settings": {**base, "counted": FLOPS_NOTE, "exact": True}})
         if "params" in r.want:
-            _append(runner, r, "params", {"value": float(count_params(r.model)), "settings": {"source": "info.n_params or module parameters"}})
+            _append(runner, r, "params", {"value": float(count_params(r.model)), "settings": {"source": "info.n_params or module parameters", "exact": True}})
         if "peak_mem_mb" in r.want:
             mem, how = peak_memory(_sample_fn(r, n, seed), device)
-            _append(runner, r, "peak_mem_mb", {"value": mem / 1e6, "settings": {**base, "measured": how}})
+            _append(runner, r, "peak_mem_mb", {"value": mem / 1e6, "settings": {**base, "measured": how, "exact": True}})
     except Exception as e:
         _warn(f"{r.job.id} {r.row}: cost measurement failed ({type(e).__name__}: {e})")
 

@@ -221,3 +221,11 @@ def test_sections_registry_is_lazy_and_complete():
     assert {"speed_quality", "likelihood", "per_seed", "personalization"} <= set(entries)
     for name in ("speed_quality", "likelihood", "per_seed", "personalization"):
         assert callable(SECTIONS.load(name))
+
+
+def test_exact_counts_are_compared_exactly():
+    """FLOPs and parameter counts carry no noise: equal counts tie, different counts are resolved (no ¹)."""
+    ex = {"exact": True}
+    cells = {"a": lb.cell_stats([100.0], settings=[ex]), "b": lb.cell_stats([100.0], settings=[ex]), "c": lb.cell_stats([101.0], settings=[ex])}
+    marked, tested = lb.tied_with_best(cells, "min")
+    assert marked == {"a", "b"} and tested
