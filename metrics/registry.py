@@ -102,7 +102,7 @@ class MetricSpec:
     description: str = ""
 
 
-METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score")
+METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score", "metrics.fd_inf")
 OPTIONAL_METRIC_MODULES = (
     "metrics.vendi",
     "metrics.authpct",
