@@ -82,7 +82,7 @@ def test_ddim10_sampling_batch64(benchmark, merged):
     info = load("digits").info
     torch.manual_seed(0)
     model = build("ddpm", info, conditional=True, width=16)
-    model.set_sampler(sampler="ddim")
+    ddim = model.make_sampler(sampler="ddim")
     net = copy.deepcopy(model.ema.module)
     inject_lora(net, None, r=4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -92,6 +92,6 @@ def test_ddim10_sampling_batch64(benchmark, merged):
         merge_lora(net)
     model.ema.module = net
     labels = torch.arange(BATCH) % 10
-    x = benchmark(lambda: model.sample(BATCH, labels=labels, steps=10, generator=torch.Generator().manual_seed(0)))
+    x = benchmark(lambda: model.sample(BATCH, labels=labels, steps=10, generator=torch.Generator().manual_seed(0), sampler=ddim))
     assert x.shape == (BATCH, 1, 8, 8)
     benchmark.extra_info.update({"rank": 4, "merged": merged, "steps": 10, "batch": BATCH})

@@ -76,18 +76,19 @@ def test_one_network_evaluation_2d(benchmark, ring_info, name):
 )  # fmt: skip
 def test_full_sampling_digits_batch64(benchmark, digits_info, name, sampler, steps):
     m = _model(name, digits_info, width=WIDTH)
-    if sampler:
-        m.set_sampler(sampler=sampler)
+    s = m.make_sampler(sampler=sampler) if sampler else None
     g = torch.Generator().manual_seed(0)
-    x = benchmark.pedantic(lambda: m.sample(64, steps=steps, generator=g), rounds=3, warmup_rounds=1)
+    x = benchmark.pedantic(lambda: m.sample(64, steps=steps, generator=g, sampler=s), rounds=3, warmup_rounds=1)
+    assert m.last_nfe == steps
     assert x.shape == (64, 1, 8, 8)
 
 
 def test_guided_sampling_digits_batch64(benchmark, digits_info):
     """Classifier-free guidance doubles the batch through the network."""
     m = _model("ddpm", digits_info, width=WIDTH, conditional=True)
-    m.set_sampler(sampler="ddim", guidance_scale=2.0)
+    s = m.make_sampler(sampler="ddim", guidance_scale=2.0)
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(64) % 10
-    x = benchmark.pedantic(lambda: m.sample(64, labels=labels, steps=10, generator=g), rounds=3, warmup_rounds=1)
+    x = benchmark.pedantic(lambda: m.sample(64, labels=labels, steps=10, generator=g, sampler=s), rounds=3, warmup_rounds=1)
+    assert m.last_nfe == 20
     assert x.shape == (64, 1, 8, 8)
