@@ -11,18 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from baselines.adaptation import NewRowEmbedding, NotApplicable, attention_kv_layers, conditioning_projections, prepare_method
 from baselines.lora import parameter_counts
 from baselines.nets import UNet
-from bench.personalization import (
-    METRICS,
-    NewRowEmbedding,
-    PersonalizationError,
-    attention_kv_layers,
-    conditioning_projections,
-    config_from_suite,
-    prepare_method,
-    run_personalization,
-)
+from bench.personalization import METRICS, PersonalizationError, config_from_suite, run_personalization
 
 
 def _tiny_suite() -> dict:
@@ -88,8 +80,6 @@ def test_method_setup_counts_on_the_unet():
     assert proj and all(n.endswith(".emb") for n in proj)
 
     import copy
-
-    from bench.personalization import NotApplicable
 
     cases = {}
     for method in (
@@ -223,3 +213,35 @@ def test_section_renders_table_and_grids(run, tmp_path):
     pngs = sorted(p.name for p in assets.glob("*.png"))
     assert "personalization__lora-r4.png" in pngs and len(pngs) >= 7
     assert "assets/personalization-test/personalization__full.png" in md
+
+
+# ------------------------------------------------------------------------------ the Adaptable capability
+def test_ddpm_adapt_trains_only_what_the_method_names(digits):
+    from baselines.adaptation import AdaptationError
+    from baselines.protocol import Adaptable, Budget, TrainData
+    from baselines.registry import build
+
+    torch.manual_seed(0)
+    m = build("ddpm", digits.info, conditional=True, width=8, T=20)
+    m.fit(TrainData(digits.train_x[:64], digits.info, digits.train_y[:64]), Budget(steps=2, batch_size=16))
+    assert isinstance(m, Adaptable)
+    nines = digits.train_x[digits.train_y == 9][:5]
+    y = torch.full((5,), 9)
+    before = {k: v.clone() for k, v in m.ema.module.state_dict().items()}
+    rep = m.adapt(TrainData(nines, digits.info, y), Budget(steps=3, batch_size=4), method="embedding", generator=torch.Generator().manual_seed(0))
+    assert rep.steps == 3 and len(rep.losses["loss"]) == 3
+    assert rep.extra["trainable_params"] == 32 and rep.extra["method"] == "embedding" and rep.extra["adapter_bytes"] > 0
+    after = m.ema.module.state_dict()
+    changed = {k for k in before if k in after and not torch.equal(before[k], after[k])}
+    assert changed == set(), "the frozen table and every other weight are untouched"
+    new_row = [v for k, v in after.items() if k.endswith("new_row")]
+    assert len(new_row) == 1 and not torch.equal(new_row[0], before["label.emb.weight"][9])
+    with pytest.raises(AdaptationError, match="unknown adaptation method"):
+        m.adapt(TrainData(nines, digits.info, y), Budget(steps=1), method="dreambooth")
+    with pytest.raises(AdaptationError, match="one new class"):
+        m.adapt(TrainData(nines, digits.info, torch.tensor([9, 9, 9, 8, 9])), Budget(steps=1), method="embedding")
+    u = build("ddpm", digits.info, width=8, T=20)
+    with pytest.raises(AdaptationError, match="conditional"):
+        u.adapt(TrainData(nines, digits.info), Budget(steps=1), method="embedding")
+    with pytest.raises(NotApplicable, match="no attention"):
+        m.adapt(TrainData(nines, digits.info, y), Budget(steps=1), method="kv")
