@@ -116,7 +116,7 @@ def _is_ci(settings: Any) -> bool:
     if not isinstance(settings, dict):
         return False
     desc = str(settings.get("interval", ""))
-    return bool(settings.get("bootstrap")) or "95" in desc
+    return bool(settings.get("bootstrap")) or "95" in desc or "1.96" in desc
 
 
 # ---------------------------------------------------------------- statistics

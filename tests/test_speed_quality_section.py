@@ -183,3 +183,15 @@ def test_section_marks_every_row_tied_with_the_best(tmp_path):
     assert "| ddim@100 | ddpm | 100 | **12.60** |" in md
     assert "| ddim@10 | ddpm | 10 | 18.90 |" in md
     assert "| data | data | 1 | 2.10 |" in md  # reference rows never bold
+
+
+def test_section_states_which_sweep_orderings_are_resolved(tmp_path):
+    """Two seeds: ddim@1 (300, 330) -> @10 (18, 19.8) is resolved; @10 -> @100 with FIDs made to overlap is within noise."""
+    recs = _records()
+    recs.loc[(recs["generator"] == "ddim@100") & (recs["metric"] == "fid"), "value"] = [18.5, 19.0]
+    md = section(recs, SUITE, tmp_path)
+    line = _line(md, "- `ddim` (steps):")
+    assert "1→10: 315.0 → 18.90 (resolved)" in line and "10→100: 18.90 → 18.75 (within noise)" in line
+    one = section(_records(seeds=(0,)), SUITE, tmp_path / "one")
+    assert "(not tested)" in _line(one, "- `ddim` (steps):")
+    assert "FID orderings along w" in md and "w=0→w=3.00" in md

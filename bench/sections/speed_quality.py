@@ -299,6 +299,35 @@ def _plot_sweep(s: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     return path
 
 
+def _orderings(records: pd.DataFrame, dataset: str, chain: list[tuple[str, str]]) -> str:
+    """Consecutive rows of a sweep (label, row): is each change of FID resolved by the tie test, or within noise?"""
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == "fid")]
+    parts = []
+    for (la, a), (lb_, b) in zip(chain, chain[1:]):
+        cells = {}
+        for r in (a, b):
+            rs = sub[sub["generator"] == r]
+            cells[r] = cell_stats(list(rs["value"]), list(rs["lo"]), list(rs["hi"]), list(rs["settings"]) if "settings" in rs else None)
+        if cells[a].mean is None or cells[b].mean is None:
+            continue
+        marked, tested = tied_with_best(cells, "min")
+        verdict = "not tested" if not tested and len(marked) == 1 else ("resolved" if len(marked) == 1 else "within noise")
+        parts.append(f"{la}→{lb_}: {_fmt(cells[a].mean)} → {_fmt(cells[b].mean)} ({verdict})")
+    return "; ".join(parts)
+
+
+def _sweep_lines(records: pd.DataFrame, dataset: str, main: pd.DataFrame) -> list[str]:
+    lines = []
+    for base, g in main[main["steps"].notna()].groupby("base", sort=False):
+        if len(g) < 2:
+            continue
+        g = g.sort_values("steps")
+        text = _orderings(records, dataset, [(str(int(st)), r) for st, r in zip(g["steps"], g["generator"])])
+        if text:
+            lines.append(f"- `{base}` (steps): {text}")
+    return lines
+
+
 def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) -> list[list[str]]:
     """Per compared row: FID, latencies and reference/row latency ratios (per seed, then mean)."""
     rows = []
@@ -414,6 +443,15 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                         _table(rr, ["row", "FID ↓", "ms/sample @b1", f"ms/sample @b{batch}", f"{ref} / row @b1", f"{ref} / row @b{batch}"]),
                         "",
                     ]
+            sl = _sweep_lines(records, ds, main)
+            if sl:
+                md += [
+                    "Which orderings of the step sweeps are resolved: consecutive step counts, FID change and whether the "
+                    "95% interval of the difference excludes 0 (the tie test of the protocol; 'not tested' = one seed without a bootstrap interval):",
+                    "",
+                    *sl,
+                    "",
+                ]
             fr = _fastest(main, thresholds)
             if fr:
                 md += [
@@ -449,6 +487,9 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                 _table(rows, ["w", "row", "NFE", "FID ↓", "class acc ↑", "precision ↑", "recall ↑"]),
                 "",
             ]
+            text = _orderings(records, ds, [(f"w={_fmt(w)}", r) for w, r in zip(sweep["w"], sweep["generator"])])
+            if text:
+                md += [f"FID orderings along w (tie test of the protocol): {text}.", ""]
             p = _plot_sweep(sweep, ds, assets_dir / f"speed_quality__{_slug(ds)}_guidance.png")
             if p is not None:
                 md += [f"![FID vs class accuracy on {ds}](assets/{assets_dir.name}/{p.name})", ""]
