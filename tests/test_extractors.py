@@ -15,6 +15,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from bench import data as bench_data
 from genbench.registry import Registry
 from metrics.extractors import (
     EXTRACTORS,
@@ -29,6 +30,7 @@ from metrics.extractors import (
 from metrics.extractors.digits_cnn import REFERENCE_WEIGHTS_HASH, DigitsCNNExtractor
 from metrics.extractors.dinov2 import DinoV2Extractor
 from metrics.extractors.fidelity import ClipExtractor, InceptionExtractor, Uint8ImageDataset, hub_checkpoints, register_torch_fidelity
+from metrics.extractors.mnist_cnn import REFERENCE_WEIGHTS_HASH as MNIST_REFERENCE_HASH
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -271,7 +273,7 @@ def _sklearn_digits_split():
 
 
 def test_extractor_registry():
-    assert {"raw", "digits-cnn", "inception-v3-compat", "clip", "dinov2"} <= set(available())
+    assert {"raw", "digits-cnn", "mnist-cnn", "inception-v3-compat", "clip", "dinov2"} <= set(available())
     assert isinstance(EXTRACTORS, Registry) and EXTRACTORS.get("digits-cnn").is_lazy in (True, False)
     with pytest.raises(KeyError, match="valid: .*digits-cnn"):
         get_extractor("no-such-extractor")
@@ -308,3 +310,19 @@ def test_training_data_validation():
     assert u8.x_train.max() <= 1.0
     with pytest.raises(ExtractorError, match=r"\[0, 1\]"):
         training_data("x", (xtr * 16, xte, ytr, yte))
+
+
+def test_mnist_cnn_trained_on_mnist5k():
+    """#16: mnist-cnn, trained deterministically on the mnist5k train split (4000), >= 97% on its 1000 test digits.
+
+    Trains once (about a minute on one thread) into the genbench cache, then loads from there.
+    """
+    ds = bench_data.load("mnist5k")
+    e = get_extractor("mnist-cnn")
+    assert e.weights_hash == MNIST_REFERENCE_HASH and e.test_accuracy >= 0.97
+    acc = float((e.logits(ds.test_x).argmax(1) == ds.test_y).double().mean())
+    assert acc == pytest.approx(e.test_accuracy, abs=1e-6)  # the recorded accuracy is the one on mnist5k's test split
+    f = e.features(ds.test_x[:10])
+    assert f.shape == (10, 128) and e.classifier_classes((1, 28, 28)) == 10
+    with pytest.raises(ValueError, match="28, 28"):
+        e.features(torch.rand(2, 1, 8, 8))

@@ -114,6 +114,7 @@ class ClassifierExtractor(Extractor):
     image_size: ClassVar[tuple[int, int]] = (8, 8)
     data_name: ClassVar[str] = ""
     epochs: ClassVar[int] = 40
+    max_shift: ClassVar[int] = 1
     MIN_ACCURACY: ClassVar[float] = 0.95
 
     @classmethod
@@ -161,8 +162,8 @@ class ClassifierExtractor(Extractor):
 
     def _train_and_cache(self, path: Path, train_data: Any) -> None:
         data = training_data(self.data_name, train_data, for_extractor=self.name)
-        self.net, report = train_classifier(self.make_net, data, epochs=self.epochs, seed=0)
-        self.report = {**report, "version": self.version, "data": self.data_name}
+        self.net, report = train_classifier(self.make_net, data, epochs=self.epochs, seed=0, max_shift=self.max_shift)
+        self.report = {**report, "version": self.version, "data": self.data_name, "max_shift": self.max_shift}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         torch.save(self.net.state_dict(), tmp)

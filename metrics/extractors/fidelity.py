@@ -266,7 +266,7 @@ def _fidelity_class(extractor_name: str) -> type[FidelityClassifier]:
     return type(f"Fidelity_{extractor_name.replace('-', '_')}", (FidelityClassifier,), {"extractor_name": extractor_name})
 
 
-def register_torch_fidelity(names: tuple[str, ...] = ("digits-cnn",)) -> None:
+def register_torch_fidelity(names: tuple[str, ...] = ("digits-cnn", "mnist-cnn")) -> None:
     """Register our embedded classifiers with torch-fidelity (idempotent), so that
     ``torch_fidelity.calculate_metrics(..., feature_extractor="digits-cnn")`` works."""
     for name in names:
