@@ -165,8 +165,8 @@ def test_section_cost_columns_nfe_spread_and_flops_pareto(tmp_path):
     # ms/NFE spread per network: ddpm and ddim share one (same model/params/budget) -> 5 rows, 0.10 .. 0.13: ±30% > 15%
     spread = md.split("ms/NFE of rows that sample one trained network")[1].split("\n\n")[1]
     line = _line(spread, "| ddpm@1000, ddim@1, ddim@10, ddim@100 |")
-    assert line == "| ddpm@1000, ddim@1, ddim@10, ddim@100 | 4 | 0.100 | 0.100 | 0.130 | ±30% | **no** |"
-    assert _line(spread, "| flow-matching@1, flow-matching@10 |").endswith("| ±0% | yes |")
+    assert line == "| ddpm@1000, ddim@1, ddim@10, ddim@100 | 4 | 0.100 | 0.100 | 0.130 | ±30.0% | **no** |"
+    assert _line(spread, "| flow-matching@1, flow-matching@10 |").endswith("| ±0.0% | yes |")
     # the Pareto figure has a FLOPs panel: three panels side by side
     from PIL import Image
 

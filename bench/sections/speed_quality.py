@@ -195,7 +195,7 @@ def _nfe_spread(m: pd.DataFrame, specs: dict[str, dict]) -> list[list[str]]:
         half = max(vals[-1] - med, med - vals[0]) / med if med > 0 else float("nan")
         names = ", ".join(str(r["generator"]) for r in rows)
         ok = "yes" if half <= SPREAD_TARGET else "**no**"
-        out.append([names, str(len(rows)), _fmt(vals[0]), _fmt(med), _fmt(vals[-1]), f"±{100 * half:.0f}%", ok])
+        out.append([names, str(len(rows)), _fmt(vals[0]), _fmt(med), _fmt(vals[-1]), f"±{100 * half:.1f}%", ok])
     return out
 
 
@@ -240,7 +240,7 @@ def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path 
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
     for ax, (col, title) in zip(axes[0], cols):
         sub = m[m[col].notna() & m["fid"].notna() & (m[col] > 0)]
-        for _, r in sub[sub["model"].isin(REFERENCE_MODELS)].iterrows():  # floor/ceiling lines, not points
+        for _, r in m[m["model"].isin(REFERENCE_MODELS) & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
             ax.axhline(r["fid"], ls="--", lw=1, color="gray")
             ax.annotate(
                 f"{r['generator']} (reference)", (0.01, r["fid"]), xycoords=("axes fraction", "data"), fontsize=7, color="gray", va="bottom"
