@@ -1,67 +1,176 @@
 """Where jobs run: in this process (``local``), in a pool of local processes
 (``process``, ``--jobs N``) or on a Ray cluster (``ray``, optional extra).
 
-Jobs are idempotent and the store is append-only under a file lock, so any
-executor can retry or resume a job; workers re-load the suite by path and run
-one job each, writing records to the same results directory (for Ray, that
-directory must be on a file system the workers share).
+Executors live in :data:`EXECUTORS` (a :class:`genbench.registry.Registry`);
+each is a function ``execute(jobs, cfg, hooks, workers)``. They receive
+:class:`bench.pipeline.Job` objects, never job ids to re-plan. Before running a
+job an executor asks ``hooks.start(job)`` (the driver claims the job's lock and
+checks it is not done already); afterwards it calls ``hooks.finish(job, error,
+records, n_appended)``.
+
+- ``local`` and ``process`` workers append to the results directory on this
+  machine themselves (the store is append-only under a file lock) and report
+  how many records they added.
+- ``ray`` workers return their records (sample grids as PNG bytes with them)
+  to the driver, which alone appends them to the store and writes the PNGs:
+  no shared file system is needed. ``cfg.ray_address`` (``--ray-address`` or
+  ``RAY_ADDRESS``) names the cluster; without one Ray starts a local cluster.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing as mp
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Protocol
 
-EXECUTORS = ("local", "process", "ray")
+import torch
 
+from genbench.cache import Cache
+from genbench.registry import Registry
 
-def _run_one(suite_path: str, job_id: str, results_dir: str, device: str, threads: int | None) -> tuple[str, str | None]:
-    """Worker entry point: run job ``job_id`` of the suite at ``suite_path``."""
-    import torch
+from .pipeline import Job, JobContext, error_record, provenance, run_job
+from .store import ResultStore
 
-    from .runner import Runner, plan
-    from .suite import load_suite
-
-    if threads:
-        torch.set_num_threads(threads)
-    suite = load_suite(suite_path)
-    job = next(j for j in plan(suite, _seeds_from(job_id, suite)) if j.id == job_id)
-    runner = Runner(suite, results_dir=results_dir, device=device, progress=False)
-    try:
-        runner.run_job(job)
-        return job_id, None
-    except Exception as e:  # noqa: BLE001 - reported to the parent, which records it
-        runner.record_error(job, e)
-        return job_id, f"{type(e).__name__}: {e}"
+__all__ = ["EXECUTORS", "WorkerConfig", "Hooks", "job_context", "run_in_worker", "get_executor"]
 
 
-def _seeds_from(job_id: str, suite) -> list[int]:
-    seed = int(job_id.rsplit("seed", 1)[1])
-    return sorted(set(suite.seeds) | {seed})
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs besides the job: where results and the cache live, the device, threads."""
+
+    results_dir: str
+    suite: str
+    device: str = "cpu"
+    progress: bool = False
+    threads: int | None = None
+    ray_address: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_dir(self) -> Path:
+        return Path(self.results_dir) / self.suite
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.results_dir) / "cache"
 
 
-def map_jobs(kind: str, suite_path: Path, job_ids: list[str], results_dir: Path, device: str, workers: int, on_done: Callable[[str, str | None], None]) -> None:
-    """Run ``job_ids`` with executor ``kind``; call ``on_done(job_id, error_or_None)`` as each finishes."""
-    if kind == "process":
-        import concurrent.futures as cf
-        import multiprocessing as mp
+class Hooks(Protocol):
+    """The driver's side of an execution (see the module docstring)."""
 
-        threads = max(1, (mp.cpu_count() or 1) // workers)
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(_run_one, str(suite_path), j, str(results_dir), device, threads) for j in job_ids]
-            for f in cf.as_completed(futs):
-                on_done(*f.result())
-    elif kind == "ray":
+    def start(self, job: Job) -> bool: ...
+
+    def have(self, job: Job) -> set[tuple]: ...
+
+    def finish(self, job: Job, error: str | None, records: list[dict[str, Any]] | None, n_appended: int) -> None: ...
+
+
+def job_context(job: Job, cfg: WorkerConfig, emit: Callable[[dict[str, Any]], None], have: set[tuple], assets: Path | None = None) -> JobContext:
+    """A :class:`JobContext` for ``job`` under ``cfg`` whose records go to ``emit``."""
+    return JobContext(
+        job=job, cache=Cache(cfg.cache_dir), device=cfg.device, assets=assets or cfg.store_dir / "assets", emit=emit,
+        have=set(have), provenance=cfg.provenance or provenance(cfg.device), progress=cfg.progress,
+    )  # fmt: skip
+
+
+def run_in_worker(job: Job, cfg: WorkerConfig, have: set[tuple], collect: bool = False) -> tuple[str | None, list[dict[str, Any]] | None, int, dict[str, bytes]]:
+    """Run one job in this process: ``(error or None, records if collect else None, records appended, assets)``.
+
+    With ``collect`` the records are returned instead of appended, and the
+    figures are returned as ``{file name: PNG bytes}`` (written to a
+    temporary folder here, by the driver into its assets folder).
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    records: list[dict[str, Any]] = []
+    store = ResultStore(cfg.store_dir)
+    with tempfile.TemporaryDirectory(prefix="genbench-assets-") as tmp:
+        assets = Path(tmp) if collect else None
+        ctx = job_context(job, cfg, records.append if collect else store.append, have, assets)
         try:
-            import ray
-        except ModuleNotFoundError as e:
-            raise RuntimeError("the ray executor needs the optional extra: pip install 'genbench[ray]'") from e
-        if not ray.is_initialized():
-            ray.init(ignore_reinit_error=True)
-        remote = ray.remote(num_gpus=1 if device.startswith("cuda") else 0)(_run_one)
-        pending = [remote.remote(str(suite_path), j, str(results_dir), device, None) for j in job_ids]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            on_done(*ray.get(done[0]))
-    else:
-        raise ValueError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
+            run_job(ctx)
+            error = None
+        except Exception as e:  # noqa: BLE001 - reported to the driver, which counts it as failed
+            error = error_record(ctx, e)
+        files = {p.name: p.read_bytes() for p in Path(tmp).glob("*.png")} if collect else {}
+    return error, (records if collect else None), (0 if collect else ctx.added), files
+
+
+EXECUTORS: Registry[Callable[..., None]] = Registry("executor")
+
+
+@EXECUTORS.register("local", description="jobs one after another in this process")
+def execute_local(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
+    for job in jobs:
+        if hooks.start(job):
+            error, records, n, _ = run_in_worker(job, cfg, hooks.have(job))
+            hooks.finish(job, error, records, n)
+
+
+def _process_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) -> tuple[str | None, int]:
+    error, _, n, _ = run_in_worker(Job.from_dict(job), cfg, have)
+    return error, n
+
+
+@EXECUTORS.register("process", description="a pool of local processes (--jobs N), each appending to the store")
+def execute_process(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    wcfg = WorkerConfig(**{**cfg.__dict__, "threads": threads, "progress": False})
+    with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+        futs = {}
+        for job in jobs:
+            if hooks.start(job):
+                futs[pool.submit(_process_worker, job.to_dict(), wcfg, hooks.have(job))] = job
+        for f in cf.as_completed(futs):
+            job = futs[f]
+            try:
+                error, n = f.result()
+            except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory): the job failed
+                error, n = f"{type(e).__name__}: {e}", 0
+            hooks.finish(job, error, None, n)
+
+
+def _ray_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) -> tuple[str | None, list[dict[str, Any]], dict[str, bytes]]:
+    error, records, _, files = run_in_worker(Job.from_dict(job), cfg, have, collect=True)
+    return error, records or [], files
+
+
+@EXECUTORS.register("ray", description="a Ray cluster (pip install 'genbench[ray]'); workers return records to the driver")
+def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
+    try:
+        import ray  # optional extra: imported only when this executor runs
+    except ModuleNotFoundError as e:
+        raise RuntimeError("the ray executor needs the optional extra: pip install 'genbench[ray]'") from e
+    if not ray.is_initialized():
+        ray.init(address=cfg.ray_address or os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True)
+    remote = ray.remote(num_gpus=1 if cfg.device.startswith("cuda") else 0)(_ray_worker)
+    wcfg = WorkerConfig(**{**cfg.__dict__, "progress": False})
+    pending = {}
+    for job in jobs:
+        if hooks.start(job):
+            pending[remote.remote(job.to_dict(), wcfg, hooks.have(job))] = job
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        job = pending.pop(done[0])
+        try:
+            error, records, files = ray.get(done[0])
+        except Exception as e:  # noqa: BLE001 - a lost worker: the job failed, a re-run retries it
+            error, records, files = f"{type(e).__name__}: {e}", [], {}
+        assets = cfg.store_dir / "assets"
+        for name, blob in files.items():
+            if "/" not in name and not name.startswith("."):
+                assets.mkdir(parents=True, exist_ok=True)
+                (assets / name).write_bytes(blob)
+        hooks.finish(job, error, records, 0)
+
+
+def get_executor(name: str) -> Callable[..., None]:
+    """The executor registered as ``name``; ``ValueError`` listing the valid names."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS.names())}")
+    return EXECUTORS.load(name)

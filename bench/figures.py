@@ -19,7 +19,10 @@ from torch import Tensor
 
 from .plots import _plt, image_grid
 
-__all__ = ["latent_codes", "vae_latent_figure"]
+__all__ = ["latent_codes", "latent_figure_applies", "vae_latent_figure"]
+
+INTERPOLATE = (0, 6)
+PAIRS = ((1, 7), (3, 8), (9, 4))
 
 
 def latent_codes(model: Any, x: Tensor, batch_size: int = 512) -> Tensor:
@@ -38,13 +41,22 @@ def _first_of(labels: Tensor, cls: int, what: str) -> int:
     return int(idx[0])
 
 
+def latent_figure_applies(dataset: Any, interpolate: tuple[int, int] = INTERPOLATE, pairs: Sequence[tuple[int, int]] = PAIRS) -> bool:
+    """Whether the data set's metadata allows the figure: labelled images whose
+    train and test splits both contain every class the figure uses."""
+    if dataset.info.kind != "image" or dataset.train_y is None or dataset.test_y is None:
+        return False
+    need = {int(c) for pair in (interpolate, *pairs) for c in pair}
+    return need <= {int(c) for c in dataset.train_y.unique()} and need <= {int(c) for c in dataset.test_y.unique()}
+
+
 def vae_latent_figure(
     model: Any,
     dataset: Any,
     path: str | Path,
     *,
-    interpolate: tuple[int, int] = (0, 6),
-    pairs: Sequence[tuple[int, int]] = ((1, 7), (3, 8), (9, 4)),
+    interpolate: tuple[int, int] = INTERPOLATE,
+    pairs: Sequence[tuple[int, int]] = PAIRS,
     n_steps: int = 8,
     max_strength: float = 1.5,
 ) -> Path:

@@ -5,20 +5,34 @@ with ``O_APPEND`` under an exclusive ``flock`` and ``fsync``-ed before the
 lock is released, so a kill leaves at most one partial trailing line; that
 line is ignored when reading and cut off before the next append. Duplicate
 keys (e.g. two processes racing) are dropped on read: the first one wins.
+Damaged lines (garbled, invalid UTF-8, not a JSON object) are skipped and
+reported once with file and line number; the job they belong to is no longer
+counted as done, so it is recomputed: damage costs time, never records. Two
+runs on one results directory claim jobs with a per-job lock (:meth:`ResultStore.claim`).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-JOB_DONE = "_job_done"
+JOB_DONE = "_job_done"  # carries n_records: the job counts as done only when that many of its records are readable
 ERROR = "_error"
+
+
+_REPORTED: set[tuple[str, int]] = set()
+
+
+class DamagedRecordWarning(UserWarning):
+    """A line of records.jsonl that cannot be read (the message gives file and line number)."""
 
 
 def record_key(r: dict[str, Any]) -> tuple:
@@ -83,28 +97,93 @@ class ResultStore:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.records())
 
-    def records(self, include_internal: bool = False) -> list[dict[str, Any]]:
+    def _read(self) -> list[dict[str, Any]]:
+        """Every readable record in file order. Bad lines (garbled JSON, invalid UTF-8, JSON that is not an
+        object) are skipped and reported once per (file, line) as a :class:`DamagedRecordWarning`; a partial
+        last line from a crash is ignored silently (the next append cuts it)."""
         if not self.path.exists():
             return []
-        out, seen = [], set()
+        out = []
         with open(self.path, "rb") as f:
-            for raw in f:
+            for lineno, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n"):
                     break  # partial line from a crash
                 try:
-                    r = json.loads(raw)
-                except json.JSONDecodeError:
+                    r = json.loads(raw.decode("utf-8"))
+                    if not isinstance(r, dict):
+                        raise ValueError(f"a JSON {type(r).__name__}, not an object")
+                except (UnicodeDecodeError, ValueError) as e:
+                    if not raw.strip():
+                        continue
+                    key = (str(self.path), lineno)
+                    if key not in _REPORTED:
+                        _REPORTED.add(key)
+                        why = str(e).splitlines()[0][:120]
+                        warnings.warn(f"{self.path}:{lineno}: unreadable record skipped ({why}); its job will be recomputed", DamagedRecordWarning, stacklevel=3)
                     continue
-                k = record_key(r)
-                if k in seen:
-                    continue
-                seen.add(k)
-                if include_internal or not str(r.get("metric", "")).startswith("_"):
-                    out.append(r)
+                out.append(r)
+        return out
+
+    def records(self, include_internal: bool = False) -> list[dict[str, Any]]:
+        """Readable records, first of each key; internal markers (``_job_done``, ``_error``) only with ``include_internal``."""
+        out, seen = [], set()
+        for r in self._read():
+            k = record_key(r)
+            if k in seen:
+                continue
+            seen.add(k)
+            if include_internal or not str(r.get("metric", "")).startswith("_"):
+                out.append(r)
         return out
 
     def keys(self) -> set[tuple]:
         return {record_key(r) for r in self.records(include_internal=True) if r.get("metric") != ERROR}
 
     def done_jobs(self) -> set[str]:
-        return {r["job"] for r in self.records(include_internal=True) if r.get("metric") == JOB_DONE}
+        """Jobs whose done marker *and* all their records are readable (a damaged line means the job is recomputed)."""
+        recs = self.records(include_internal=True)
+        counts: dict[Any, int] = {}
+        for r in recs:
+            if not str(r.get("metric", "")).startswith("_"):
+                counts[r.get("job")] = counts.get(r.get("job"), 0) + 1
+        done = set()
+        for r in recs:
+            if r.get("metric") == JOB_DONE:
+                need = r.get("n_records")
+                if not isinstance(need, int) or counts.get(r.get("job"), 0) >= need:
+                    done.add(r["job"])
+        return done
+
+    # ---------------------------------------------------------------- job claims
+    def try_claim(self, job_id: str, wait: bool = False) -> int | None:
+        """Take the per-job lock of ``job_id`` (``fcntl.flock`` on ``locks/<sha256>.lock``); returns its handle for
+        :meth:`release`, or None when another process holds it (``wait=False``). Locks vanish with their process,
+        so a killed run leaves no stale claim."""
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256(job_id.encode()).hexdigest()[:24] + ".lock"
+        fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def release(handle: int) -> None:
+        """Give back a claim taken with :meth:`try_claim`."""
+        try:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            os.close(handle)
+
+    @contextmanager
+    def claim(self, job_id: str, wait: bool = False) -> Iterator[bool]:
+        """``with store.claim(job_id) as mine:`` -- ``mine`` is True while this process holds the job's lock."""
+        fd = self.try_claim(job_id, wait)
+        try:
+            yield fd is not None
+        finally:
+            if fd is not None:
+                self.release(fd)

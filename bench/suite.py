@@ -2,15 +2,32 @@
 datasets x generators x seeds x metrics x sample counts.
 
 See ``bench/suites/smoke.toml`` for a commented example. Parsing validates
-everything up front so that a typo fails before any training starts.
+everything up front so that a typo fails before any training starts: every
+field's type and range at load time (:func:`load_suite`, a
+:class:`SuiteError` naming the file and the field), and every name against
+its registry (:func:`validate_names`: data sets, generators, extractors,
+metrics, sections).
+
+Names that end up in file paths (the suite's, data sets', generator rows')
+must pass :func:`genbench.registry.check_name`. A suite is either a built-in
+name (``bench/suites/NAME.toml``) or a path to a ``.toml`` file.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from baselines import registry as greg
+from genbench.protocol import Budget
+from genbench.registry import check_name
+from metrics import extractors as freg
+from metrics import registry as mreg
+
+from . import data
+from .sections import SECTIONS
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -66,107 +83,200 @@ class Suite:
         return [g for g in self.generators if g.datasets is None or dataset in g.datasets]
 
 
+SEED_LIMIT = 2**32  # seeds are in [0, 2**32): what numpy and torch accept
+
+
 def available_suites() -> list[str]:
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
 
 
 def resolve_suite_path(name: str) -> Path:
+    """A path to a ``.toml`` file as given, else the built-in suite ``name`` (a safe name, never a path)."""
     p = Path(name)
     if p.suffix == ".toml" and p.is_file():
         return p
+    try:
+        check_name(name, "suite name")
+    except ValueError as e:
+        raise SuiteError(f"{e}; give a built-in suite ({', '.join(available_suites())}) or a path to an existing .toml file") from None
     cand = SUITES_DIR / f"{name}.toml"
     if cand.is_file():
         return cand
     raise SuiteError(f"unknown suite {name!r}; valid: {', '.join(available_suites())} (or a path to a .toml file)")
 
 
-def _tuple(v: Any, what: str) -> tuple:
-    if v is None:
-        return ()
-    if isinstance(v, (str, int)):
-        return (v,)
-    if not isinstance(v, list):
-        raise SuiteError(f"{what} must be a list, got {v!r}")
-    return tuple(v)
+class _Fields:
+    """Type and range checks that name the file and the field."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field_name: str, msg: str) -> SuiteError:
+        return SuiteError(f"{self.where}: {field_name} {msg}")
+
+    def table(self, v: Any, f: str) -> dict[str, Any]:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise self.fail(f, f"must be a table ({{ key = value }}), got {type(v).__name__} {v!r}")
+        return dict(v)
+
+    def string(self, v: Any, f: str, name: bool = False) -> str:
+        if not isinstance(v, str) or not v:
+            raise self.fail(f, f"must be a non-empty string, got {v!r}")
+        if name:
+            try:
+                check_name(v, f)
+            except ValueError as e:
+                raise self.fail(f, f"is not a safe name: {e}") from None
+        return v
+
+    def integer(self, v: Any, f: str, lo: int | None = None, hi: int | None = None) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(f, f"must be an integer, got {type(v).__name__} {v!r}")
+        if (lo is not None and v < lo) or (hi is not None and v >= hi):
+            rng = f">= {lo}" if hi is None else f"in [{lo}, {hi})"
+            raise self.fail(f, f"must be {rng}, got {v}")
+        return v
+
+    def strings(self, v: Any, f: str, name: bool = False) -> tuple[str, ...]:
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list):
+            raise self.fail(f, f"must be a list of strings, got {type(v).__name__} {v!r}")
+        return tuple(self.string(x, f"{f}[{i}]", name) for i, x in enumerate(v))
+
+    def keys(self, d: dict[str, Any], allowed: set[str], f: str) -> None:
+        unknown = set(d) - allowed
+        if unknown:
+            raise self.fail(f, f"has unknown keys {sorted(unknown)}; valid: {sorted(allowed)}")
+
+
+_DATASET_KEYS = {"name", "extractor", "metrics", "n_fake", "params", "settings"}
+_GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params"}
+_TOP_KEYS = {"name", "description", "seeds", "settings", "datasets", "generators", "quoted", "sections", "experiment"}
+
+
+def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpec:
+    f = f"datasets[{i}]"
+    d = c.table(v, f)
+    if "name" not in d:
+        raise c.fail(f, "has no name")
+    name = c.string(d["name"], f"{f}.name", name=True)
+    f = f"datasets[{i}] ({name})"
+    c.keys(d, _DATASET_KEYS, f)
+    n_fake = d.get("n_fake")
+    return DatasetSpec(
+        name=name,
+        extractor=c.string(d.get("extractor", "raw"), f"{f}.extractor"),
+        metrics=c.strings(d.get("metrics", ["fid"]), f"{f}.metrics"),
+        n_fake=None if n_fake is None else c.integer(n_fake, f"{f}.n_fake", lo=1),
+        params=c.table(d.get("params"), f"{f}.params"),
+        settings={**settings, **c.table(d.get("settings"), f"{f}.settings")},
+    )
+
+
+def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
+    f = f"generators[{i}]"
+    g = c.table(v, f)
+    if "name" not in g:
+        raise c.fail(f, "has no name")
+    name = c.string(g["name"], f"{f}.name", name=True)
+    f = f"generators[{i}] ({name})"
+    c.keys(g, _GENERATOR_KEYS, f)
+    budget = c.table(g.get("budget"), f"{f}.budget")
+    c.keys(budget, {x.name for x in fields(Budget)}, f"{f}.budget")
+    for k in ("steps", "batch_size"):
+        if k in budget:
+            c.integer(budget[k], f"{f}.budget.{k}", lo=1)
+    for k in ("lr", "max_seconds"):
+        if k in budget and (isinstance(budget[k], bool) or not isinstance(budget[k], (int, float)) or budget[k] <= 0):
+            raise c.fail(f"{f}.budget.{k}", f"must be a positive number, got {budget[k]!r}")
+    steps_raw = g.get("steps")
+    if steps_raw is None:
+        steps: tuple[int | None, ...] = (None,)
+    else:
+        lst = steps_raw if isinstance(steps_raw, list) else [steps_raw]
+        steps = tuple(dict.fromkeys(c.integer(s, f"{f}.steps[{j}]", lo=1) for j, s in enumerate(lst))) or (None,)
+    dparams = c.table(g.get("dataset_params"), f"{f}.dataset_params")
+    return GeneratorSpec(
+        name=name,
+        model=c.string(g.get("model", name), f"{f}.model"),
+        params=c.table(g.get("params"), f"{f}.params"),
+        budget=budget,
+        sample_params=c.table(g.get("sample_params"), f"{f}.sample_params"),
+        steps=steps,
+        datasets=c.strings(g["datasets"], f"{f}.datasets") if "datasets" in g else None,
+        metrics=c.strings(g["metrics"], f"{f}.metrics") if "metrics" in g else None,
+        dataset_params={k: c.table(x, f"{f}.dataset_params.{k}") for k, x in dparams.items()},
+    )
 
 
 def load_suite(name: str) -> Suite:
-    """Parse and validate a suite by name (``bench/suites/NAME.toml``) or path."""
+    """Parse and validate a suite by name (``bench/suites/NAME.toml``) or path.
+
+    Raises :class:`SuiteError` naming the file and the field for anything
+    malformed: unknown keys, wrong types, seeds outside [0, 2**32), ``n_fake``
+    or ``steps`` below 1, names unsafe for file paths, duplicate rows.
+    """
     path = resolve_suite_path(name)
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SuiteError(f"{path}: invalid TOML: {e}") from e
-    where = str(path)
-    settings = dict(raw.get("settings", {}))
+    c = _Fields(str(path))
     experiment = raw.get("experiment")
-    datasets = []
-    for i, d in enumerate(raw.get("datasets", [])):
-        if "name" not in d:
-            raise SuiteError(f"{where}: datasets[{i}] has no name")
-        unknown = set(d) - {"name", "extractor", "metrics", "n_fake", "params", "settings"}
-        if unknown:
-            raise SuiteError(f"{where}: datasets[{i}] ({d['name']}) has unknown keys {sorted(unknown)}")
-        datasets.append(
-            DatasetSpec(
-                name=d["name"],
-                extractor=d.get("extractor", "raw"),
-                metrics=_tuple(d.get("metrics", ["fid"]), f"{where}: datasets[{i}].metrics"),
-                n_fake=d.get("n_fake"),
-                params=dict(d.get("params", {})),
-                settings={**settings, **d.get("settings", {})},
-            )
-        )
+    if experiment is not None:
+        c.string(experiment, "experiment", name=True)
+    sections = c.strings(raw.get("sections", []), "sections", name=True)
+    extra = set(raw) - _TOP_KEYS - set(sections) - ({experiment} if experiment else set())
+    if extra:
+        raise c.fail("top level", f"has unknown keys {sorted(extra)}; valid: {sorted(_TOP_KEYS)} and a table per section or experiment")
+    settings = c.table(raw.get("settings"), "settings")
+    ds_list = raw.get("datasets", [])
+    if not isinstance(ds_list, list):
+        raise c.fail("datasets", "must be an array of tables ([[datasets]])")
+    datasets = [_dataset(d, i, settings, c) for i, d in enumerate(ds_list)]
+    if len({d.name for d in datasets}) != len(datasets):
+        raise c.fail("datasets", "lists a data set twice")
+    g_list = raw.get("generators", [])
+    if not isinstance(g_list, list):
+        raise c.fail("generators", "must be an array of tables ([[generators]])")
     gens, seen = [], set()
-    for i, g in enumerate(raw.get("generators", [])):
-        if "name" not in g:
-            raise SuiteError(f"{where}: generators[{i}] has no name")
-        unknown = set(g) - {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params"}
-        if unknown:
-            raise SuiteError(f"{where}: generators[{i}] ({g['name']}) has unknown keys {sorted(unknown)}")
-        if g["name"] in seen:
-            raise SuiteError(f"{where}: generator name {g['name']!r} is used twice; names label rows and must be unique")
-        seen.add(g["name"])
-        steps = _tuple(g.get("steps"), f"{where}: generators[{i}].steps") or (None,)
-        gens.append(
-            GeneratorSpec(
-                name=g["name"],
-                model=g.get("model", g["name"]),
-                params=dict(g.get("params", {})),
-                budget=dict(g.get("budget", {})),
-                sample_params=dict(g.get("sample_params", {})),
-                steps=steps,
-                datasets=_tuple(g["datasets"], "datasets") if "datasets" in g else None,
-                metrics=_tuple(g["metrics"], "metrics") if "metrics" in g else None,
-                dataset_params={k: dict(v) for k, v in g.get("dataset_params", {}).items()},
-            )
-        )
+    for i, g in enumerate(g_list):
+        spec = _generator(g, i, c)
+        if spec.name in seen:
+            raise c.fail(f"generators[{i}].name", f"{spec.name!r} is used twice; names label rows and must be unique")
+        seen.add(spec.name)
+        gens.append(spec)
     if not experiment and (not datasets or not gens):
-        raise SuiteError(f"{where}: a suite needs at least one [[datasets]] and one [[generators]] entry")
-    seeds = _tuple(raw.get("seeds", [0]), f"{where}: seeds")
+        raise SuiteError(f"{path}: a suite needs at least one [[datasets]] and one [[generators]] entry")
+    seeds_raw = raw.get("seeds", [0])
+    if not isinstance(seeds_raw, list):
+        seeds_raw = [seeds_raw]
+    seeds = tuple(dict.fromkeys(c.integer(s, f"seeds[{i}]", lo=0, hi=SEED_LIMIT) for i, s in enumerate(seeds_raw)))
+    if not seeds:
+        raise c.fail("seeds", "must list at least one seed")
+    quoted = raw.get("quoted", [])
+    if not isinstance(quoted, list) or not all(isinstance(q, dict) for q in quoted):
+        raise c.fail("quoted", "must be an array of tables ([[quoted]])")
     return Suite(
-        name=raw.get("name", path.stem),
+        name=c.string(raw.get("name", path.stem), "name", name=True),
         path=path,
-        description=raw.get("description", ""),
-        seeds=tuple(int(s) for s in seeds),
+        description=raw.get("description", "") if isinstance(raw.get("description", ""), str) else str(raw.get("description")),
+        seeds=seeds,
         datasets=tuple(datasets),
         generators=tuple(gens),
         settings=settings,
-        quoted=tuple(raw.get("quoted", [])),
-        sections=_tuple(raw.get("sections"), "sections"),
+        quoted=tuple(quoted),
+        sections=sections,
         experiment=experiment,
         raw=raw,
     )
 
 
 def validate_names(suite: Suite) -> None:
-    """Check that every dataset, generator, extractor and metric name exists."""
-    from baselines import registry as greg
-    from metrics import extractors as freg
-    from metrics import registry as mreg
-
-    from . import data
-
+    """Check that every dataset, generator, extractor, metric and section name exists (:class:`SuiteError` naming it)."""
     gens = greg.available()
     mets = mreg.available()
     exts = freg.available()
@@ -184,6 +294,9 @@ def validate_names(suite: Suite) -> None:
         for m in g.metrics or ():
             if m not in mets:
                 raise SuiteError(f"{suite.path}: unknown metric {m!r} for {g.name}; valid: {', '.join(sorted(mets))}")
-        for dn in g.datasets or ():
+        for dn in (g.datasets or ()) + tuple(g.dataset_params):
             if dn not in {d.name for d in suite.datasets}:
                 raise SuiteError(f"{suite.path}: generator {g.name} names dataset {dn!r} that the suite does not list")
+    for sname in suite.sections:
+        if sname not in SECTIONS:
+            raise SuiteError(f"{suite.path}: unknown section {sname!r}; valid: {', '.join(SECTIONS.names())}")

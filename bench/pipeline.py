@@ -1,0 +1,445 @@
+"""The staged pipeline: one job = train -> sample -> features -> measure -> record.
+
+A :class:`Job` is a plain, serializable description of everything a worker
+needs (suite name, dataset spec, generator spec, seed, which seeds draw the
+figures): a worker runs it as given, never re-plans the suite and never parses
+anything out of the job id.
+
+Each stage is a small function over a :class:`JobContext`:
+
+- :func:`load_data`: the data set of the job;
+- :func:`train`: build the generator (held-out reference rows get the test
+  split through :class:`~genbench.protocol.HeldOutReference`), then load its
+  trained state from the artifact cache or fit it and cache it;
+- :func:`sample`: ``n`` samples per steps setting (sampler objects through
+  :class:`~genbench.protocol.SamplerChoice`; reference rows with their real
+  labels through :class:`~genbench.protocol.LabeledSampler`), validated
+  (count, shape, finite, range) when made *and* when read back from the cache;
+- :func:`features`: the :class:`metrics.context.EvalContext` with the cached
+  feature sets;
+- :func:`measure`: run the requested metrics (``bench eval`` uses this stage too);
+- :func:`record`: turn the values into records (with the metric
+  registration's label, direction and unit, and the row's NFE) and hand them
+  to the context's sink.
+
+The sink is the store's ``append`` for local runs; remote workers collect the
+records and return them to the driver, which alone appends to the store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from baselines import registry as greg
+from genbench.cache import Cache, content_hash, file_hash
+from genbench.protocol import Autoencoding, Budget, HeldOutReference, LabeledSampler, SamplerChoice, Trainable, TrainData, TrainReference
+from genbench.registry import check_name
+from metrics import extractors as freg
+from metrics import registry as mreg
+from metrics.context import EvalContext
+from metrics.registry import MetricSpec, MetricValue
+
+from . import data as dreg
+from .figures import latent_figure_applies, vae_latent_figure
+from .plots import save_sample_grid
+from .provenance import device_description, git_commit, package_versions
+from .store import ERROR, JOB_DONE
+from .suite import DatasetSpec, GeneratorSpec
+from .timing import TIMING_METRICS
+
+__all__ = [
+    "Job", "JobContext", "Measurement", "RunSummary", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
+]  # fmt: skip
+
+
+class SampleError(ValueError):
+    """A generator produced invalid samples (wrong count, shape or range, NaN/inf)."""
+
+
+@dataclass
+class RunSummary:
+    """What a run did: jobs planned / skipped (already done) / run, records this run appended, failures."""
+
+    planned: int = 0
+    skipped: int = 0
+    ran: int = 0
+    records_added: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (suite, dataset, generator, seed): everything a worker needs, nothing to re-plan.
+
+    ``figure_seeds``: the seeds whose job writes sample grids (the suite's first
+    and smallest seed); ``latent_seed``: the seed whose job writes the latent
+    figure (the suite's smallest seed).
+    """
+
+    suite: str
+    dataset: DatasetSpec
+    gen: GeneratorSpec
+    seed: int
+    figure_seeds: tuple[int, ...] = ()
+    latent_seed: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset.name}/{self.gen.name}/seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only (JSON-able when the suite's params are)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        ds, g = dict(d["dataset"]), dict(d["gen"])
+        ds["metrics"] = tuple(ds["metrics"])
+        g["steps"] = tuple(g["steps"])
+        for k in ("datasets", "metrics"):
+            g[k] = tuple(g[k]) if g.get(k) is not None else None
+        return cls(
+            suite=d["suite"], dataset=DatasetSpec(**ds), gen=GeneratorSpec(**g), seed=int(d["seed"]),
+            figure_seeds=tuple(d.get("figure_seeds", ())), latent_seed=d.get("latent_seed"),
+        )  # fmt: skip
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs (training streams of the families use them)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """The provenance fields every record carries: git commit, package versions, device."""
+    return {"git_commit": git_commit(), "versions": package_versions(), "device": device_description(device)}
+
+
+def validate_samples(x: Any, shape: tuple[int, ...], is_image: bool, who: str, n: int | None = None) -> torch.Tensor:
+    """Clear errors for bad samples instead of failures deep inside a metric.
+
+    Checks: a tensor, exactly ``n`` samples (when given), per-example ``shape``,
+    finite, and images in [0, 1]. Returns the samples as float32 on the CPU.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise SampleError(f"{who}: sample() returned {type(x).__name__}, expected a torch.Tensor")
+    if x.ndim == 0 or tuple(x.shape[1:]) != tuple(shape):
+        raise SampleError(f"{who}: samples have shape {tuple(x.shape[1:])}, expected {tuple(shape)} per example")
+    if n is not None and len(x) != n:
+        raise SampleError(f"{who}: asked for {n} samples, got {len(x)}; every metric needs exactly the N it states")
+    x = x.detach().float().cpu()
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise SampleError(f"{who}: {int(bad.any(dim=tuple(range(1, x.ndim))).sum())} of {len(x)} samples contain NaN/inf")
+    if is_image and (x.min() < 0 or x.max() > 1):
+        raise SampleError(f"{who}: image samples must be in [0, 1], got range [{x.min():.3g}, {x.max():.3g}]")
+    return x
+
+
+def _code_hash(factory: Any) -> str:
+    try:
+        return file_hash(inspect.getsourcefile(factory))
+    except (TypeError, OSError):
+        return "unknown"
+
+
+@dataclass
+class JobContext:
+    """State shared by the stages of one job.
+
+    ``emit`` receives each finished record (a dict); ``have`` holds the record
+    keys ``(job, row, metric)`` already in the store, which are not recomputed.
+    """
+
+    job: Job
+    cache: Cache
+    device: str
+    assets: Path
+    emit: Callable[[dict[str, Any]], None]
+    have: set[tuple] = field(default_factory=set)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+    ds: Any = None
+    model: Any = None
+    model_key: dict[str, Any] | None = None
+    sampler: Any = None
+    expected: set[tuple] = field(default_factory=set)  # every record key this job must end with
+    added: int = 0  # metric records appended (internal markers not counted)
+
+    def append(self, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
+        """Build the record of (row, metric) and hand it to the sink."""
+        job = self.job
+        rec = {
+            "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
+            "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
+            "config_hash": content_hash({"gen": job.gen.__dict__, "dataset": job.dataset.__dict__}), "timestamp": time.time(),
+            **self.provenance, **fields,
+        }  # fmt: skip
+        self.emit(rec)
+        if not metric.startswith("_"):
+            self.added += 1
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def load_data(ctx: JobContext) -> Any:
+    """Stage 0: the job's data set (``bench.data.Dataset``)."""
+    ctx.ds = dreg.load(ctx.job.dataset.name, **ctx.job.dataset.params)
+    return ctx.ds
+
+
+def build_model(ctx: JobContext) -> Any:
+    """The untrained generator of the job, seeded; held-out reference rows receive the test split."""
+    job, ds = ctx.job, ctx.ds
+    entry = greg.get(job.gen.model)
+    params = job.gen.params_for(job.dataset.name)
+    seed_everything(job.seed)
+    model = greg.build(job.gen.model, ds.info, **params, device=ctx.device)
+    if isinstance(model, HeldOutReference):
+        model.use_pool(ds.test_x, ds.test_y)
+    if isinstance(model, TrainReference):  # metric-sanity rows that copy the train split
+        model.use_train(ds.train_x, ds.train_y)
+    ctx.model = model
+    ctx.model_key = {
+        "model": job.gen.model, "params": params, "budget": job.gen.budget, "dataset": job.dataset.name,
+        "dataset_params": job.dataset.params, "seed": job.seed, "code": _code_hash(entry.factory),
+    }  # fmt: skip
+    return model
+
+
+def _small_report(rep: dict[str, Any]) -> dict[str, Any]:
+    """Train report for the store: loss curves subsampled to <= 200 points."""
+    losses = {}
+    for k, v in (rep.get("losses") or {}).items():
+        v = list(v)
+        stride = max(1, len(v) // 200)
+        losses[k] = v[::stride]
+    return {"steps": rep.get("steps"), "losses": losses, "train_extra": rep.get("extra", {})}
+
+
+def train(ctx: JobContext) -> dict[str, Any] | None:
+    """Stage 1: build the model and train it (or load its cached state). Returns the ``train_s`` record fields, None if not trainable."""
+    job = ctx.job
+    model = build_model(ctx)
+    if not isinstance(model, Trainable):
+        return None
+    state = ctx.cache.get("models", ctx.model_key)
+    report = ctx.cache.get_json("models", ctx.model_key)
+    if state is not None and isinstance(report, dict):
+        try:
+            model.load_state_dict(state)
+            return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}}
+        except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
+            model = build_model(ctx)
+    seed_everything(job.seed)
+    rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y), Budget(**job.gen.budget))
+    ctx.cache.put("models", ctx.model_key, model.state_dict())
+    ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
+    return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": job.gen.budget}}
+
+
+def choose_sampler(ctx: JobContext) -> None:
+    """The row's sampler object from ``sample_params`` (:class:`SamplerChoice`); older models with ``set_sampler`` still work."""
+    params = ctx.job.gen.sample_params
+    ctx.sampler = None
+    if not params:
+        return
+    if isinstance(ctx.model, SamplerChoice):
+        ctx.sampler = ctx.model.make_sampler(**params)
+    elif callable(getattr(ctx.model, "set_sampler", None)):  # transition: families not yet on sampler objects
+        ctx.model.set_sampler(**params)
+    else:
+        raise TypeError(f"{ctx.job.gen.name}: sample_params {params} given but {ctx.job.gen.model} has no make_sampler() (SamplerChoice)")
+
+
+def _samples_key(ctx: JobContext, steps: int | None, n: int) -> dict[str, Any]:
+    job = ctx.job
+    return {"model": ctx.model_key, "sample_params": job.gen.sample_params, "steps": steps, "n": n, "seed": job.seed}
+
+
+def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+    """Stage 2: ``(samples, labels or None, NFE or None)`` for one steps setting, cached and validated.
+
+    N is the dataset's ``n_fake`` (default: the test split's size). Class- and
+    text-conditional models get labels ``arange(n) % num_classes``.
+    """
+    job, ds, model = ctx.job, ctx.ds, ctx.model
+    n = job.dataset.n_fake or len(ds.test_x)
+    who = f"{job.gen.name} on {ds.name}"
+
+    def check(obj: Any) -> None:
+        validate_samples(obj["x"], ds.info.shape, ds.info.is_image, who + " (cached)", n)
+
+    def compute() -> dict[str, Any]:
+        g = torch.Generator().manual_seed(job.seed)
+        labels = None
+        if model.info.conditioning in ("class", "text") and ds.info.num_classes:
+            labels = torch.arange(n) % ds.info.num_classes
+        bs = int(job.dataset.settings.get("sample_batch", 1000))
+        if isinstance(model, LabeledSampler):  # reference rows carry their real labels
+            x, labels = model.sample_labeled(n, generator=g)
+        else:
+            parts = []
+            kw = {"sampler": ctx.sampler} if ctx.sampler is not None else {}
+            with torch.no_grad():
+                for i in tqdm(range(0, n, bs), desc=f"sample {job.gen.name}", leave=False, disable=not ctx.progress or n <= bs):
+                    lb = labels[i : i + bs] if labels is not None else None
+                    m = min(bs, n - i)
+                    part = model.sample(m, labels=lb, steps=steps, generator=g, **kw)
+                    if isinstance(part, torch.Tensor) and part.ndim > 0 and len(part) != m:
+                        raise SampleError(f"{who}: sample({m}) returned {len(part)} samples; a generator must return exactly n")
+                    parts.append(part)
+            x = torch.cat(parts) if all(isinstance(p, torch.Tensor) for p in parts) else parts[0]
+        x = validate_samples(x, ds.info.shape, ds.info.is_image, who, n)
+        nfe = getattr(model, "last_nfe", None)
+        out: dict[str, Any] = {"x": x}
+        if labels is not None:
+            out["y"] = labels
+        if isinstance(nfe, int):
+            out["nfe"] = nfe
+        return out
+
+    got = ctx.cache.cached("samples", _samples_key(ctx, steps, n), compute, validate=check)
+    return got["x"], got.get("y"), got.get("nfe")
+
+
+def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | None, steps: int | None) -> EvalContext:
+    """Stage 3: the metrics' context, with every feature set cached under (samples or split, kind, extractor, weights hash)."""
+    job, ds = ctx.job, ctx.ds
+    extractor = freg.get_extractor(job.dataset.extractor)
+    samples_key = _samples_key(ctx, steps, len(fake))
+    settings = {"reference": "train", **job.dataset.settings}
+    split = {"train": ds.train_x, "test": ds.test_x}[settings["reference"]]
+    split_labels = {"train": ds.train_y, "test": ds.test_y}[settings["reference"]]
+
+    def feature_cache(which: str, kind: str, compute: Callable[[], Any]) -> Any:
+        real_split = which if which != "real" else settings["reference"]
+        base = samples_key if which == "fake" else {"dataset": ds.name, "params": job.dataset.params, "split": real_split}
+        key = {"of": base, "kind": kind, "extractor": extractor.name, "weights": extractor.weights_hash}
+        return ctx.cache.cached("features", key, compute)
+
+    return EvalContext(
+        data_info=ds.info, fake=fake, real=split, extractor=extractor, train=ds.train_x, test=ds.test_x,
+        real_labels=split_labels, train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=fake_labels,
+        generator=ctx.model, steps=steps, settings=settings, seed=job.seed, device=ctx.device, feature_cache=feature_cache,
+    )  # fmt: skip
+
+
+@dataclass
+class Measurement:
+    """One metric's outcome: its registration, its values (None: does not apply) and the seconds it took."""
+
+    spec: MetricSpec
+    values: dict[str, MetricValue] | None
+    seconds: float = 0.0
+
+
+def measure(ectx: EvalContext, names: Iterable[str]) -> list[Measurement]:
+    """Stage 4: run each named metric that applies to ``ectx``; the others come back with ``values=None``."""
+    out = []
+    for m in names:
+        spec = mreg.get_metric(m)
+        if not spec.applies(ectx):
+            out.append(Measurement(spec, None))
+            continue
+        t0 = time.perf_counter()
+        values = spec.fn(ectx)
+        out.append(Measurement(spec, values, time.perf_counter() - t0))
+    return out
+
+
+def record(ctx: JobContext, row: str, steps: int | None, results: list[Measurement], n_fake: int, nfe: int | None) -> None:
+    """Stage 5: one record per metric output, with label/direction/unit from the registration and the row's NFE."""
+    extra = {"nfe": nfe} if nfe is not None else {}
+    for res in results:
+        for o in res.spec.outputs:
+            v = None if res.values is None else res.values.get(o.name)
+            meta = mreg.output_meta(o, v)
+            if v is None:
+                ctx.append(row, o.name, {"value": None, "na": True, **meta, **extra}, steps=steps)
+                continue
+            ctx.append(
+                row, o.name,
+                {"value": v.value, "lo": v.interval[0] if v.interval else None, "hi": v.interval[1] if v.interval else None,
+                 "settings": v.settings, "extra": v.extra, "metric_s": res.seconds,
+                 "n_fake": int(n_fake), "n_real": v.settings.get("n_real"), "extractor": ctx.job.dataset.extractor, **meta, **extra},
+                steps=steps,
+            )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def _save_grid(ctx: JobContext, row: str, x: torch.Tensor) -> None:
+    job = ctx.job
+    name = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(row.replace('@', '_at'), 'generator row')}.png"
+    save_sample_grid(x, ctx.ds.info, _inside(ctx.assets, name), title=f"{row} on {job.dataset.name}")
+
+
+def _latent_figure(ctx: JobContext) -> None:
+    """The latent-space arithmetic figure for any model that encodes and decodes, on labelled images that have the figure's classes."""
+    if not isinstance(ctx.model, Autoencoding) or not latent_figure_applies(ctx.ds):
+        return
+    job = ctx.job
+    name = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(job.gen.name, 'generator name')}_latent-arithmetic.png"
+    vae_latent_figure(ctx.model, ctx.ds, _inside(ctx.assets, name))
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, proven to stay inside ``root``."""
+    p = (root / name).resolve()
+    if not p.is_relative_to(root.resolve()):
+        raise ValueError(f"refusing to write {p}: outside {root}")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------- the job
+def metric_names(job: Job) -> list[str]:
+    """The dataset's metrics, restricted to the generator row's list when it has one."""
+    return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
+
+
+def run_job(ctx: JobContext) -> None:
+    """All stages of one job; records already present (``ctx.have``) are not recomputed. Ends with the job-done marker."""
+    job = ctx.job
+    load_data(ctx)
+    train_fields = train(ctx)
+    choose_sampler(ctx)
+    if train_fields is not None:
+        ctx.expected.add((job.id, job.gen.name, "train_s"))
+        if (job.id, job.gen.name, "train_s") not in ctx.have:
+            ctx.append(None, "train_s", train_fields)
+            if job.seed == job.latent_seed:
+                _latent_figure(ctx)
+    names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
+    for steps in job.gen.steps:
+        row = job.gen.row_label(steps)
+        keys = {(job.id, row, o.name) for m in names for o in mreg.get_metric(m).outputs}
+        ctx.expected |= keys
+        todo = [m for m in names if not all((job.id, row, o.name) in ctx.have for o in mreg.get_metric(m).outputs)]
+        if not todo:
+            continue
+        fake, fake_labels, nfe = sample(ctx, steps)
+        if job.seed in job.figure_seeds:
+            _save_grid(ctx, row, fake)
+        ectx = features(ctx, fake, fake_labels, steps)
+        record(ctx, row, steps, measure(ectx, todo), len(fake), nfe)
+    ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})
+
+
+def error_record(ctx: JobContext, e: BaseException) -> str:
+    """Record a failed job (it is not marked done, so a re-run retries it); returns the one-line message."""
+    msg = f"{type(e).__name__}: {e}"
+    ctx.append(None, ERROR, {"value": None, "extra": {"error": msg, "traceback": traceback.format_exc()[-4000:]}})
+    return msg
