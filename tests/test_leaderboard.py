@@ -218,8 +218,9 @@ def test_unknown_section_fails_before_any_work(tmp_path, suite):
 
 def test_sections_registry_is_lazy_and_complete():
     entries = SECTIONS.entries()
-    assert {"speed_quality", "likelihood", "per_seed", "personalization"} <= set(entries)
-    for name in ("speed_quality", "likelihood", "per_seed", "personalization"):
+    names = ("speed_quality", "likelihood", "per_seed", "personalization", "metric_sanity")
+    assert set(names) <= set(entries) and all(entries[n].is_lazy or callable(entries[n].target) for n in names)
+    for name in names:
         assert callable(SECTIONS.load(name))
 
 
