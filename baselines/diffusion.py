@@ -48,12 +48,12 @@ import torch
 from torch import Tensor, nn
 
 from .adaptation import ADAPT_METHODS, DEFAULT_LR, AdaptationError, prepare_method, state_bytes
+from .denoising import DenoisingModel
 from .lora import merge_lora, parameter_counts, parameter_report
-from .nets import TimeMLP, UNet, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
+from .protocol import Budget, DataInfo, TrainData, TrainReport
 from .registry import register
-from .samplers import Denoiser, Sampler, make_sampler, sampler_timesteps
-from .training import EMA, Batch, default_warmup, seeded_generator, train
+from .samplers import Denoiser, Sampler, sampler_timesteps
+from .training import Batch, seeded_generator, train
 
 __all__ = ["DDPM", "NoiseSchedule", "cosine_betas", "discretized_gaussian_log_prob", "linear_betas", "make_ddpm", "sampler_timesteps"]
 
@@ -129,7 +129,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor | flo
 
 
 # ----------------------------------------------------------------------------- the model
-class DDPM:
+class DDPM(DenoisingModel):
     """epsilon-prediction diffusion model; see the module docstring.
 
     Hyperparameters (factory :func:`make_ddpm`): ``T`` diffusion steps,
@@ -149,6 +149,10 @@ class DDPM:
 
     name = "ddpm"
     family = "diffusion"
+    prediction = "eps"
+    default_sampler = "ddpm"
+    time_dtype = torch.long
+    likelihood = "elbo"
 
     def __init__(
         self,
@@ -166,88 +170,24 @@ class DDPM:
         elbo_timesteps: int | None = 100,
         device: str | None = None,
     ) -> None:
-        if info.kind not in ("image", "points"):
-            raise ValueError(f"ddpm: unsupported data kind {info.kind!r}")
-        if info.is_image and (info.levels is None or info.levels < 2):
-            raise ValueError(f"ddpm: image data needs levels >= 2, got {info.levels}")
-        if conditional and info.num_classes < 1:
-            raise ValueError(f"ddpm: conditional=True needs a labelled data set; {info.name} has no classes")
-        if not 0.0 <= p_uncond < 1.0:
-            raise ValueError(f"ddpm: p_uncond must be in [0, 1), got {p_uncond}")
         if elbo_timesteps is not None and elbo_timesteps < 1:
             raise ValueError(f"ddpm: elbo_timesteps must be >= 1 or None, got {elbo_timesteps}")
-        self.data_info = info
         self.schedule = NoiseSchedule(schedule, T)
         self.T = self.schedule.T
-        self.conditional = bool(conditional)
-        self.p_uncond = float(p_uncond)
-        self.lr = float(lr)
         self.elbo_timesteps = elbo_timesteps
-        self.device = pick_device(device)
-        self.num_classes = info.num_classes if self.conditional else 0
-        if info.is_image:
-            self.net: nn.Module = UNet(info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes)
-        else:
-            self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes)
-        self.net.to(self.device)
-        self.ema = EMA(self.net, ema_decay)
-        # 2-D data are standardized; images use the fixed map [0, 1] -> [-1, 1]
-        self.shift = torch.zeros(info.dim if not info.is_image else 1)
-        self.scale = torch.ones_like(self.shift)
         self.x0_bound = 1.0  # x_0 predictions are clipped to [-bound, bound] while sampling
         self.clip_denoised = True  # the ELBO's reverse model clips its x_0 prediction like the samplers
-        self.last_nfe = 0
-        self._fitted = False
-
-    # -- representation -------------------------------------------------------------
-    def to_internal(self, x: Tensor) -> Tensor:
-        """Data -> the model's space: images on the K levels of [-1, 1], 2-D data standardized."""
-        x = x.float()
-        if self.data_info.is_image:
-            return from_levels(to_levels(x, self.data_info.levels), self.data_info.levels) * 2 - 1
-        return (x - self.shift) / self.scale
-
-    def from_internal(self, z: Tensor) -> Tensor:
-        """The model's space -> data on the CPU (images quantized to the K levels of [0, 1])."""
-        z = z.float().cpu()
-        if self.data_info.is_image:
-            return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
-        return z * self.scale + self.shift
-
-    def _check_x(self, x: Tensor, what: str) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"ddpm: {what} must be a torch.Tensor, got {type(x).__name__}")
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            raise ValueError(f"ddpm: {what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"ddpm: {what} contains NaN/inf values")
-
-    # -- info / options ---------------------------------------------------------------
-    @property
-    def info(self) -> GeneratorInfo:
-        n, n_tr = count_parameters(self.net)
-        return GeneratorInfo(
-            name=self.name,
-            family=self.family,
-            shape=tuple(self.data_info.shape),
-            conditioning="class" if self.conditional else "none",
-            n_params=n,
-            n_trainable=n_tr,
-            likelihood="elbo",
-            iterative=True,
-            default_steps=self.default_steps,
-        )
-
-    @property
-    def accepts(self) -> frozenset[str]:
-        return frozenset({"labels"}) if self.conditional else frozenset()
+        super().__init__(
+            info, width=width, mults=mults, blocks=blocks, hidden=hidden, conditional=conditional, p_uncond=p_uncond,
+            lr=lr, ema_decay=ema_decay, device=device,
+        )  # fmt: skip
 
     @property
     def default_steps(self) -> int:
         """Steps of the default (ancestral) sampler: T. DDIM defaults to min(50, T)."""
         return self.T
 
-    def make_sampler(self, sampler: str = "ddpm", **params: Any) -> Sampler:
+    def make_sampler(self, sampler: str | None = None, **params: Any) -> Sampler:
         """A sampler object for :meth:`sample` (training is unaffected).
 
         Args:
@@ -257,20 +197,26 @@ class DDPM:
                 conditional model (0 unconditional, 1 conditional).
             clip_denoised: clip the predicted x_0 to the data range at every step (default True).
         """
-        if "guidance_scale" in params and not self.conditional:
-            raise ValueError("ddpm: guidance_scale needs a model trained with conditional=True")
+        return super().make_sampler(sampler, **params)
+
+    def _check_sampler_params(self, params: dict[str, Any]) -> None:
         if "eta" in params and not 0.0 <= float(params["eta"]) <= 1.0:
             raise ValueError(f"ddpm: eta must be in [0, 1], got {params['eta']}")
-        return make_sampler("eps", sampler, params, {"schedule": self.schedule}, "ddpm")
+
+    def _sampler_context(self) -> dict[str, Any]:
+        return {"schedule": self.schedule}
+
+    def _fit_statistics(self, x: Tensor) -> None:
+        super()._fit_statistics(x)
+        self.x0_bound = float(((x - self.shift) / self.scale).abs().max()) * 1.5
+
+    def _run_denoiser(self, den: Denoiser) -> Denoiser:
+        den.x0_clip = self.x0_bound if self.clip_denoised else None
+        return den
 
     # -- network --------------------------------------------------------------------
     def _null(self, n: int) -> Tensor:
         return torch.full((n,), self.num_classes, dtype=torch.long, device=self.device)
-
-    def denoiser(self, net: nn.Module | None = None) -> Denoiser:
-        """The noise predictor the samplers call: ``net`` (default the EMA network)
-        at integer indices i = t - 1, with classifier-free guidance for a conditional model."""
-        return Denoiser(self.ema.module if net is None else net, self.num_classes, self.device, time_dtype=torch.long)
 
     def predict_eps(self, net: nn.Module, x: Tensor, i: int | Tensor, y: Tensor | None, guidance_scale: float = 1.0) -> Tensor:
         """Network noise prediction at index i (t = i + 1), with classifier-free
@@ -287,48 +233,14 @@ class DDPM:
         t and the dropout come from ``generator``.
         """
         net = self.net if net is None else net
-        xb, yb = batch.x, batch.y
+        xb = batch.x
         b = xb.shape[0]
         i = torch.randint(0, self.T, (b,), generator=generator)
         eps = torch.randn(xb.shape, generator=generator)
         xt = self.schedule.q_sample(xb, i, eps).to(self.device)
-        if not self.conditional:
-            pred = net(xt, i.to(self.device))
-        else:
-            if yb is None:
-                raise ValueError("ddpm: a conditional model's loss needs labels (batch.y)")
-            p = self.p_uncond if p_uncond is None else float(p_uncond)
-            if p > 0:
-                drop = torch.rand(b, generator=generator) < p
-                yb = torch.where(drop, torch.full_like(yb, self.num_classes), yb)
-            pred = net(xt, i.to(self.device), yb.to(self.device))
+        y = self._labels_for_loss(batch.y, b, p_uncond, generator)
+        pred = net(xt, i.to(self.device)) if y is None else net(xt, i.to(self.device), y)
         return nn.functional.mse_loss(pred, eps.to(self.device))
-
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` Adam steps on the epsilon-prediction MSE (uniform t),
-        linear LR warm-up, gradient clipping at 1, EMA (see :func:`baselines.training.train`)."""
-        self._check_x(data.x, "training data")
-        if self.conditional and data.y is None:
-            raise ValueError("ddpm: conditional=True needs training labels (TrainData.y)")
-        if budget.steps < 1:
-            raise ValueError(f"ddpm: budget.steps must be >= 1, got {budget.steps}")
-        t0 = time.perf_counter()
-        if not self.data_info.is_image:
-            x = data.x.float().reshape(len(data.x), -1)
-            self.shift = x.mean(0)
-            self.scale = x.std(0).clamp_min(1e-6)
-            self.x0_bound = float(((x - self.shift) / self.scale).abs().max()) * 1.5
-        x = self.to_internal(data.x)
-        y = data.y.long() if (self.conditional and data.y is not None) else None
-        self.net.train()
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        report = train(
-            "ddpm", budget, x, y, loss=self.loss, optimizer=opt, params=self.net.parameters(),
-            warmup=default_warmup(budget.steps), clip_grad=1.0, ema=self.ema, started=t0,
-        )  # fmt: skip
-        self.net.eval()
-        self._fitted = True
-        return report
 
     def adapt(
         self,
@@ -423,11 +335,6 @@ class DDPM:
         return report
 
     # -- sampling -------------------------------------------------------------------
-    def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
-        labels = class_labels("ddpm", n, labels, self.num_classes, self.conditional, generator)
-        return None if labels is None else labels.to(self.device)
-
-    @torch.no_grad()
     def sample_continuous(
         self,
         n: int,
@@ -443,47 +350,7 @@ class DDPM:
         standardized 2-D data), on the model's device. ``x_T`` overrides the
         initial noise (then only the per-step noise of stochastic samplers
         comes from ``generator``). Sets ``last_nfe``."""
-        sampler = self.make_sampler() if sampler is None else sampler
-        if getattr(sampler, "kind", "eps") != "eps":
-            raise ValueError(f"ddpm: sampler {getattr(sampler, 'name', sampler)!r} integrates a velocity field; use ddpm or ddim")
-        steps = sampler.default_steps() if steps is None else int(steps)
-        sampler.timesteps(steps)  # validates steps before any noise is drawn
-        y = self._labels(n, labels, generator)
-        shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
-        x = torch.randn(shape, generator=generator) if x_T is None else x_T.float().reshape(shape)
-        x = x.to(self.device)
-        self.ema.module.eval()
-        den = self.denoiser()
-        den.x0_clip = self.x0_bound if self.clip_denoised else None
-        x = sampler.run(den, x, steps, y, generator)
-        self.last_nfe = sampler.nfe
-        return x
-
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor:
-        """Draw ``n`` samples with ``sampler`` (from :meth:`make_sampler`; default ancestral DDPM).
-
-        ``steps`` is the number of sampler steps (network evaluations, doubled
-        under guidance other than 0 or 1; ``last_nfe`` reports them): DDIM any
-        1..T (default 50); DDPM T by default, fewer steps use strided
-        respacing (an approximation of the T-step chain). ``labels`` (N,) in
-        0..C-1 for conditional models (random when None). Noise is drawn on
-        the CPU from ``generator`` and moved to the device. Returns float32 on
-        the CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2).
-        """
-        if prompts is not None:
-            raise ValueError("ddpm: text prompts are not supported (class labels only)")
-        if n < 0:
-            raise ValueError(f"ddpm: n must be >= 0, got {n}")
-        return self.from_internal(self.sample_continuous(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
+        return self.sample_internal(n, labels=labels, steps=steps, generator=generator, noise=x_T, sampler=sampler)
 
     # -- likelihood -----------------------------------------------------------------
     def _x0_hat(self, xt: Tensor, i: Tensor, y: Tensor | None) -> Tensor:
@@ -570,26 +437,11 @@ class DDPM:
         return (-(lt + ldiff + l0)).float()
 
     # -- state ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}
-        return {
-            "net": cpu(self.net.state_dict()),
-            "ema": cpu(self.ema.module.state_dict()),
-            "ema_n": self.ema.n,
-            "shift": self.shift.clone(),
-            "scale": self.scale.clone(),
-            "x0_bound": self.x0_bound,
-            "fitted": self._fitted,
-        }
+    def _extra_state(self) -> dict[str, Any]:
+        return {"x0_bound": self.x0_bound}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.ema.module.load_state_dict(state["ema"])
-        self.ema.n = int(state.get("ema_n", 0))
-        self.shift, self.scale = state["shift"].float(), state["scale"].float()
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
         self.x0_bound = float(state["x0_bound"])
-        self._fitted = bool(state.get("fitted", True))
-        self.net.eval()
 
 
 @register("ddpm", family="diffusion")

@@ -1,0 +1,307 @@
+"""What diffusion and flow matching share: a denoising network with EMA, labels
+with classifier-free guidance, the map between data and the network's space,
+the fit scaffolding around :func:`baselines.training.train`, sampling through
+sampler objects and the state.
+
+A subclass supplies the objective (``loss``), what its network predicts
+(``prediction``: ``"eps"`` or ``"velocity"``, which picks the compatible
+samplers of :mod:`baselines.samplers`), the sampler context (schedule, default
+steps) and its likelihood, if any.
+
+Representation: images are mapped to their K levels in [-1, 1]; 2-D data are
+standardized with the training mean and std (``shift``, ``scale``, part of the
+state). Samples are mapped back and images quantized to the K levels of [0, 1].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .nets import TimeMLP, UNet, pick_device
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
+from .samplers import Denoiser, Sampler, make_sampler
+from .training import EMA, Batch, default_warmup, train
+
+__all__ = ["DenoisingModel"]
+
+
+class DenoisingModel:
+    """Base class of :class:`~baselines.diffusion.DDPM` and :class:`~baselines.flow_matching.FlowMatching`.
+
+    Args:
+        info: the data set's metadata (images with K >= 2 levels, or 2-D points).
+        width, mults, blocks: U-Net size for images (``nets.UNet``).
+        hidden: MLP widths for 2-D data (``nets.TimeMLP``).
+        conditional: class-conditional with classifier-free guidance; labels
+            are replaced by the null label with probability ``p_uncond`` in training.
+        lr: Adam learning rate (``budget.lr`` overrides it).
+        ema_decay: decay of the weight average used for sampling.
+        t_scale: multiplies t before the sinusoidal time embedding.
+        device: ``"cpu"``, ``"cuda"`` or None (auto).
+    """
+
+    name: ClassVar[str] = "denoiser"
+    family: ClassVar[str] = ""
+    prediction: ClassVar[str] = ""  # "eps" or "velocity"
+    default_sampler: ClassVar[str] = ""
+    time_dtype: ClassVar[torch.dtype] = torch.float32
+    likelihood: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        info: DataInfo,
+        *,
+        width: int = 16,
+        mults: Sequence[int] = (1, 2),
+        blocks: int = 1,
+        hidden: Sequence[int] = (256, 256, 256),
+        conditional: bool = False,
+        p_uncond: float = 0.1,
+        lr: float = 2e-3,
+        ema_decay: float = 0.999,
+        t_scale: float = 1.0,
+        device: str | None = None,
+    ) -> None:
+        who = self.name
+        if info.kind not in ("image", "points"):
+            raise ValueError(f"{who}: unsupported data kind {info.kind!r}")
+        if info.is_image and (info.levels is None or info.levels < 2):
+            raise ValueError(f"{who}: image data needs levels >= 2, got {info.levels}")
+        if conditional and info.num_classes < 1:
+            raise ValueError(f"{who}: conditional=True needs a labelled data set; {info.name} has no classes")
+        if not 0.0 <= p_uncond < 1.0:
+            raise ValueError(f"{who}: p_uncond must be in [0, 1), got {p_uncond}")
+        self.data_info = info
+        self.conditional = bool(conditional)
+        self.p_uncond = float(p_uncond)
+        self.lr = float(lr)
+        self.device = pick_device(device)
+        self.num_classes = info.num_classes if self.conditional else 0
+        if info.is_image:
+            self.net: nn.Module = UNet(
+                info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=t_scale
+            )
+        else:
+            self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes, t_scale=t_scale)
+        self.net.to(self.device)
+        self.ema = EMA(self.net, ema_decay)
+        # 2-D data are standardized; images use the fixed map [0, 1] -> [-1, 1]
+        self.shift = torch.zeros(info.dim if not info.is_image else 1)
+        self.scale = torch.ones_like(self.shift)
+        self.last_nfe = 0
+        self._fitted = False
+
+    # -- representation -------------------------------------------------------------
+    def to_internal(self, x: Tensor) -> Tensor:
+        """Data -> the model's space: images on the K levels of [-1, 1], 2-D data standardized."""
+        x = x.float()
+        if self.data_info.is_image:
+            return from_levels(to_levels(x, self.data_info.levels), self.data_info.levels) * 2 - 1
+        return (x - self.shift) / self.scale
+
+    def from_internal(self, z: Tensor) -> Tensor:
+        """The model's space -> data on the CPU (images quantized to the K levels of [0, 1])."""
+        z = z.float().cpu()
+        if self.data_info.is_image:
+            return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
+        return z * self.scale + self.shift
+
+    def _check_x(self, x: Tensor, what: str) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
+            raise ValueError(f"{self.name}: {what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{self.name}: {what} contains NaN/inf values")
+
+    # -- info / options ---------------------------------------------------------------
+    @property
+    def default_steps(self) -> int:
+        """Steps of the default sampler."""
+        raise NotImplementedError
+
+    @property
+    def info(self) -> GeneratorInfo:
+        n, n_tr = count_parameters(self.net)
+        return GeneratorInfo(
+            name=self.name,
+            family=self.family,
+            shape=tuple(self.data_info.shape),
+            conditioning="class" if self.conditional else "none",
+            n_params=n,
+            n_trainable=n_tr,
+            likelihood=self.likelihood,
+            iterative=True,
+            default_steps=self.default_steps,
+        )
+
+    @property
+    def accepts(self) -> frozenset[str]:
+        return frozenset({"labels"}) if self.conditional else frozenset()
+
+    def _sampler_context(self) -> dict[str, Any]:
+        """What the model hands its samplers (schedule, default steps)."""
+        return {}
+
+    def _check_sampler_params(self, params: dict[str, Any]) -> None:
+        """Model-specific validation of sampler options (subclasses)."""
+
+    def make_sampler(self, sampler: str | None = None, **params: Any) -> Sampler:
+        """A sampler object for :meth:`sample` (training is unaffected): ``sampler``
+        names one of :data:`baselines.samplers.SAMPLERS` for this model's
+        prediction (default :attr:`default_sampler`); ``guidance_scale`` w >= 0
+        for a conditional model (0 unconditional, 1 conditional); other options
+        are the sampler's."""
+        if "guidance_scale" in params and not self.conditional:
+            raise ValueError(f"{self.name}: guidance_scale needs a model trained with conditional=True")
+        self._check_sampler_params(params)
+        return make_sampler(self.prediction, sampler or self.default_sampler, params, self._sampler_context(), self.name)
+
+    # -- network --------------------------------------------------------------------
+    def denoiser(self, net: nn.Module | None = None) -> Denoiser:
+        """What the samplers call: ``net`` (default the EMA network) with classifier-free guidance."""
+        return Denoiser(self.ema.module if net is None else net, self.num_classes, self.device, time_dtype=self.time_dtype)
+
+    # -- training -------------------------------------------------------------------
+    def loss(self, batch: Batch, generator: torch.Generator | None = None, *, net: nn.Module | None = None, p_uncond: float | None = None) -> Tensor:
+        """The training objective on ``batch`` (in the model's space); see the subclasses."""
+        raise NotImplementedError
+
+    def _labels_for_loss(self, yb: Tensor | None, b: int, p_uncond: float | None, generator: torch.Generator | None) -> Tensor | None:
+        """Labels for the network in a loss: None for an unconditional model, else ``yb`` with each
+        label replaced by the null label with probability ``p_uncond`` (default the model's; 0 draws nothing)."""
+        if not self.conditional:
+            return None
+        if yb is None:
+            raise ValueError(f"{self.name}: a conditional model's loss needs labels (batch.y)")
+        p = self.p_uncond if p_uncond is None else float(p_uncond)
+        if p > 0:
+            drop = torch.rand(b, generator=generator) < p
+            yb = torch.where(drop, torch.full_like(yb, self.num_classes), yb)
+        return yb.to(self.device)
+
+    def _fit_statistics(self, x: Tensor) -> None:
+        """Set the standardization of 2-D data from the training set x (N, D)."""
+        self.shift = x.mean(0)
+        self.scale = x.std(0).clamp_min(1e-6)
+
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """``budget.steps`` Adam steps on :meth:`loss`: linear LR warm-up, gradient
+        clipping at 1, EMA of the weights (:func:`baselines.training.train`)."""
+        self._check_x(data.x, "training data")
+        if self.conditional and data.y is None:
+            raise ValueError(f"{self.name}: conditional=True needs training labels (TrainData.y)")
+        if budget.steps < 1:
+            raise ValueError(f"{self.name}: budget.steps must be >= 1, got {budget.steps}")
+        t0 = time.perf_counter()
+        if not self.data_info.is_image:
+            self._fit_statistics(data.x.float().reshape(len(data.x), -1))
+        x = self.to_internal(data.x)
+        y = data.y.long() if (self.conditional and data.y is not None) else None
+        self.net.train()
+        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
+        report = train(
+            self.name, budget, x, y, loss=self.loss, optimizer=opt, params=self.net.parameters(),
+            warmup=default_warmup(budget.steps), clip_grad=1.0, ema=self.ema, started=t0,
+        )  # fmt: skip
+        self.net.eval()
+        self._fitted = True
+        return report
+
+    # -- sampling -------------------------------------------------------------------
+    def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
+        labels = class_labels(self.name, n, labels, self.num_classes, self.conditional, generator)
+        return None if labels is None else labels.to(self.device)
+
+    def _run_denoiser(self, den: Denoiser) -> Denoiser:
+        """Hook: adjust the denoiser a run uses (e.g. its x_0 clipping range)."""
+        return den
+
+    @torch.no_grad()
+    def sample_internal(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
+        sampler: Sampler | None = None,
+    ) -> Tensor:
+        """Run ``sampler`` (default :meth:`make_sampler`) from noise drawn on the CPU
+        from ``generator`` (or the given ``noise``) and return the result in the
+        model's space, on its device, before quantization. Labels (random when
+        None for a conditional model) are drawn before the noise. Sets ``last_nfe``."""
+        sampler = self.make_sampler() if sampler is None else sampler
+        kind = getattr(sampler, "kind", self.prediction)
+        if kind != self.prediction:
+            raise ValueError(
+                f"{self.name}: sampler {getattr(sampler, 'name', sampler)!r} integrates {kind}-prediction models; "
+                f"this model predicts {self.prediction}"
+            )
+        steps = sampler.default_steps() if steps is None else int(steps)
+        sampler.timesteps(steps)  # validates steps before any noise is drawn
+        y = self._labels(n, labels, generator)
+        shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
+        x = torch.randn(shape, generator=generator) if noise is None else noise.float().reshape(shape)
+        self.ema.module.eval()
+        x = sampler.run(self._run_denoiser(self.denoiser()), x.to(self.device), steps, y, generator)
+        self.last_nfe = sampler.nfe
+        return x
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: Sampler | None = None,
+    ) -> Tensor:
+        """Draw ``n`` samples with ``sampler`` (from :meth:`make_sampler`; default
+        :attr:`default_sampler`). ``steps`` is the number of sampler steps (network
+        evaluations per step: one, two under guidance other than 0 or 1 or for
+        two-stage samplers; ``last_nfe`` reports the total per sample).
+        ``labels`` (N,) in 0..C-1 for conditional models (random when None).
+        Noise is drawn on the CPU from ``generator``. Returns float32 on the
+        CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
+        if prompts is not None:
+            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
+        if n < 0:
+            raise ValueError(f"{self.name}: n must be >= 0, got {n}")
+        return self.from_internal(self.sample_internal(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
+
+    # -- state ----------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain Python only (loads with ``torch.load(weights_only=True)``)."""
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        return {
+            "net": cpu(self.net.state_dict()),
+            "ema": cpu(self.ema.module.state_dict()),
+            "ema_n": self.ema.n,
+            "shift": self.shift.clone(),
+            "scale": self.scale.clone(),
+            "fitted": self._fitted,
+            **self._extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.ema.n = int(state.get("ema_n", 0))
+        self.shift, self.scale = state["shift"].float(), state["scale"].float()
+        self._load_extra_state(state)
+        self._fitted = bool(state.get("fitted", True))
+        self.net.eval()
