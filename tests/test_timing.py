@@ -216,3 +216,17 @@ def test_timing_phase_leaves_out_a_broken_row(capsys):
     assert {x["generator"] for x in r.store.recs} == {"a"}
     err = capsys.readouterr().err
     assert "toy/bad/seed0" in err and "boom" in err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_peak_memory_and_round_robin_on_cuda():
+    def fn():
+        a = torch.empty(1 << 20, device="cuda")  # 4 MiB (a multiple of the allocator's 512-byte blocks)
+        b = torch.empty(1 << 19, device="cuda")  # 2 MiB
+        return a.sum() + b.sum()
+
+    peak, how = fl.peak_memory(fn, "cuda")
+    assert (1 << 22) + (1 << 21) <= peak <= (1 << 22) + (1 << 21) + 4096 and "cuda" in how
+    res = lat.measure_round_robin({"a": fn, "b": fn}, batch_size=2, min_repeats=3, max_repeats=5, device="cuda")
+    assert all(r.repeats >= 3 for r in res.values())
