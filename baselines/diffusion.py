@@ -132,7 +132,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor | flo
 class DDPM(DenoisingModel):
     """epsilon-prediction diffusion model; see the module docstring.
 
-    Hyperparameters (factory :func:`make_ddpm`): ``T`` diffusion steps,
+    Hyperparameters (registered as ``ddpm``): ``T`` diffusion steps,
     ``schedule`` ("linear" | "cosine"), network size (``width``, ``mults``,
     ``blocks`` for the U-Net; ``hidden`` for the 2-D MLP), ``conditional`` and
     ``p_uncond`` (label dropout), optimiser ``lr``, ``ema_decay``,
@@ -444,35 +444,5 @@ class DDPM(DenoisingModel):
         self.x0_bound = float(state["x0_bound"])
 
 
-@register("ddpm", family="diffusion")
-def make_ddpm(
-    info: DataInfo,
-    T: int = 1000,
-    schedule: str = "cosine",
-    width: int = 16,
-    mults: Sequence[int] = (1, 2),
-    blocks: int = 1,
-    hidden: Sequence[int] = (256, 256, 256),
-    conditional: bool = False,
-    p_uncond: float = 0.1,
-    lr: float = 2e-3,
-    ema_decay: float = 0.999,
-    elbo_timesteps: int | None = 100,
-    device: str | None = None,
-) -> DDPM:
-    """Denoising diffusion (eps-prediction; DDPM and DDIM samplers, CFG, ELBO)."""
-    return DDPM(
-        info,
-        T=T,
-        schedule=schedule,
-        width=width,
-        mults=mults,
-        blocks=blocks,
-        hidden=hidden,
-        conditional=conditional,
-        p_uncond=p_uncond,
-        lr=lr,
-        ema_decay=ema_decay,
-        elbo_timesteps=elbo_timesteps,
-        device=device,
-    )
+# The class is the factory: its constructor's keywords are the hyperparameters.
+make_ddpm = register("ddpm", family="diffusion", description="Denoising diffusion (eps-prediction; DDPM and DDIM samplers, CFG, ELBO).")(DDPM)

@@ -43,7 +43,7 @@ T_SCALE = 1000.0  # t in [0, 1] -> [0, 1000] for the sinusoidal embedding
 class FlowMatching(DenoisingModel):
     """Rectified flow with an Euler sampler; see the module docstring.
 
-    Hyperparameters (factory :func:`make_flow_matching`): network size
+    Hyperparameters (registered as ``flow-matching``): network size
     (``width``, ``mults``, ``blocks`` for the U-Net, ``hidden`` for the 2-D
     MLP), ``conditional`` / ``p_uncond``, Adam ``lr``, ``ema_decay``,
     ``default_steps`` (sampler steps when ``sample`` gets none).
@@ -133,31 +133,5 @@ class FlowMatching(DenoisingModel):
         return self.sample_internal(n, labels=labels, steps=steps, generator=generator, noise=x0, sampler=sampler)
 
 
-@register("flow-matching", family="flow_matching")
-def make_flow_matching(
-    info: DataInfo,
-    width: int = 16,
-    mults: Sequence[int] = (1, 2),
-    blocks: int = 1,
-    hidden: Sequence[int] = (256, 256, 256),
-    conditional: bool = False,
-    p_uncond: float = 0.1,
-    lr: float = 2e-3,
-    ema_decay: float = 0.999,
-    default_steps: int = 50,
-    device: str | None = None,
-) -> FlowMatching:
-    """Rectified flow / conditional flow matching with an Euler sampler."""
-    return FlowMatching(
-        info,
-        width=width,
-        mults=mults,
-        blocks=blocks,
-        hidden=hidden,
-        conditional=conditional,
-        p_uncond=p_uncond,
-        lr=lr,
-        ema_decay=ema_decay,
-        default_steps=default_steps,
-        device=device,
-    )
+# The class is the factory: its constructor's keywords are the hyperparameters.
+make_flow_matching = register("flow-matching", family="flow_matching", description="Rectified flow / conditional flow matching with Euler and Heun samplers.")(FlowMatching)
