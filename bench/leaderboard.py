@@ -405,10 +405,13 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
             parts.append(f"N real = {', '.join(map(str, n_real))} ({first.get('reference', 'train split') if isinstance(first, dict) else 'train split'})")
         lines.append("- " + "; ".join(parts))
         seen: dict[str, dict] = {}
-        for m, s in zip(sub["metric"], sub["settings"]):
-            if isinstance(s, dict) and m not in seen:
-                keep = {k: v for k, v in s.items() if k not in ("weights_hash", "test_accuracy", "extractor", "dim", "n_real", "n_fake", "n", "device") and not isinstance(v, (dict, list))}
-                seen[m] = keep
+        skip = ("weights_hash", "test_accuracy", "extractor", "dim", "n_real", "n_fake", "n", "device")
+        for m, g in sub.groupby("metric", sort=False):  # the protocol = settings shared by every record of a metric; varying ones are per-row data
+            dicts = [st for st in g["settings"] if isinstance(st, dict)]
+            if not dicts:
+                continue
+            seen[m] = {k: v for k, v in dicts[0].items()
+                       if k not in skip and not isinstance(v, (dict, list)) and all(k in d and d[k] == v for d in dicts[1:])}  # fmt: skip
         for m, s in seen.items():
             if s:
                 lines.append(f"  - `{m}`: " + ", ".join(f"{k}={v}" for k, v in s.items()))
@@ -421,8 +424,9 @@ def _timing_lines(df: pd.DataFrame) -> list[str]:
     if t.empty:
         return []
     threads = sorted({s.get("threads") for s in t["settings"] if s.get("threads") is not None})
-    others = [s.get("other_cpu_cores") for s in t["settings"] if _finite(s.get("other_cpu_cores"))]
-    loads = [s.get("loadavg_before") for s in t["settings"] if _finite(s.get("loadavg_before"))]
+    blocks = [s.get("load") if isinstance(s.get("load"), dict) else s for s in t["settings"]]
+    others = [b.get("other_cpu_cores") for b in blocks if _finite(b.get("other_cpu_cores"))]
+    loads = [b.get("loadavg_before") for b in blocks if _finite(b.get("loadavg_before"))]
     n_loaded = int(t["loaded"].fillna(False).astype(bool).sum())
     line = (
         f"- timing: measured after all jobs in one process, generators interleaved round-robin after warm-up, torch threads = "

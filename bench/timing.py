@@ -184,10 +184,11 @@ def _nfe(r: _Row, suite_raw: dict) -> int | None:
 
 
 def _load_fields(load: Any, st: TimingSettings) -> dict[str, Any]:
+    """Thread count, and the machine's load during the timed block (one sub-table: it describes the block, not the protocol)."""
     return {
-        "threads": st.threads, "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,
-        "other_cpu_cores": load.other_cpu_cores, "load_threshold_cores": st.load_threshold, "load_method": load.method,
-        "block_wall_s": load.wall_s,
+        "threads": st.threads, "load_threshold_cores": st.load_threshold,
+        "load": {"loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after, "other_cpu_cores": load.other_cpu_cores,
+                 "own_cpu_s": load.own_cpu_s, "method": load.method, "block_wall_s": load.wall_s},
     }  # fmt: skip
 
 
@@ -195,7 +196,7 @@ def _latency_fields(lat: Latency, st: TimingSettings, load: Any, r: _Row, n_rows
     settings = {
         "phase": "timing", "batch_size": lat.batch_size, "repeats": lat.repeats, "warmup": st.warmup, "stable": lat.stable,
         "rel_tol": st.rel_tol, "statistic": "median over repeats", "interval": "IQR (q25, q75) over repeats, not a confidence interval",
-        "interleaved_rows": n_rows, "device": str(device), "steps": r.steps, **_load_fields(load, st),
+        "interleaved_rows": n_rows, "device": str(device), **_load_fields(load, st),
     }  # fmt: skip
     return {
         "value": lat.per_sample_ms, "lo": lat.q25_ms, "hi": lat.q75_ms, "settings": settings, "loaded": bool(load.loaded),

@@ -184,7 +184,7 @@ def test_timing_phase_records_and_resume():
     assert recs[("a@2", "params")]["value"] == 16
     st = recs[("a@2", "latency_ms")]["settings"]
     assert st["phase"] == "timing" and st["threads"] == 1 and st["batch_size"] == 4 and st["interleaved_rows"] == 3
-    assert isinstance(recs[("a@2", "latency_ms")]["loaded"], bool) and "other_cpu_cores" in st
+    assert isinstance(recs[("a@2", "latency_ms")]["loaded"], bool) and "other_cpu_cores" in st["load"]
     assert recs[("a@2", "latency_ms")]["label"] == "ms/sample" and recs[("a@2", "ms_per_nfe")]["unit"] == "ms"
     # interleaved: the timed calls at one batch size alternate between the models
     assert "a2a4b1a2a4b1" in "".join(log)
