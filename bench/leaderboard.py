@@ -427,11 +427,12 @@ def _timing_lines(df: pd.DataFrame) -> list[str]:
     blocks = [s.get("load") if isinstance(s.get("load"), dict) else s for s in t["settings"]]
     others = [b.get("other_cpu_cores") for b in blocks if _finite(b.get("other_cpu_cores"))]
     loads = [b.get("loadavg_before") for b in blocks if _finite(b.get("loadavg_before"))]
-    n_loaded = int(t["loaded"].fillna(False).astype(bool).sum())
+    timed = t[t["loaded"].notna()]  # wall-time records (FLOPs and memory do not depend on load)
+    n_loaded = int(timed["loaded"].astype(bool).sum())
     line = (
         f"- timing: measured after all jobs in one process, generators interleaved round-robin after warm-up, torch threads = "
         f"{'/'.join(map(str, threads)) or '?'}; CPU used by other processes during the phase: up to {fmt_num(max(others)) if others else 'n/a'} cores "
-        f"(1-min load average before: {fmt_num(max(loads)) if loads else 'n/a'}); {n_loaded} of {len(t)} timing records flagged ⚠ (loaded)."
+        f"(1-min load average before: {fmt_num(max(loads)) if loads else 'n/a'}); {n_loaded} of {len(timed)} wall-time records flagged ⚠ (loaded)."
     )
     return [line]
 

@@ -148,7 +148,7 @@ def test_loaded_timings_are_flagged(suite):
     df = lb.records_frame(recs)
     md = lb.dataset_table(df, suite, "digits")
     assert "0.500 ⚠" in md and "0.400 ⚠" not in md and "⚠ timed while other processes loaded the CPU" in md
-    assert "1 of 2 timing records flagged" in lb._timing_lines(df)[0]
+    assert "1 of 2 wall-time records flagged" in lb._timing_lines(df)[0]
 
 
 # ---------------------------------------------------------------- files: exports and assets
