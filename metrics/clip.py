@@ -11,9 +11,10 @@ Two kinds of model sit behind one small interface (:class:`ClipModel`:
   :func:`metrics.extractors.training_data`), each image paired with varied
   captions of its class ("a handwritten digit seven", "the number 7", "a
   picture of a 7", "seven", ...). Training is deterministic (seed 0), takes
-  about 20-50 s on one CPU thread, and is cached under
-  ``default_cache_dir()/extractors/digits-clip-v{VERSION}.pt`` with a JSON
-  report beside it; the weights hash enters every record. Zero-shot
+  about 20-50 s on one CPU thread, and is cached with its report as one
+  checksummed :mod:`genbench.cache` artifact
+  ``default_cache_dir()/extractors/digits-clip-v{VERSION}.pt`` (damage means
+  a retrain, never use); the weights hash enters every record. Zero-shot
   classification accuracy of the real *test* digits from the class captions
   ("a handwritten digit {word}", the data set's captions) is recorded and must
   be at least :data:`MIN_ZERO_SHOT_ACCURACY` (0.90), else :class:`ClipError`.
@@ -39,9 +40,9 @@ class-conditional generator for ``sample(prompts=...)`` lives in
 
 from __future__ import annotations
 
-import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +50,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from genbench.cache import MAGIC as ARTIFACT_MAGIC
+from genbench.cache import read_artifact, write_artifact
 
 from .extractors import default_cache_dir, file_hash, state_hash, training_data
 
@@ -353,36 +357,58 @@ def _digits_clip_path(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir or default_cache_dir()) / "extractors" / f"digits-clip-v{CLIP_DIGITS_VERSION}.pt"
 
 
-def _load_or_train_digits_clip(weights: str | Path | None = None, cache_dir: str | Path | None = None) -> DigitsClip:
-    path = Path(weights) if weights else _digits_clip_path(cache_dir)
-    meta_path = path.with_suffix(".json")
-    if path.exists():
-        state = torch.load(path, weights_only=True)
-        vocab = state.pop("_vocab").tolist()
-        tok = _CompactTokenizer(vocab)
-        model = _build_digits_clip(tok.vocab_size)
-        model.load_state_dict(state)
-        report = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    else:
-        if weights:
+def _clip_from_state(state: dict[str, Tensor]):
+    state = dict(state)
+    tok = _CompactTokenizer(state.pop("_vocab").tolist())
+    model = _build_digits_clip(tok.vocab_size)
+    model.load_state_dict(state)
+    return model, tok
+
+
+def _load_cached_digits_clip(path: Path):
+    """(model, tokenizer, report) from the checksummed artifact at ``path``, or None (absent, or damaged: warned)."""
+    if not path.is_file():
+        return None
+    try:
+        obj = read_artifact(path)
+        model, tok = _clip_from_state(obj["state_dict"])
+        return model, tok, dict(obj.get("report") or {})
+    except Exception as e:  # checksum mismatch, old plain file, wrong keys: retrain
+        warnings.warn(f"digits-clip: cached weights {path} are unreadable ({type(e).__name__}); retraining", stacklevel=3)
+        return None
+
+
+def _load_or_train_digits_clip(
+    weights: str | Path | None = None, cache_dir: str | Path | None = None, train_data: Any = None
+) -> DigitsClip:
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
             raise ClipError(f"digits-clip weights not found at {path}; omit weights= to train and cache them")
-        model, tok, report = train_digits_clip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({**model.state_dict(), "_vocab": torch.tensor(tok.bpe_ids)}, tmp)
-        os.replace(tmp, path)
-        clip = DigitsClip(model, tok, report)
-        report["weights_hash"] = clip.weights_hash
-        meta_tmp = meta_path.with_suffix(f".tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps(report, indent=2))
-        os.replace(meta_tmp, meta_path)
+        try:
+            with open(path, "rb") as f:
+                is_artifact = f.read(len(ARTIFACT_MAGIC)) == ARTIFACT_MAGIC
+            obj = read_artifact(path) if is_artifact else {"state_dict": torch.load(path, map_location="cpu", weights_only=True)}
+            model, tok = _clip_from_state(obj["state_dict"])
+        except Exception as e:
+            raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {e})") from e
+        report = dict(obj.get("report") or {})
+    else:
+        path = _digits_clip_path(cache_dir)
+        cached = _load_cached_digits_clip(path)
+        if cached is not None:
+            model, tok, report = cached
+        else:
+            model, tok, report = train_digits_clip(train_data=train_data)
+            report["weights_hash"] = DigitsClip(model, tok, report).weights_hash
+            write_artifact(path, {"state_dict": {**model.state_dict(), "_vocab": torch.tensor(tok.bpe_ids)}, "report": report}, "torch")
     clip = DigitsClip(model, tok, report)
     acc = report.get("zero_shot_accuracy")
     if acc is None or acc < MIN_ZERO_SHOT_ACCURACY:
         shown = "missing" if acc is None else f"{acc:.3f}"
         raise ClipError(
             f"digits-clip zero-shot accuracy on the test digits is {shown}, below the required {MIN_ZERO_SHOT_ACCURACY}; "
-            f"delete {path} (and {meta_path.name}) to retrain"
+            f"delete {path} to retrain"
         )
     return clip
 

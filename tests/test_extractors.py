@@ -5,7 +5,6 @@ digits-cnn inside torch-fidelity's calculate_metrics."""
 from __future__ import annotations
 
 import hashlib
-import json
 import urllib.error
 
 import numpy as np
@@ -16,6 +15,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from bench import data as bench_data
+from genbench.cache import read_artifact
 from genbench.registry import Registry
 from metrics.extractors import (
     EXTRACTORS,
@@ -291,7 +291,7 @@ def test_digits_cnn_trained_from_injected_data_keeps_its_weights_hash(tmp_path):
         e = DigitsCNNExtractor(cache_dir=tmp_path, train_data=_sklearn_digits_split)
     assert e.weights_hash == REFERENCE_WEIGHTS_HASH
     assert e.test_accuracy >= 0.95
-    assert json.loads(cached.with_suffix(".json").read_text())["weights_hash"] == REFERENCE_WEIGHTS_HASH
+    assert read_artifact(cached)["report"]["weights_hash"] == REFERENCE_WEIGHTS_HASH  # a checksummed genbench.cache artifact
     assert DigitsCNNExtractor(cache_dir=tmp_path).weights_hash == REFERENCE_WEIGHTS_HASH  # from the cache, no data needed
 
 

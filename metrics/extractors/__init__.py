@@ -29,17 +29,16 @@ extractor. A provider is a zero-argument callable returning a
 from __future__ import annotations
 
 import hashlib
-import os
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from genbench.cache import default_cache_dir, file_hash
 from genbench.registry import Registry, UnknownNameError
 
 __all__ = [
@@ -62,28 +61,6 @@ __all__ = [
 
 class ExtractorError(RuntimeError):
     """An extractor cannot run (missing or corrupt weights, missing training data); the message says how to fix it."""
-
-
-def default_cache_dir() -> Path:
-    """Root of genbench's caches: ``$GENBENCH_CACHE`` or ``~/.cache/genbench``."""
-    return Path(os.environ.get("GENBENCH_CACHE", Path.home() / ".cache" / "genbench"))
-
-
-_FILE_HASHES: dict[tuple, str] = {}
-
-
-def file_hash(path: str | Path) -> str:
-    """sha256 (first 16 hex digits) of a file, memoised per (path, size, mtime)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()[:16]
-    return _FILE_HASHES[key]
 
 
 def state_hash(state: dict[str, Tensor]) -> str:

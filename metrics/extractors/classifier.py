@@ -3,8 +3,10 @@
 :class:`ClassifierExtractor` holds what ``digits-cnn`` and ``mnist-cnn`` share:
 training on a :class:`~metrics.extractors.LabeledSplit` with a fixed seed
 (single-threaded, so the weights do not depend on the machine's thread count),
-caching the weights under ``default_cache_dir()/extractors/<name>-v<version>.pt``
-with a JSON report beside them (test accuracy, epochs, seed, training time),
+caching weights and report (test accuracy, epochs, seed, training time) as one
+checksummed :mod:`genbench.cache` artifact
+``default_cache_dir()/extractors/<name>-v<version>.pt`` (a damaged or
+tampered file is reported and retrained, never used),
 a minimum test accuracy enforced on every load, and the weights hash that
 enters every feature-cache key.
 
@@ -17,8 +19,6 @@ marks data sets whose channels each carry a class (stacked digits).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +27,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from genbench.cache import MAGIC as ARTIFACT_MAGIC
+from genbench.cache import read_artifact, write_artifact
 
 from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, state_hash, training_data
 
@@ -100,8 +103,9 @@ class ClassifierExtractor(Extractor):
     ``epochs``, ``MIN_ACCURACY`` and implement :meth:`make_net`.
 
     Args:
-        weights: a weights file (``torch.load(weights_only=True)``) instead of
-            the cached/trained one; a missing or unreadable file raises
+        weights: a weights file instead of the cached/trained one: a plain
+            state dict (``torch.load(weights_only=True)``) or a genbench
+            artifact as cached; a missing or unreadable file raises
             :class:`ExtractorError` naming it.
         cache_dir: genbench cache root (default ``$GENBENCH_CACHE`` or ``~/.cache/genbench``).
         train_data: training data (a :class:`LabeledSplit`, a provider or a
@@ -148,11 +152,18 @@ class ClassifierExtractor(Extractor):
 
     def _load(self, path: Path, explicit: bool) -> bool:
         """Load weights from ``path``; a bad file is an error if the user named it, else a warning and a retrain."""
-        meta_path = path.with_suffix(".json")
         try:
-            self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            self.report = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        except Exception as e:  # unpickling refused, truncated file, wrong keys/shapes, bad JSON
+            with open(path, "rb") as f:
+                is_artifact = f.read(len(ARTIFACT_MAGIC)) == ARTIFACT_MAGIC
+            if is_artifact or not explicit:
+                obj = read_artifact(path)  # checksum verified
+            else:  # a user's plain state dict
+                obj = {"state_dict": torch.load(path, map_location="cpu", weights_only=True), "report": {}}
+            if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
+                raise ExtractorError("not a {'state_dict', 'report'} artifact")
+            self.net.load_state_dict(obj["state_dict"])
+            self.report = dict(obj.get("report") or {})
+        except Exception as e:  # checksum mismatch, unpickling refused, truncated file, wrong keys/shapes
             if explicit:
                 raise ExtractorError(f"{self.name}: cannot load weights from {path} ({type(e).__name__}: {e})") from e
             warnings.warn(f"{self.name}: cached weights {path} are unreadable ({type(e).__name__}); retraining", stacklevel=3)
@@ -164,13 +175,8 @@ class ClassifierExtractor(Extractor):
         data = training_data(self.data_name, train_data, for_extractor=self.name)
         self.net, report = train_classifier(self.make_net, data, epochs=self.epochs, seed=0, max_shift=self.max_shift)
         self.report = {**report, "version": self.version, "data": self.data_name, "max_shift": self.max_shift}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(self.net.state_dict(), tmp)
-        os.replace(tmp, path)
-        meta_tmp = path.with_suffix(f".json.tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps({**self.report, "weights_hash": state_hash(self.net.state_dict())}, indent=2))
-        os.replace(meta_tmp, path.with_suffix(".json"))
+        self.report["weights_hash"] = state_hash(self.net.state_dict())
+        write_artifact(path, {"state_dict": self.net.state_dict(), "report": self.report}, "torch")
 
     @property
     def test_accuracy(self) -> float | None:
