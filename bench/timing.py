@@ -140,8 +140,11 @@ def _metric_names(job: Any) -> list[str]:
 
 def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
     have = runner.store.keys()
+    done = runner.store.done_jobs() if callable(getattr(runner.store, "done_jobs", None)) else None
     rows = []
     for job in jobs:
+        if done is not None and job.id not in done:  # a failed job: nothing trained to time (load_model would train it here)
+            continue
         outs = timing_outputs(_metric_names(job))
         if not outs:
             continue

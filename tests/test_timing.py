@@ -139,8 +139,13 @@ class ToyGen:
 class FakeStore:
     recs: list = field(default_factory=list)
 
+    failed: set = field(default_factory=set)
+
     def keys(self):
         return {(r["job"], r["generator"], r["metric"]) for r in self.recs}
+
+    def done_jobs(self):
+        return {f"toy/{n}/seed0" for n in ("a", "b", "bad")} - self.failed
 
 
 class FakeRunner:
@@ -197,6 +202,9 @@ def test_timing_phase_records_and_resume():
 def test_timing_phase_skips_rows_without_timing_metrics_and_reports_bad_settings():
     r = FakeRunner(SimpleNamespace(settings={}, raw={}), {"a": ToyGen(0.0, [], "a")})
     timing.run_timing_phase(r, [_job("a", [None], metrics=("fid",))])
+    assert r.store.recs == []
+    r.store.failed.add("toy/a/seed0")  # a job that failed is not timed (its model was never trained)
+    timing.run_timing_phase(r, [_job("a", [None], metrics=("latency",))])
     assert r.store.recs == []
     with pytest.raises(ValueError, match="timing_threads"):
         timing.TimingSettings.from_settings({"timing_threads": 0})
