@@ -49,6 +49,7 @@ class WorkerConfig:
     progress: bool = False
     threads: int | None = None
     ray_address: str | None = None
+    save_samples: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,6 +76,7 @@ def job_context(job: Job, cfg: WorkerConfig, emit: Callable[[dict[str, Any]], No
     return JobContext(
         job=job, cache=Cache(cfg.cache_dir), device=cfg.device, assets=assets or cfg.store_dir / "assets", emit=emit,
         have=set(have), provenance=cfg.provenance or provenance(cfg.device), progress=cfg.progress,
+        save_samples=cfg.save_samples, samples_dir=cfg.store_dir / "samples",
     )  # fmt: skip
 
 

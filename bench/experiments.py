@@ -17,7 +17,7 @@ from genbench.registry import Registry
 
 from .pipeline import RunSummary, provenance
 from .store import ResultStore, record_key
-from .suite import Suite
+from .suite import Suite, SuiteError
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
 
@@ -27,6 +27,8 @@ EXPERIMENTS.register("personalization", "bench.personalization:run_personalizati
 
 def run_experiment(suite: Suite, *, seeds: list[int] | None, results_dir: Path, device: str, progress: bool = True) -> RunSummary:
     """Run the suite's experiment and append its new records to ``results_dir/<suite>/records.jsonl``."""
+    if suite.experiment not in EXPERIMENTS:
+        raise SuiteError(f"{suite.path}: unknown experiment {suite.experiment!r}; valid: {', '.join(EXPERIMENTS.names())}")
     fn = EXPERIMENTS.load(suite.experiment)
     t0 = time.perf_counter()
     store = ResultStore(results_dir / suite.name)

@@ -29,6 +29,7 @@ records and return them to the driver, which alone appends to the store.
 from __future__ import annotations
 
 import inspect
+import io
 import random
 import time
 import traceback
@@ -42,7 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from baselines import registry as greg
-from genbench.cache import Cache, content_hash, file_hash
+from genbench.cache import Cache, atomic_write, content_hash, file_hash
 from genbench.protocol import Autoencoding, Budget, HeldOutReference, LabeledSampler, SamplerChoice, Trainable, TrainData, TrainReference
 from genbench.registry import check_name
 from metrics import extractors as freg
@@ -177,6 +178,8 @@ class JobContext:
     model: Any = None
     model_key: dict[str, Any] | None = None
     sampler: Any = None
+    save_samples: bool = False  # keep samples as results/<suite>/samples/<dataset>__<row>__seed<seed>.npz + .png
+    samples_dir: Path | None = None
     expected: set[tuple] = field(default_factory=set)  # every record key this job must end with
     added: int = 0  # metric records appended (internal markers not counted)
 
@@ -387,6 +390,20 @@ def _save_grid(ctx: JobContext, row: str, x: torch.Tensor) -> None:
     save_sample_grid(x, ctx.ds.info, _inside(ctx.assets, name), title=f"{row} on {job.dataset.name}")
 
 
+def _save_samples(ctx: JobContext, row: str, x: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """``--save-samples``: the row's samples as ``.npz`` (``x`` float32 as sampled, ``y`` labels if any) and a PNG grid."""
+    job = ctx.job
+    root = ctx.samples_dir or ctx.assets.parent / "samples"
+    stem = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(row.replace('@', '_at'), 'generator row')}__seed{int(job.seed)}"
+    buf = io.BytesIO()
+    arrays = {"x": x.numpy().astype(np.float32)}
+    if labels is not None:
+        arrays["y"] = labels.numpy()
+    np.savez(buf, **arrays)
+    atomic_write(_inside(root, stem + ".npz"), buf.getvalue())
+    save_sample_grid(x, ctx.ds.info, _inside(root, stem + ".png"), title=f"{row} on {job.dataset.name} (seed {job.seed})")
+
+
 def _latent_figure(ctx: JobContext) -> None:
     """The latent-space arithmetic figure for any model that encodes and decodes, on labelled images that have the figure's classes."""
     if not isinstance(ctx.model, Autoencoding) or not latent_figure_applies(ctx.ds):
@@ -433,6 +450,8 @@ def run_job(ctx: JobContext) -> None:
         fake, fake_labels, nfe = sample(ctx, steps)
         if job.seed in job.figure_seeds:
             _save_grid(ctx, row, fake)
+        if ctx.save_samples:
+            _save_samples(ctx, row, fake, fake_labels)
         ectx = features(ctx, fake, fake_labels, steps)
         record(ctx, row, steps, measure(ectx, todo), len(fake), nfe)
     ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})

@@ -64,7 +64,9 @@ def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
 class Runner:
     """Runs one suite into ``results_dir/<suite>/records.jsonl`` (cache in ``results_dir/cache``)."""
 
-    def __init__(self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True) -> None:
+    def __init__(
+        self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True, save_samples: bool = False
+    ) -> None:
         self.suite = suite
         self.results_dir = Path(results_dir)
         self.store = ResultStore(self.results_dir / suite.name)
@@ -72,13 +74,14 @@ class Runner:
         self.assets = self.results_dir / suite.name / "assets"
         self.device = resolve_device(device)
         self.progress = progress
+        self.save_samples = save_samples
         self._provenance = provenance(self.device)
         self._samplers: dict[str, Any] = {}
 
     def config(self, threads: int | None = None, ray_address: str | None = None) -> WorkerConfig:
         return WorkerConfig(
             results_dir=str(self.results_dir), suite=self.suite.name, device=self.device, progress=self.progress,
-            threads=threads, ray_address=ray_address, provenance=self._provenance,
+            threads=threads, ray_address=ray_address, save_samples=self.save_samples, provenance=self._provenance,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ public
@@ -214,14 +217,16 @@ def run_suite(
     executor: str = "local",
     workers: int = 1,
     ray_address: str | None = None,
+    save_samples: bool = False,
 ) -> RunSummary:
     """Run (or resume) every job of ``suite``; returns what was done.
 
     ``executor``: ``local`` (this process), ``process`` (``workers`` local
     processes) or ``ray`` (optional extra; ``ray_address`` or ``RAY_ADDRESS``
-    names the cluster).
+    names the cluster). ``save_samples`` keeps every row's samples under
+    ``results_dir/<suite>/samples/`` (``.npz`` + PNG grid).
     """
     if suite.experiment:
         return run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
-    runner = Runner(suite, results_dir=results_dir, device=device, progress=progress)
+    runner = Runner(suite, results_dir=results_dir, device=device, progress=progress, save_samples=save_samples)
     return runner.run(seeds, executor=executor, workers=workers, ray_address=ray_address)

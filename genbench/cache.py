@@ -14,8 +14,9 @@ weights, personalization checkpoints.
   artifact file carries the sha256 of its payload in a short header
   (``GENBENCH-ARTIFACT 1 <sha256> <torch|json>``) that is verified on every
   read. A checksum mismatch, a truncated file or a payload that torch / JSON
-  cannot parse is reported once (a :class:`CorruptArtifactWarning` naming the
-  file), the file is removed and the caller recomputes it. Tensors load with
+  cannot parse is reported once (a warning naming the file on the
+  ``genbench.cache`` logger: metric code that silences ``warnings`` cannot
+  hide it), the file is removed and the caller recomputes it. Tensors load with
   ``torch.load(weights_only=True)``: no cached file can run code.
 
 Trust: cached files are data, never code; a damaged or tampered cache costs a
@@ -27,9 +28,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ from .registry import check_name
 __all__ = [
     "ArtifactError",
     "Cache",
-    "CorruptArtifactWarning",
     "atomic_write",
     "content_hash",
     "default_cache_dir",
@@ -59,8 +59,7 @@ class ArtifactError(ValueError):
     """An artifact file that cannot be trusted: bad header, checksum mismatch, truncated, unparsable."""
 
 
-class CorruptArtifactWarning(UserWarning):
-    """A cached artifact was damaged and is being recomputed (the message names the file)."""
+log = logging.getLogger("genbench.cache")
 
 
 def default_cache_dir() -> Path:
@@ -156,10 +155,11 @@ _WARNED: set[str] = set()
 
 
 def _report_corrupt(path: Path, err: Exception) -> None:
-    """Warn once per file that it is damaged and will be recomputed."""
-    if str(path) not in _WARNED:
-        _WARNED.add(str(path))
-        warnings.warn(f"{err}; recomputing it", CorruptArtifactWarning, stacklevel=3)
+    """Warn once per file (logger ``genbench.cache``) that it is damaged and will be recomputed."""
+    key = f"{path}:{err}"
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s; recomputing it", err)
 
 
 class Cache:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
+import logging
 
 import pytest
 import torch
@@ -12,7 +12,6 @@ import torch
 from genbench.cache import (
     ArtifactError,
     Cache,
-    CorruptArtifactWarning,
     atomic_write,
     content_hash,
     file_hash,
@@ -51,7 +50,7 @@ def test_artifact_round_trip_and_header(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".json"])
-def test_flipped_bytes_are_reported_once_and_recomputed(tmp_path, suffix):
+def test_flipped_bytes_are_reported_once_and_recomputed(tmp_path, suffix, caplog):
     cache = Cache(tmp_path)
     key = {"k": 1}
     if suffix == ".pt":
@@ -65,37 +64,41 @@ def test_flipped_bytes_are_reported_once_and_recomputed(tmp_path, suffix):
     p.write_bytes(bytes(blob))
     with pytest.raises(ArtifactError, match="checksum"):
         read_artifact(p)
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
+    with caplog.at_level(logging.WARNING, "genbench.cache"):
         got = cache.get("models", key) if suffix == ".pt" else cache.get_json("models", key)
     assert got is None
-    assert [str(x.message) for x in w if issubclass(x.category, CorruptArtifactWarning)] and str(p) in str(w[0].message)
+    assert len(caplog.records) == 1 and str(p) in caplog.records[0].getMessage() and "recomputing" in caplog.records[0].getMessage()
     assert not p.exists()  # removed, so the next run recomputes without warning again
     calls = []
     assert cache.cached("models", key, lambda: calls.append(1) or {"w": torch.zeros(2)})["w"].shape == (2,)
     assert calls == [1]
 
 
-def test_truncated_and_foreign_files_are_not_trusted(tmp_path):
+def _warned(caplog, fn, match):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "genbench.cache"):
+        out = fn()
+    assert any(match in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    return out
+
+
+def test_truncated_and_foreign_files_are_not_trusted(tmp_path, caplog):
     cache = Cache(tmp_path)
     cache.put_json("models", {"k": 2}, {"wall_time_s": 1.5})
     p = cache.path("models", {"k": 2}, ".json")
     p.write_bytes(p.read_bytes()[:-3])
-    with pytest.warns(CorruptArtifactWarning, match="checksum"):
-        assert cache.get_json("models", {"k": 2}) is None
+    assert _warned(caplog, lambda: cache.get_json("models", {"k": 2}), "checksum") is None
     q = cache.path("samples", {"k": 3})
     q.parent.mkdir(parents=True)
     torch.save({"x": torch.zeros(2)}, q)  # a plain torch file (e.g. planted) has no checksum header
-    with pytest.warns(CorruptArtifactWarning, match="header"):
-        assert cache.get("samples", {"k": 3}) is None
+    assert _warned(caplog, lambda: cache.get("samples", {"k": 3}), "header") is None
     r = cache.path("features", {"k": 4}, ".json")
     r.parent.mkdir(parents=True)
     r.write_bytes(b"GENBENCH-ARTIFACT 1 " + hashlib.sha256(b"{not json").hexdigest().encode() + b" json\n{not json")
-    with pytest.warns(CorruptArtifactWarning, match="cannot be parsed"):
-        assert cache.get_json("features", {"k": 4}) is None
+    assert _warned(caplog, lambda: cache.get_json("features", {"k": 4}), "cannot be parsed") is None
 
 
-def test_cached_revalidates_hits(tmp_path):
+def test_cached_revalidates_hits(tmp_path, caplog):
     cache = Cache(tmp_path)
     cache.put("samples", {"k": 5}, {"x": torch.full((3, 2), float("nan"))})
 
@@ -103,8 +106,7 @@ def test_cached_revalidates_hits(tmp_path):
         if not torch.isfinite(obj["x"]).all():
             raise ValueError("non-finite samples")
 
-    with pytest.warns(CorruptArtifactWarning, match="non-finite"):
-        out = cache.cached("samples", {"k": 5}, lambda: {"x": torch.zeros(3, 2)}, validate=validate)
+    out = _warned(caplog, lambda: cache.cached("samples", {"k": 5}, lambda: {"x": torch.zeros(3, 2)}, validate=validate), "non-finite")
     assert torch.equal(out["x"], torch.zeros(3, 2))
     assert torch.equal(cache.get("samples", {"k": 5})["x"], torch.zeros(3, 2))
 
