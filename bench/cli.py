@@ -30,11 +30,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         validate_names(suite)
     except SuiteError as e:
         return _err(str(e))
+    for flag, folder in (("--results", args.results), *(() if args.no_leaderboard else (("--out", args.out),))):
+        problem = _unwritable(folder)
+        if problem:
+            return _err(f"{flag} {folder}: {problem}")
+    if args.seeds:
+        args.seeds = list(dict.fromkeys(args.seeds))  # --seeds 0 0 runs seed 0 once
     try:
         executor = args.executor or ("process" if args.jobs > 1 else "local")
         summary = run_suite(
             suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=os.environ.get("GENBENCH_PROGRESS", "1") != "0", executor=executor,
-            workers=args.jobs, **({"save_samples": True} if args.save_samples else {}),
+            workers=args.jobs, ray_address=args.ray_address, **({"save_samples": True} if args.save_samples else {}),
         )
     except (ValueError, RuntimeError) as e:  # e.g. --device cuda without CUDA, ray not installed
         return _err(str(e))
@@ -51,6 +57,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         except FileNotFoundError as e:
             print(f"no leaderboard: {e}", file=sys.stderr)
     return EXIT_FAILED if summary.failed else 0
+
+
+def _unwritable(folder: str) -> str | None:
+    """Why ``folder`` cannot receive results (None when it can): checked before any work starts."""
+    p = Path(folder)
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{probe} exists and is not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed in [0, 2**32)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer in [0, 2**32), got {text!r}") from None
+    if not 0 <= v < 2**32:
+        raise argparse.ArgumentTypeError(f"seed must be in [0, 2**32), got {v}")
+    return v
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -75,7 +118,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in data.available():
             print(data.describe(name).line())
     elif args.what == "extractors":
-        from metrics.features import available
+        from metrics.extractors import available
 
         for name in available():
             print(name)
@@ -140,15 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run (or resume) a suite and write its leaderboard")
     r.add_argument("--suite", required=True, help="suite name (bench list suites) or path to a .toml")
-    r.add_argument("--seeds", type=int, nargs="+", help="override the suite's seeds")
+    r.add_argument("--seeds", type=_seed, nargs="+", help="override the suite's seeds (integers in [0, 2**32); duplicates dropped)")
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
     r.add_argument("--results", default="results", help="results/cache directory (default: results)")
     r.add_argument("--out", default="leaderboards", help="leaderboard directory (default: leaderboards)")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard after the run")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (none either when stderr is not a terminal)")
     r.add_argument("--save-samples", action="store_true", help="keep each job's samples as .npz and a PNG grid under RESULTS/SUITE/samples/")
-    r.add_argument("--jobs", type=int, default=1, help="run N jobs in parallel local processes (default 1)")
+    r.add_argument("--jobs", type=_positive, default=1, help="run N jobs in parallel local processes (default 1)")
     r.add_argument("--executor", choices=["local", "process", "ray"], default=None, help="where jobs run (ray needs the [ray] extra)")
+    r.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: $RAY_ADDRESS, else a local cluster)")
     r.set_defaults(fn=cmd_run)
 
     lst = sub.add_parser("list", help="list suites, generators, metrics, datasets or extractors")
