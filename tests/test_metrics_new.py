@@ -130,9 +130,9 @@ def test_bandwidth_fit_is_the_ml_variance():
 def test_fls_fresh_copies_and_duplicates():
     train, test = _gauss(800, 4, 0), _gauss(300, 4, 1)
     fresh = fls(train, test, _gauss(300, 4, 2))
-    assert 70 < fresh.fls < 140 and abs(fresh.gap) < 15  # as good as real data, no train-test gap
+    assert 70 < fresh.fls < 140 and abs(fresh.gap) < 12  # as good as real data, no train-test gap
     copies = fls(train, test, train[:300])
-    assert copies.gap > 30  # most centres favour the train points they copy
+    assert copies.gap > 18  # centres on fitting train points favour them (those on held-out baseline points cannot)
     bad = fls(train, test, _gauss(300, 4, 3) * 3)
     assert bad.fls < fresh.fls / 2
     with_dups = fls(train, test, torch.cat([test[:100], _gauss(200, 4, 4)]))
