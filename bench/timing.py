@@ -214,7 +214,7 @@ def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
     r.want.discard(metric)
 
 
-def _time_block(runner: Any, rows: list[_Row], batch: int, st: TimingSettings, device: Any, seed: int) -> dict[str, tuple[Latency, Any]]:
+def _time_block(rows: list[_Row], batch: int, st: TimingSettings, device: Any, seed: int) -> dict[str, tuple[Latency, Any]]:
     """Interleaved timing of ``rows`` at one batch size, with the load of the block."""
     fns = {r.key: _sample_fn(r, batch, seed) for r in rows}
     with LoadMonitor(st.load_threshold, st.threads) as mon:
@@ -276,13 +276,13 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
                     ok.append(r)
             b1 = [r for r in ok if "latency_b1_ms" in r.want]
             if b1:
-                res = _time_block(runner, b1, 1, st, device, seed)
+                res = _time_block(b1, 1, st, device, seed)
                 for r in b1:
                     lat, load = res[r.key]
                     _append(runner, r, "latency_b1_ms", _latency_fields(lat, st, load, r, len(b1), device))
             bb = [r for r in ok if {"latency_ms", "ms_per_nfe"} & r.want]
             if bb:
-                res = _time_block(runner, bb, st.batch, st, device, seed)
+                res = _time_block(bb, st.batch, st, device, seed)
                 for r in bb:
                     lat, load = res[r.key]
                     fields = _latency_fields(lat, st, load, r, len(bb), device)
