@@ -13,18 +13,18 @@ out as images scores like the leaderboards' ``data`` row — plus memorization
 (train split, with the test split as the unseen-data level), class-histogram
 KL and mode collapse where they apply.
 
-Reference features are cached on disk under
-``default_cache_dir()/eval/`` with a key of (data set, split, extractor name,
-weights hash, N), so a second evaluation against the same data set only
-extracts the samples' features.
+Reference features are checksummed artifacts of the project's cache
+(``genbench.cache``) under ``default_cache_dir()/eval/features/`` with a key
+of (data set, params, split, extractor name, weights hash, N, kind)
+(:func:`reference_key`), so a second evaluation against the same data set only
+extracts the samples' features; a damaged entry is reported and recomputed.
+Metrics run through the pipeline's ``measure`` stage, as in ``bench run``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genbench.cache import Cache, default_cache_dir
 from metrics import registry as mreg
 from metrics.context import EvalContext
-from metrics.extractors import default_cache_dir, get_extractor
+from metrics.extractors import get_extractor
 from metrics.registry import MetricValue
 
 from . import data as dreg
 from .data import DataError
+from .pipeline import measure
 
 __all__ = ["run_eval", "format_eval", "default_extractor", "load_samples"]
 
@@ -103,45 +105,35 @@ def _min_samples(names: list[str], settings: dict) -> dict[str, int]:
     return need
 
 
-def _ref_cache(cache_dir: Path, dataset: str, params: dict, extractor: Any):
-    """feature_cache for EvalContext: real splits on disk, samples in memory only."""
+def reference_key(dataset: str, params: dict, split: str, extractor: Any, n: int, kind: str) -> dict[str, Any]:
+    """The artifact-cache key of a reference feature set: data set (+ params), split, extractor name and weights hash, N, kind."""
+    return {"dataset": dataset, "params": params, "split": split, "extractor": extractor.name, "weights": extractor.weights_hash, "n": n, "kind": kind}
 
-    def cache(which: str, kind: str, compute):
+
+def _ref_cache(cache: Cache, dataset: str, params: dict, extractor: Any, reference: str, sizes: dict[str, int]) -> Callable[..., Tensor]:
+    """feature_cache for EvalContext: real splits in the checksummed artifact cache (with mean and covariance), samples in memory only."""
+
+    def feature_cache(which: str, kind: str, compute: Callable[[], Tensor]) -> Tensor:
         if which not in ("real", "train", "test"):
             return compute()
-        split = cache.reference if which == "real" else which
-        x_len = cache.sizes[split]
-        ptag = "" if not params else "-" + hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        name = f"{dataset}{ptag}-{split}-{extractor.name}-{extractor.weights_hash}-N{x_len}-{kind}.pt"
-        path = cache_dir / name
-        if path.is_file():
-            try:
-                blob = torch.load(path, weights_only=True)
-                if blob.get("n") == x_len:
-                    return blob["values"]
-            except Exception:  # unreadable cache entry: recompute
-                pass
-        t = compute()
-        blob = {
-            "values": t,
-            "n": x_len,
-            "dataset": dataset,
-            "split": split,
-            "extractor": extractor.name,
-            "weights_hash": extractor.weights_hash,
-        }
-        if kind == "features" and t.ndim == 2 and len(t) > 1:
-            f = t.double()
-            blob["mu"], blob["sigma"] = f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(blob, tmp)
-        os.replace(tmp, path)
-        return t
+        split = reference if which == "real" else which
+        key = reference_key(dataset, params, split, extractor, sizes[split], kind)
 
-    cache.reference = "train"
-    cache.sizes = {}
-    return cache
+        def build() -> dict[str, Any]:
+            t = compute()
+            blob: dict[str, Any] = {"values": t, "n": sizes[split]}
+            if kind == "features" and t.ndim == 2 and len(t) > 1:
+                f = t.double()
+                blob["mu"], blob["sigma"] = f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+            return blob
+
+        def check(blob: Any) -> None:
+            if not isinstance(blob, dict) or blob.get("n") != sizes[split] or len(blob.get("values", ())) != sizes[split]:
+                raise ValueError(f"cached reference features do not hold {sizes[split]} rows")
+
+        return cache.cached("features", key, build, validate=check)["values"]
+
+    return feature_cache
 
 
 def run_eval(
@@ -202,28 +194,25 @@ def run_eval(
 
     real = ds.train_x if reference == "train" else ds.test_x
     real_labels = ds.train_y if reference == "train" else ds.test_y
-    cache = _ref_cache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval", dataset, dataset_params or {}, ext)
-    cache.reference = reference
-    cache.sizes = {"train": len(ds.train_x), "test": len(ds.test_x)}
+    sizes = {"train": len(ds.train_x), "test": len(ds.test_x)}
+    cache = Cache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval")
     ctx = EvalContext(
         data_info=info, fake=x, real=real, extractor=ext, train=ds.train_x, test=ds.test_x, real_labels=real_labels,
         train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=None, generator=None, settings=settings, seed=seed,
-        feature_cache=cache,
+        feature_cache=_ref_cache(cache, dataset, dataset_params or {}, ext, reference, sizes),
     )  # fmt: skip
     results: dict[str, MetricValue] = {}
-    for m in names:
-        spec = all_metrics[m]
-        if not spec.applies(ctx):
+    for res in measure(ctx, names):  # the pipeline's measure stage, as in bench run
+        if res.values is None:
             if explicit:
-                for o in spec.outputs:
+                for o in res.spec.outputs:
                     results[o.name] = MetricValue(
-                        math.nan, None, {"na": f"{m} does not apply to {dataset} with {ext.name} and no generator"}
+                        math.nan, None, {"na": f"{res.spec.name} does not apply to {dataset} with {ext.name} and no generator"}
                     )
             continue
-        values = spec.fn(ctx)
-        for o in spec.outputs:
-            if o.name in values:
-                v = values[o.name]
+        for o in res.spec.outputs:
+            if o.name in res.values:
+                v = res.values[o.name]
                 v.settings.setdefault("dataset", dataset)
                 results[o.name] = v
     return results
