@@ -32,5 +32,6 @@ def nll_iwae(ctx: EvalContext) -> dict[str, MetricValue]:
     scale = ctx.data_info.dim * math.log(2) if is_image else 1.0
     v = float(nll.mean()) / scale
     se = float(nll.std() / math.sqrt(len(nll))) / scale if len(nll) > 1 else float("nan")
-    settings = {"unit": "bits/dim" if is_image else "nats/point", "kind": f"iwae-{k}", "k": k, "n": n, "split": "test"}
+    settings = {"unit": "bits/dim" if is_image else "nats/point", "kind": f"iwae-{k}", "k": k, "n": n, "split": "test",
+                "interval": "mean ± 1.96 standard errors over test examples (95%)"}
     return {"nll_iwae": MetricValue(v, (v - 1.96 * se, v + 1.96 * se) if math.isfinite(se) else None, settings, unit=settings["unit"])}

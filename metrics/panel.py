@@ -79,7 +79,8 @@ def nll(ctx: EvalContext) -> dict[str, MetricValue]:
     res = likelihood_summary(ctx.generator, ctx.test, is_image=info.kind == "image", dim=info.dim, seed=ctx.seed)
     se = res["se"]
     interval = (res["value"] - 1.96 * se, res["value"] + 1.96 * se) if math.isfinite(se) else None
-    settings = {"unit": res["unit"], "kind": res["kind"], "n": int(len(ctx.test)), "split": "test", "rng": f"seeded with job seed {ctx.seed}"}
+    settings = {"unit": res["unit"], "kind": res["kind"], "n": int(len(ctx.test)), "split": "test", "rng": f"seeded with job seed {ctx.seed}",
+                "interval": "mean ± 1.96 standard errors over test examples (95%)"}
     return {"nll": MetricValue(res["value"], interval, settings, unit=res["unit"])}
 
 
