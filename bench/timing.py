@@ -274,6 +274,8 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
                 if _probe(r, seed):  # NFE right after the row's own call: rows of one job share the model
                     r.nfe = _nfe(r, raw)
                     ok.append(r)
+            if getattr(runner, "progress", False):
+                _warn(f"{job0.dataset.name}: timing {len(ok)} rows interleaved on {st.threads} thread(s) (batch 1 and {st.batch}) ...")
             b1 = [r for r in ok if "latency_b1_ms" in r.want]
             if b1:
                 res = _time_block(b1, 1, st, device, seed)

@@ -1,7 +1,7 @@
 """pytest-benchmark: sampling latency of the Gaussian family (issue: walking
-skeleton, timing). The harness records the same quantity as the `latency`
-metric (median and IQR per sample after warm-up); run with
-``pytest tests/benchmarks --benchmark-only``."""
+skeleton, timing). The harness records the same quantity in its timing phase
+(``bench/timing.py``: median and IQR per sample after warm-up, rows
+interleaved); run with ``pytest tests/benchmarks --benchmark-only``."""
 
 import pytest
 import torch
