@@ -117,3 +117,195 @@ def test_cache_kind_cannot_escape_root(tmp_path):
     p = Cache(tmp_path).path("models", {"name": "../../etc/passwd"})
     assert p.resolve().is_relative_to(tmp_path.resolve())
     json.dumps(str(p))
+
+
+# ================================================================================================ the pipeline
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
+
+from baselines import registry as greg  # noqa: E402
+from bench import executors  # noqa: E402
+from bench import runner as runner_mod  # noqa: E402
+from bench.pipeline import Job  # noqa: E402
+from bench.store import JOB_DONE, ResultStore  # noqa: E402
+from bench.suite import load_suite  # noqa: E402
+from genbench.protocol import GeneratorInfo, HeldOutReference, LabeledSampler, SamplerChoice  # noqa: E402
+
+TINY = """
+name = "pipe"
+seeds = [0, 5]
+[[datasets]]
+name = "ring8"
+extractor = "raw"
+n_fake = 200
+metrics = ["fid", "nll"]
+[[generators]]
+name = "data"
+[[generators]]
+name = "gmm"
+params = { n_components = 8 }
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    p = tmp_path / "pipe.toml"
+    p.write_text(TINY)
+    return load_suite(str(p))
+
+
+def test_job_is_plain_data_and_round_trips(tiny):
+    jobs = runner_mod.plan(tiny)
+    assert [(j.gen.name, j.seed) for j in jobs] == [("data", 0), ("data", 5), ("gmm", 0), ("gmm", 5)]
+    j = jobs[-1]
+    d = json.loads(json.dumps(j.to_dict()))  # JSON-able: a worker needs nothing else
+    assert Job.from_dict(d) == j and Job.from_dict(d).id == "ring8/gmm/seed5"
+    assert j.figure_seeds == (0,) and j.latent_seed == 0
+
+
+def test_no_import_cycle_between_runner_executors_experiments():
+    """Each module imports cleanly on its own, first, in a fresh interpreter (a cycle hidden by
+    function-level imports used to need runner imported first)."""
+    for mod in ("bench.executors", "bench.experiments", "bench.pipeline", "bench.runner"):
+        r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert set(executors.EXECUTORS.names()) >= {"local", "process", "ray"}
+
+
+def test_records_carry_label_direction_unit(tmp_path, tiny):
+    runner_mod.run_suite(tiny, results_dir=tmp_path / "r", progress=False, seeds=[0])
+    recs = {(r["generator"], r["metric"]): r for r in ResultStore(tmp_path / "r" / "pipe").records()}
+    assert recs[("gmm", "fid")]["label"] == "FID" and recs[("gmm", "fid")]["direction"] == "min"
+    assert recs[("gmm", "nll")]["unit"] == "nats/point"  # 2-D data: nats per point, from the registration
+    assert recs[("data", "nll")]["na"] is True and recs[("data", "nll")]["label"] == "NLL"
+    done = [r for r in ResultStore(tmp_path / "r" / "pipe").records(include_internal=True) if r["metric"] == JOB_DONE]
+    assert {r["n_records"] for r in done} == {2, 3}  # data: fid, nll; gmm: + train_s
+
+
+class _Pool:
+    """A held-out reference row that only gets its pool through use_pool (no factory kwargs)."""
+
+    def __init__(self, info):
+        self.data_info, self.pool, self.labels = info, None, None
+
+    @property
+    def info(self):
+        return GeneratorInfo("pool-row", "reference", tuple(self.data_info.shape))
+
+    def use_pool(self, x, labels=None):
+        self.pool, self.labels = x, labels
+
+    def sample_labeled(self, n, *, generator=None):
+        idx = torch.randperm(len(self.pool), generator=generator)[:n]
+        return self.pool[idx], None
+
+    def sample(self, n, *, labels=None, prompts=None, steps=None, generator=None):
+        return self.sample_labeled(n, generator=generator)[0]
+
+
+class _Sampled:
+    """A SamplerChoice model: make_sampler(**sample_params) -> sampler object passed back to sample(); last_nfe reported."""
+
+    made: list = []
+
+    def __init__(self, info):
+        self.data_info, self.last_nfe = info, 0
+
+    @property
+    def info(self):
+        return GeneratorInfo("sampled", "test", tuple(self.data_info.shape))
+
+    def make_sampler(self, **params):
+        _Sampled.made.append(params)
+        return types.SimpleNamespace(scale=params["scale"], nfe=0)
+
+    def sample(self, n, *, labels=None, prompts=None, steps=None, generator=None, sampler=None):
+        self.last_nfe = 2 * (steps or 1)
+        s = 1.0 if sampler is None else sampler.scale
+        return s * torch.randn(n, 2, generator=generator)
+
+
+def test_capabilities_drive_reference_rows_and_sampler_choice(tmp_path):
+    assert isinstance(_Pool(None), HeldOutReference) and isinstance(_Pool(None), LabeledSampler)
+    assert isinstance(_Sampled(None), SamplerChoice)
+    for name, cls in (("pool-row", _Pool), ("sampled", _Sampled)):
+        greg.GENERATORS.unregister(name)
+        greg.register(name, family="test")(cls)
+    try:
+        p = tmp_path / "cap.toml"
+        p.write_text(TINY.replace("seeds = [0, 5]", "seeds = [0]") + '[[generators]]\nname = "pool-row"\n'
+                     '[[generators]]\nname = "sampled"\nsample_params = { scale = 0.5 }\nsteps = [3]\n')  # fmt: skip
+        s = runner_mod.run_suite(load_suite(str(p)), results_dir=tmp_path / "r", progress=False)
+        assert not s.failed, s.failed
+    finally:
+        greg.GENERATORS.unregister("pool-row")
+        greg.GENERATORS.unregister("sampled")
+    recs = {(r["generator"], r["metric"]): r for r in ResultStore(tmp_path / "r" / "pipe").records()}
+    assert recs[("pool-row", "fid")]["value"] == pytest.approx(recs[("data", "fid")]["value"], rel=0.5)  # drew from the test split
+    assert _Sampled.made == [{"scale": 0.5}]
+    assert recs[("sampled@3", "fid")]["nfe"] == 6  # the model's last_nfe, recorded on each metric record of the row
+    assert "nfe" not in recs[("gmm", "fid")]
+
+
+def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
+    """With a stand-in ``ray`` module: workers collect records and PNG bytes, the driver alone appends and writes them."""
+    calls = {"init": None}
+
+    class _Ref:
+        def __init__(self, value):
+            self.value = value
+
+    def remote(**_kw):
+        def wrap(fn):
+            return types.SimpleNamespace(remote=lambda *a: _Ref(fn(*a)))
+
+        return wrap
+
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: False, init=lambda address=None, **kw: calls.update(init=address),
+        remote=remote, wait=lambda refs, num_returns=1: (refs[:1], refs[1:]), get=lambda ref: ref.value,
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    appended_by = []
+    real_append = ResultStore.append
+
+    def spy(self, rec):
+        appended_by.append(rec["job"])
+        real_append(self, rec)
+
+    run_in_worker = executors.run_in_worker
+
+    def worker_must_not_append(job, cfg, have, collect=False):
+        assert collect, "ray workers must collect, not append"
+        monkeypatch.setattr(ResultStore, "append", lambda self, rec: pytest.fail("a worker appended to the store"))
+        try:
+            return run_in_worker(job, cfg, have, collect)
+        finally:
+            monkeypatch.setattr(ResultStore, "append", spy)
+
+    monkeypatch.setattr(executors, "run_in_worker", worker_must_not_append)
+    monkeypatch.setattr(ResultStore, "append", spy)
+    s = runner_mod.run_suite(tiny, results_dir=tmp_path / "r", progress=False, executor="ray", ray_address="ray://head:10001")
+    assert calls["init"] == "ray://head:10001"
+    assert s.ran == 4 and not s.failed and s.records_added == 2 * 2 + 2 * 3
+    assert len(ResultStore(tmp_path / "r" / "pipe").done_jobs()) == 4
+    assert (tmp_path / "r" / "pipe" / "assets" / "ring8__gmm.png").stat().st_size > 0  # PNG bytes returned and written by the driver
+    monkeypatch.setattr(ResultStore, "append", real_append)
+    monkeypatch.setattr(executors, "run_in_worker", run_in_worker)
+    local = tmp_path / "l"
+    runner_mod.run_suite(tiny, results_dir=local, progress=False)
+    strip = lambda rs: sorted((r["job"], r["generator"], r["metric"], r.get("value")) for r in rs if r["metric"] != "train_s")  # noqa: E731
+    assert strip(ResultStore(tmp_path / "r" / "pipe").records()) == strip(ResultStore(local / "pipe").records())
+
+
+def test_latent_figure_decided_from_metadata():
+    from bench import data as dreg
+    from bench.figures import latent_figure_applies
+
+    assert latent_figure_applies(dreg.load("digits"))
+    assert not latent_figure_applies(dreg.load("ring8"))
+    d = dreg.load("digits")
+    keep = d.train_y != 7
+    d2 = types.SimpleNamespace(info=d.info, train_x=d.train_x[keep], train_y=d.train_y[keep], test_x=d.test_x, test_y=d.test_y)
+    assert not latent_figure_applies(d2)  # a class the figure needs is missing: no figure, no special case on num_classes
