@@ -230,3 +230,20 @@ def test_exact_counts_are_compared_exactly():
     cells = {"a": lb.cell_stats([100.0], settings=[ex]), "b": lb.cell_stats([100.0], settings=[ex]), "c": lb.cell_stats([101.0], settings=[ex])}
     marked, tested = lb.tied_with_best(cells, "min")
     assert marked == {"a", "b"} and tested
+
+
+def test_section_figures_are_listed_in_the_manifest(tmp_path):
+    """PNGs a section writes are harness files: listed in the manifest, so the next render may replace or remove them."""
+    p = tmp_path / "lbsq.toml"
+    p.write_text(SUITE_TOML.replace('name = "lbtest"', 'name = "lbsq"').replace("seeds = [0, 1, 2]", 'seeds = [0, 1, 2]\nsections = ["speed_quality"]'))
+    suite = load_suite(str(p))
+    assert suite.sections == ("speed_quality",)
+    recs = [dict(r, suite="lbsq") for r in _records()]
+    recs += [dict(_rec(g, "latency_ms", v, 0), suite="lbsq") for g, v in (("gmm", 0.5), ("vae", 0.2))]
+    st = ResultStore(tmp_path / "res" / "lbsq")
+    for r in recs:
+        st.append(r)
+    md = lb.write_leaderboard(suite, tmp_path / "res", tmp_path / "lb").read_text()
+    assert "## Speed and quality" in md and "speed_quality__digits_pareto.png" in md
+    manifest = json.loads((tmp_path / "lb" / "assets" / "lbsq" / lb.MANIFEST).read_text())
+    assert "speed_quality__digits_pareto.png" in manifest
