@@ -123,7 +123,7 @@ class Runner:
 
     def record_error(self, job: Job, e: BaseException) -> str:
         """Record a failed job (it is not marked done, so a re-run retries it)."""
-        return error_record(self.context(job), e)
+        return error_record(job_context(job, self.config(), self.store.append, set(), self.assets), e)
 
     def load_model(self, job: Job) -> Any:
         """The job's generator, trained (from the artifact cache when present), with the row's sampler chosen.
@@ -144,7 +144,7 @@ class Runner:
 
     def append(self, job: Job, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
         """Append one record of ``job`` (row label, metric name, value fields) with the usual provenance."""
-        self.context(job).append(row, metric, fields, steps=steps)
+        job_context(job, self.config(), self.store.append, set(), self.assets).append(row, metric, fields, steps=steps)
 
     def _timing_phase(self, jobs: list[Job]) -> None:
         mod, _, attr = TIMING_PHASE.partition(":")

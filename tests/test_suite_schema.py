@@ -1,0 +1,69 @@
+"""Suite schema: every built-in suite passes it, and a suite using every optional field parses to the expected specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.suite import SEED_LIMIT, SuiteError, available_suites, load_suite, validate_names
+
+FULL = """
+name = "full"
+description = "every optional field"
+seeds = [7, 2, 7]
+sections = ["per_seed"]
+[per_seed]
+metrics = ["fid"]
+[settings]
+latency_repeats = 2
+[[datasets]]
+name = "ring8"
+extractor = "raw"
+n_fake = 10
+metrics = ["fid"]
+params = {}
+settings = { k_prc = 3 }
+[[generators]]
+name = "g1"
+model = "gmm"
+params = { n_components = 4 }
+budget = { steps = 3, batch_size = 8, lr = 0.01, max_seconds = 1.5 }
+steps = 4
+datasets = ["ring8"]
+metrics = ["fid"]
+dataset_params = { ring8 = { n_components = 8 } }
+[[quoted]]
+dataset = "ring8"
+"""
+
+
+@pytest.mark.parametrize("name", available_suites())
+def test_builtin_suites_pass_the_schema(name):
+    s = load_suite(name)
+    validate_names(s)
+    assert all(isinstance(x, int) and 0 <= x < SEED_LIMIT for x in s.seeds)
+    assert all(d.n_fake is None or d.n_fake >= 1 for d in s.datasets)
+
+
+def test_every_optional_field(tmp_path):
+    p = tmp_path / "full.toml"
+    p.write_text(FULL)
+    s = load_suite(str(p))
+    validate_names(s)
+    assert s.seeds == (7, 2)  # duplicates dropped, order kept
+    (g,) = s.generators
+    assert g.steps == (4,) and g.params_for("ring8") == {"n_components": 8} and g.budget["max_seconds"] == 1.5
+    assert s.datasets[0].settings == {"latency_repeats": 2, "k_prc": 3}
+
+
+def test_section_table_only_for_listed_sections(tmp_path):
+    p = tmp_path / "full.toml"
+    p.write_text(FULL.replace('sections = ["per_seed"]', "sections = []"))
+    with pytest.raises(SuiteError, match=r"top level has unknown keys \['per_seed'\]"):
+        load_suite(str(p))
+
+
+def test_dataset_params_must_name_a_listed_dataset(tmp_path):
+    p = tmp_path / "full.toml"
+    p.write_text(FULL.replace("dataset_params = { ring8 =", "dataset_params = { grid25 ="))
+    with pytest.raises(SuiteError, match="names dataset 'grid25'"):
+        validate_names(load_suite(str(p)))
