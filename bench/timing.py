@@ -225,6 +225,22 @@ def _time_block(rows: list[_Row], batch: int, st: TimingSettings, device: Any, s
     return {k: (v, mon.result) for k, v in lats.items()}
 
 
+def _time_rows(rows: list[_Row], batch: int, st: TimingSettings, device: Any, seed: int) -> dict[str, tuple[Latency, Any]]:
+    """:func:`_time_block`; if a row fails inside the block (e.g. out of memory at a large batch), each row is retried alone
+    so that only the failing one is lost (reported on stderr)."""
+    try:
+        return _time_block(rows, batch, st, device, seed)
+    except Exception as e:
+        _warn(f"batch {batch}: interleaved timing failed ({type(e).__name__}: {e}); timing each row on its own")
+    out = {}
+    for r in rows:
+        try:
+            out.update(_time_block([r], batch, st, device, seed))
+        except Exception as e:
+            _warn(f"{r.job.id} {r.row}: timing at batch {batch} failed ({type(e).__name__}: {e}); not timed")
+    return out
+
+
 def _probe(r: _Row, seed: int) -> bool:
     """One batch-1 call: the row works (else it is left out with a message) and its NFE is known."""
     try:
@@ -278,14 +294,14 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
                 _warn(f"{job0.dataset.name}: timing {len(ok)} rows interleaved on {st.threads} thread(s) (batch 1 and {st.batch}) ...")
             b1 = [r for r in ok if "latency_b1_ms" in r.want]
             if b1:
-                res = _time_block(b1, 1, st, device, seed)
-                for r in b1:
+                res = _time_rows(b1, 1, st, device, seed)
+                for r in (r for r in b1 if r.key in res):
                     lat, load = res[r.key]
                     _append(runner, r, "latency_b1_ms", _latency_fields(lat, st, load, r, len(b1), device))
             bb = [r for r in ok if {"latency_ms", "ms_per_nfe"} & r.want]
             if bb:
-                res = _time_block(bb, st.batch, st, device, seed)
-                for r in bb:
+                res = _time_rows(bb, st.batch, st, device, seed)
+                for r in (r for r in bb if r.key in res):
                     lat, load = res[r.key]
                     fields = _latency_fields(lat, st, load, r, len(bb), device)
                     if "latency_ms" in r.want:

@@ -183,8 +183,9 @@ def test_timing_phase_records_and_resume():
     for row, nfe in (("a@2", 2), ("a@4", 4), ("b", 1)):
         assert recs[(row, "ms_per_nfe")]["value"] == pytest.approx(recs[(row, "latency_ms")]["value"] / nfe)
         assert recs[(row, "latency_ms")]["nfe"] == nfe
-    # a toy that sleeps 0.5 ms per NFE per sample: ms/NFE close to 0.5 for every row (sleep overshoots a little)
-    assert all(0.45 < recs[(row, "ms_per_nfe")]["value"] < 1.0 for row in ("a@2", "a@4", "b"))
+    # a toy that sleeps 0.5 ms per NFE per sample: sleep never returns early, so ms/NFE >= 0.5 for every row
+    # (no upper bound here: a loaded machine only adds; speed targets live in tests/benchmarks)
+    assert all(recs[(row, "ms_per_nfe")]["value"] >= 0.5 for row in ("a@2", "a@4", "b"))
     assert recs[("a@4", "flops_per_sample")]["value"] == 4 * 2 * 4 * 4  # 4 evaluations of a 4x4 matmul per sample
     assert recs[("a@2", "params")]["value"] == 16
     st = recs[("a@2", "latency_ms")]["settings"]
@@ -238,3 +239,19 @@ def test_peak_memory_and_round_robin_on_cuda():
     assert (1 << 22) + (1 << 21) <= peak <= (1 << 22) + (1 << 21) + 4096 and "cuda" in how
     res = lat.measure_round_robin({"a": fn, "b": fn}, batch_size=2, min_repeats=3, max_repeats=5, device="cuda")
     assert all(r.repeats >= 3 for r in res.values())
+
+
+def test_a_row_failing_inside_the_block_loses_only_itself(capsys):
+    class BigBatchFails(ToyGen):
+        def sample(self, n, **kw):
+            if n > 1:
+                raise RuntimeError("out of memory")
+            return super().sample(n, **kw)
+
+    log: list[str] = []
+    r = FakeRunner(SimpleNamespace(settings={"latency_batch": 4, "latency_repeats": 2, "timing_max_repeats": 3}, raw={}),
+                   {"a": ToyGen(0.0, log, "a"), "bad": BigBatchFails(0.0, log, "bad")})  # fmt: skip
+    timing.run_timing_phase(r, [_job("a", [None], metrics=("latency",)), _job("bad", [None], metrics=("latency",))])
+    got = {(x["generator"], x["metric"]) for x in r.store.recs}
+    assert got == {("a", "latency_ms"), ("a", "ms_per_nfe")}
+    assert "out of memory" in capsys.readouterr().err
