@@ -7,9 +7,21 @@ Exit codes: 0 success, 1 a job or evaluation failed (recorded, others kept),
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+
+from baselines import registry as greg
+from metrics import extractors as freg
+from metrics import registry as mreg
+
+from . import data
+from .check import check_generator
+from .evaluate import format_eval, run_eval
+from .leaderboard import write_leaderboard
+from .runner import run_suite
+from .suite import SuiteError, available_suites, load_suite, validate_names
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -21,10 +33,6 @@ def _err(msg: str, code: int = EXIT_USAGE) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .leaderboard import write_leaderboard
-    from .runner import run_suite
-    from .suite import SuiteError, load_suite, validate_names
-
     try:
         suite = load_suite(args.suite)
         validate_names(suite)
@@ -98,37 +106,24 @@ def _positive(text: str) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "suites":
-        from .suite import available_suites, load_suite
-
         for s in available_suites():
             print(f"{s:20s} {load_suite(s).description.strip().splitlines()[0] if load_suite(s).description else ''}")
     elif args.what == "generators":
-        from baselines.registry import available
-
-        for name, e in available().items():
+        for name, e in greg.available().items():
             print(f"{name:20s} [{e.family}] {e.description}")
     elif args.what == "metrics":
-        from metrics.registry import available
-
-        for name, spec in sorted(available().items()):
+        for name, spec in sorted(mreg.available().items()):
             print(f"{name:20s} -> {', '.join(o.name for o in spec.outputs):40s} {spec.description}")
     elif args.what == "datasets":
-        from . import data
-
         for name in data.available():
             print(data.describe(name).line())
     elif args.what == "extractors":
-        from metrics.extractors import available
-
-        for name in available():
+        for name in freg.available():
             print(name)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from .leaderboard import write_leaderboard
-    from .suite import SuiteError, load_suite
-
     try:
         suite = load_suite(args.suite)
     except SuiteError as e:
@@ -142,14 +137,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from . import data
-
     if args.dataset not in data.available():
         return _err(f"unknown dataset {args.dataset!r}; valid: {', '.join(data.available())}")
-    try:
-        from .evaluate import format_eval, run_eval
-    except ModuleNotFoundError:
-        return _err("bench eval is not available in this build", EXIT_FAILED)
     try:
         res = run_eval(args.samples, args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics, seed=args.seed, npz_key=args.npz_key)
     except KeyError as e:
@@ -162,10 +151,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``bench check GENERATOR``: the protocol checklist (bench/check.py); exit 0 when every check passes, 1 otherwise."""
-    import json
-
-    from .check import check_generator
-
     try:
         params = json.loads(args.params) if args.params else {}
     except json.JSONDecodeError as e:
