@@ -19,15 +19,19 @@ excluded (the (k+1)-th smallest distance of its row, self included).
 
   the strict test of Naeem et al.'s reference code.
 
-Distances are Euclidean, computed in float64 on features centred at the
+Distances are Euclidean, accurate to float64, on features centred at the
 reference mean and scaled by a power of two (neither changes any comparison;
-the scaling is exact): squared distances |a|^2 + |b|^2 - 2 a.b from one matmul
-per block, with no cancellation from a large common offset and no overflow for
-finite features of any magnitude. Self-distances are exactly 0. The real x
-fake distance matrix is built in the same orientation and blocks as the real
-radii (rows = real samples), so a fake identical to a real sample's k-th
-neighbour lies exactly on its ball: a set scored against itself gives P = R =
-D = C = 1 exactly.
+the scaling is exact), so a large common offset loses no digits and finite
+features of any magnitude cannot overflow:
+
+* k-NN radii: candidates from a float32 pass, their distances recomputed
+  exactly as sum((a - b)^2) in float64 (rows whose float32 margin is too
+  thin are computed wholly in float64); self-distances are exactly 0;
+* real x fake distances: |a|^2 + |b|^2 - 2 a.b from a float64 matmul per
+  block. A distance within that formula's rounding bound of a radius is a
+  tie: inside for the ``<=`` tests, outside for the strict ones. So a sample
+  identical to a real point's k-th neighbour lies exactly on its ball, and a
+  set scored against itself gives P = R = D = C = 1 exactly.
 """
 
 from __future__ import annotations
@@ -90,15 +94,44 @@ def sq_dists(a: Tensor, b: Tensor, a_sq: Tensor | None = None, b_sq: Tensor | No
     return torch.addmm(b_sq[None], a, b.T, alpha=-2).add_(a_sq[:, None]).clamp_(min=0)
 
 
-def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor) -> dict[int, Tensor]:
+def _rounding(d: int, dtype: torch.dtype, max_sq: float) -> float:
+    """Bound on the rounding error of |a|^2 + |b|^2 - 2 a.b for vectors of squared norm <= ``max_sq`` in ``dtype``."""
+    return 8.0 * d * torch.finfo(dtype).eps * 2.0 * max_sq
+
+
+def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor, extra: int = 8) -> dict[int, Tensor]:
+    """Squared distance of every row of ``x`` to its k-th nearest neighbour (self excluded), accurate to float64.
+
+    Candidates come from a float32 pass (the (k+1+extra) nearest per row);
+    their distances are then recomputed exactly as sum((a - b)^2) in float64
+    and sorted. A row whose float32 gap cannot guarantee that the true
+    neighbours are among the candidates is done entirely in float64.
+    """
     kmax = max(ks)
-    out = {k: torch.empty(len(x), dtype=x.dtype) for k in ks}
-    for i in range(0, len(x), chunk):
-        d2 = sq_dists(x[i : i + chunk], x, x_sq[i : i + chunk], x_sq)
-        d2[torch.arange(len(d2)), torch.arange(i, i + len(d2))] = 0.0  # self-distance exactly 0
-        top = torch.topk(d2, kmax + 1, dim=1, largest=False, sorted=True).values
+    n, d = x.shape
+    out = {k: torch.empty(n, dtype=torch.float64) for k in ks}
+    m = min(n, kmax + 1 + extra)
+    x32 = x.float()
+    x32_sq = (x32 * x32).sum(1)
+    tol32 = _rounding(d, torch.float32, float(x_sq.max()) if n else 0.0)
+    step = max(1, min(chunk, int(2e7 // max(1, m * d))))  # (rows, m, D) float64 differences stay below ~160 MB
+    for i in range(0, n, step):
+        rows = torch.arange(i, min(i + step, n))
+        d32 = sq_dists(x32[rows], x32, x32_sq[rows], x32_sq)
+        d32[torch.arange(len(rows)), rows] = 0.0
+        vals, idx = torch.topk(d32, m, dim=1, largest=False, sorted=True)
+        diff = x[rows][:, None, :] - x[idx]  # (c, m, D) float64
+        exact = (diff * diff).sum(-1)
+        exact[idx == rows[:, None]] = 0.0  # self-distance exactly 0
+        exact = exact.sort(1).values
+        unsure = (vals[:, -1] - tol32 <= vals[:, kmax] + tol32) if m < n else torch.zeros(len(rows), dtype=torch.bool)
+        if bool(unsure.any()):  # ties/near-ties at the candidate boundary: the whole row in float64
+            r = rows[unsure]
+            full = ((x[r][:, None, :] - x[None]) ** 2).sum(-1) if len(r) * n * d <= 2e7 else sq_dists(x[r], x, x_sq[r], x_sq)
+            full[torch.arange(len(r)), r] = 0.0
+            exact[unsure] = torch.topk(full, m, dim=1, largest=False, sorted=True).values
         for k in ks:
-            out[k][i : i + chunk] = top[:, k]
+            out[k][rows] = exact[:, k]
     return out
 
 
@@ -160,18 +193,24 @@ def prdc(real, fake, k_prc: int = 3, k_dc: int = 5, chunk: int = DEFAULT_CHUNK, 
     r_real = _knn_sq_radii(x, ks, chunk, x_sq)
     r_fake = _knn_sq_radii(y, (k_prc,), chunk, y_sq)[k_prc]
 
+    # the cross distances come from a float64 matmul; a radius within its rounding error of a distance is a tie
+    # (so a sample identical to a real point's k-th neighbour lies exactly on that point's ball)
+    tau = _rounding(x.shape[1], torch.float64, max(float(x_sq.max()), float(y_sq.max())))
     prec = torch.zeros(n, dtype=torch.bool)
-    dens = torch.zeros(n, dtype=torch.int64)
+    dens = torch.zeros(n, dtype=torch.int32)
     rec = torch.empty(m, dtype=torch.bool)
     cov = torch.empty(m, dtype=torch.bool)
-    for i in range(0, m, chunk):  # rows = real samples, the orientation (and blocks) of the real radii
-        d2 = sq_dists(x[i : i + chunk], y, x_sq[i : i + chunk], y_sq)  # (c, N)
-        prec |= (d2 <= r_real[k_prc][i : i + chunk, None]).any(0)
-        rec[i : i + chunk] = (d2 <= r_fake[None]).any(1)
+    r_prc_hi = r_real[k_prc] + tau  # "<=" with ties included
+    r_fake_hi = (r_fake + tau)[None]
+    r_dc_lo = r_real[k_dc] - tau if with_dc else None  # "<" with ties excluded
+    for i in range(0, m, chunk):  # rows = real samples
+        d2 = sq_dists(x[i : i + chunk], y, x_sq[i : i + chunk], y_sq)  # (c, N) float64
+        prec |= (d2 <= r_prc_hi[i : i + chunk, None]).any(0)
+        rec[i : i + chunk] = (d2 <= r_fake_hi).any(1)
         if with_dc:
-            rr = r_real[k_dc][i : i + chunk]
-            dens += (d2 < rr[:, None]).sum(0)
-            cov[i : i + chunk] = d2.amin(1) < rr
+            inside = d2 < r_dc_lo[i : i + chunk, None]
+            dens += inside.sum(0, dtype=torch.int32)
+            cov[i : i + chunk] = inside.any(1)
     precision_ind = prec.double()
     recall_ind = rec.double()
     if with_dc:
