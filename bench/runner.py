@@ -9,7 +9,7 @@ is skipped and an interrupted run resumes where it stopped with no lost and no
 duplicated records. Two runs on one results directory claim jobs with a
 per-job lock, so no job runs twice.
 
-After the jobs, the timing phase (``bench/timing.py``, when present) measures
+After the jobs, the timing phase (``bench/timing.py``) measures
 latency quietly in one process; it uses :meth:`Runner.load_model` and
 :meth:`Runner.append`.
 """
@@ -17,8 +17,6 @@ latency quietly in one process; it uses :meth:`Runner.load_model` and
 from __future__ import annotations
 
 import time
-from importlib import import_module
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +34,9 @@ from .pipeline import choose_sampler as _choose_sampler
 from .provenance import resolve_device
 from .store import ResultStore
 from .suite import Suite, validate_names
+from .timing import run_timing_phase
 
 __all__ = ["Job", "RunSummary", "Runner", "SampleError", "plan", "run_suite", "validate_names", "validate_samples"]
-
-TIMING_PHASE = "bench.timing:run_timing_phase"  # lazy target: the timing phase is optional until bench/timing.py lands
-
 
 def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
     """All jobs of a suite, in a stable order.
@@ -109,7 +105,7 @@ class Runner:
         finally:
             hooks.release_all()  # an interrupted run (Ctrl-C, crash) gives its claims back
             bar.close()
-        self._timing_phase(jobs)
+        run_timing_phase(self, jobs)  # latency/cost, quietly, after every job (bench/timing.py)
         summary.wall_s = time.perf_counter() - t0
         return summary
 
@@ -145,12 +141,6 @@ class Runner:
     def append(self, job: Job, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
         """Append one record of ``job`` (row label, metric name, value fields) with the usual provenance."""
         job_context(job, self.config(), self.store.append, set(), self.assets).append(row, metric, fields, steps=steps)
-
-    def _timing_phase(self, jobs: list[Job]) -> None:
-        mod, _, attr = TIMING_PHASE.partition(":")
-        if find_spec(mod) is None:
-            return
-        getattr(import_module(mod), attr)(self, jobs)
 
 
 class _Hooks:
