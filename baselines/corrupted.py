@@ -93,8 +93,11 @@ def copy_train(pools: Pools, n: int, g: torch.Generator | None, fraction: float 
     if not 0.0 <= float(fraction) <= 1.0:
         raise ValueError(f"sanity-copy: fraction must be in [0, 1], got {fraction}")
     k = int(round(float(fraction) * n))
-    train = pools.draw(pools.need_train("sanity-copy"), pools.train_y, k, g)
-    return _cat([train, pools.heldout(n - k, g)], g)
+    train_x = pools.need_train("sanity-copy")
+    # held-out part first: the train draw must not be randperm(len(train)) of a freshly seeded generator, the
+    # very subset a metric seeded alike would take as its reference subset (PRDC's equal-N subset does)
+    held = pools.heldout(n - k, g)
+    return _cat([pools.draw(train_x, pools.train_y, k, g), held], g)
 
 
 @CONSTRUCTIONS.register("drop", description="held-out images without classes 0..classes-1")
