@@ -75,6 +75,16 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         "significantly in its *better* direction (the metric rewards that failure), – if the metric has no direction. "
         "n/a: the metric does not apply to that row (its `applies` predicate); none is expected in this suite.",
         "",
+        "Reading notes (true by construction, whatever the numbers):",
+        "",
+        "- Every row but the copies is built from held-out *test* images, so its samples sit on or near test points. FLS scores the "
+        "test split's likelihood under a kernel density on the samples: test points that a row contains exactly are removed first, "
+        "near-copies (noise 0.1, truncation) are not, and they flatter FLS.",
+        "- The reference set of FID, KID, PRDC, SW, sFID and CMMD is the train split, which the digits-cnn extractor was trained on; "
+        "copies of it are scored against features the extractor has fitted.",
+        "- AuthPct, C_T and the copy rate measure distance to the training data, not quality: noise and blur move samples away from "
+        "the train split, which AuthPct counts as more authentic and C_T (→0) flags as underfitting.",
+        "",
     ]
     for ds, sub in df.groupby("dataset", sort=False):
         meta = sub.drop_duplicates("metric").set_index("metric")
@@ -87,7 +97,10 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         for (g, m), c in sub.groupby(["generator", "metric"], sort=False):
             c = c.sort_values("seed")
             cells[(g, m)] = cell_stats(list(c["value"]), list(c["lo"]), list(c["hi"]), list(c["settings"]))
-        headers = {m: f"{meta.at[m, 'label'] or m} {ARROW.get(meta.at[m, 'direction'] if isinstance(meta.at[m, 'direction'], str) else None, '')}".strip() for m in metrics}
+        headers = {
+            m: f"{meta.at[m, 'label'] or m} {ARROW.get(meta.at[m, 'direction'] if isinstance(meta.at[m, 'direction'], str) else None, '')}".strip()
+            for m in metrics
+        }
         rows, detects = [], {}
         for g in gens:
             model = sub.loc[sub["generator"] == g, "model"].dropna()
