@@ -73,6 +73,7 @@ class Runner:
         self.save_samples = save_samples
         self._provenance = provenance(self.device)
         self._samplers: dict[str, Any] = {}
+        self._appended = 0  # records written through append() (the timing phase)
 
     def config(self, threads: int | None = None, ray_address: str | None = None) -> WorkerConfig:
         return WorkerConfig(
@@ -105,7 +106,10 @@ class Runner:
         finally:
             hooks.release_all()  # an interrupted run (Ctrl-C, crash) gives its claims back
             bar.close()
-        run_timing_phase(self, jobs)  # latency/cost, quietly, after every job (bench/timing.py)
+        before = self._appended
+        with self.store.claim("_timing-phase", wait=True):  # a concurrent run waits, then finds the timings written
+            run_timing_phase(self, jobs)  # latency/cost, quietly, after every job (bench/timing.py)
+        summary.records_added += self._appended - before
         summary.wall_s = time.perf_counter() - t0
         return summary
 
@@ -141,6 +145,8 @@ class Runner:
     def append(self, job: Job, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
         """Append one record of ``job`` (row label, metric name, value fields) with the usual provenance."""
         job_context(job, self.config(), self.store.append, set(), self.assets).append(row, metric, fields, steps=steps)
+        if not metric.startswith("_"):
+            self._appended += 1
 
 
 class _Hooks:

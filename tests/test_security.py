@@ -256,7 +256,8 @@ def test_generator_must_return_exactly_n(tmp_path):
 # ------------------------------------------------------------------------------------------------ concurrent runs
 def test_two_concurrent_runs_claim_jobs(tmp_path):
     """Two processes on one results directory: every job runs once, records_added sums to the records written."""
-    text = SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]")
+    text = SUITE.replace("seeds = [0]", "seeds = [0, 1, 2]\n[settings]\nlatency_repeats = 2\ntiming_max_repeats = 2\nlatency_batch = 8")
+    text = text.replace('metrics = ["fid", "nll"]', 'metrics = ["fid", "nll", "latency"]')  # the timing phase is claimed too
     p = _write(tmp_path, text)
     cmd = [sys.executable, "-m", "bench", "run", "--suite", str(p), "--results", str(tmp_path / "res"), "--no-leaderboard", "--no-progress"]
     env = {**os.environ, "GENBENCH_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
