@@ -104,6 +104,7 @@ def run_in_worker(job: Job, cfg: WorkerConfig, have: set[tuple], collect: bool =
 
 
 EXECUTORS: Registry[Callable[..., None]] = Registry("executor")
+RAY_RETRIES = 3  # Ray re-runs a job whose worker died (jobs are idempotent; records come back only from a finished job)
 
 
 @EXECUTORS.register("local", description="jobs one after another in this process")
@@ -150,7 +151,8 @@ def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int =
         raise RuntimeError("the ray executor needs the optional extra: pip install 'genbench[ray]'") from e
     if not ray.is_initialized():
         ray.init(address=cfg.ray_address or os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True)
-    remote = ray.remote(num_gpus=1 if cfg.device.startswith("cuda") else 0)(_ray_worker)
+    # a worker killed mid-job is retried by Ray; it returned nothing, so nothing is duplicated
+    remote = ray.remote(num_gpus=1 if cfg.device.startswith("cuda") else 0, max_retries=RAY_RETRIES)(_ray_worker)
     wcfg = WorkerConfig(**{**cfg.__dict__, "progress": False})
     pending = {}
     for job in jobs:

@@ -256,7 +256,9 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
         def __init__(self, value):
             self.value = value
 
-    def remote(**_kw):
+    def remote(**kw):
+        calls["remote"] = kw
+
         def wrap(fn):
             return types.SimpleNamespace(remote=lambda *a: _Ref(fn(*a)))
 
@@ -287,7 +289,7 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(executors, "run_in_worker", worker_must_not_append)
     monkeypatch.setattr(ResultStore, "append", spy)
     s = runner_mod.run_suite(tiny, results_dir=tmp_path / "r", progress=False, executor="ray", ray_address="ray://head:10001")
-    assert calls["init"] == "ray://head:10001"
+    assert calls["init"] == "ray://head:10001" and calls["remote"]["max_retries"] >= 1
     assert s.ran == 4 and not s.failed and s.records_added == 2 * 2 + 2 * 3
     assert len(ResultStore(tmp_path / "r" / "pipe").done_jobs()) == 4
     assert (tmp_path / "r" / "pipe" / "assets" / "ring8__gmm.png").stat().st_size > 0  # PNG bytes returned and written by the driver
