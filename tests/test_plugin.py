@@ -143,7 +143,7 @@ def test_plugin_missing_state_dict_fails_at_plan_time(broken_site, tmp_path):
 
 # ----------------------------------------------------------------------------- quiet progress
 QUIET_SUITE = (
-    '[[generators]]\nname = "vae"\nbudget = { steps = 400, batch_size = 64 }\n',
+    '[[generators]]\nname = "vae"\nbudget = { steps = 100, batch_size = 64 }\n',
     'name = "ring8"\nextractor = "raw"\nn_fake = 200\nparams = { n_train = 1000, n_test = 200 }\nmetrics = ["fid"]',
 )
 
