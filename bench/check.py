@@ -404,7 +404,12 @@ def check_generator(
         rep.add("sample", "fail", bad, time.perf_counter() - t0)
         return rep
     rng = "in [0, 1]" if info.is_image else f"in [{float(x.min()):.3g}, {float(x.max()):.3g}]"
-    rep.add("sample", "ok", f"{n} float32 samples of shape {tuple(info.shape)} {rng}" + (f", steps={steps}" if steps else ""), time.perf_counter() - t0)
+    rep.add(
+        "sample",
+        "ok",
+        f"{n} float32 samples of shape {tuple(info.shape)} {rng}" + (f", steps={steps}" if steps else ""),
+        time.perf_counter() - t0,
+    )
 
     # -- reproducible
     try:
@@ -450,14 +455,22 @@ def check_generator(
         t0 = time.perf_counter()
         draw(n, seed + 1)
         dt = time.perf_counter() - t0
-        rep.add("latency", "ok", f"{1000 * dt:.1f} ms per batch of {n} ({1000 * dt / n:.2f} ms per sample" + (f", steps={steps})" if steps else ")"))
+        rep.add(
+            "latency",
+            "ok",
+            f"{1000 * dt:.1f} ms per batch of {n} ({1000 * dt / n:.2f} ms per sample" + (f", steps={steps})" if steps else ")"),
+        )
     except Exception as e:
         rep.add("latency", "fail", f"sample() raised {_short(e)}")
     return rep
 
 
 def _capability_list(model: Any) -> str:
-    caps = [m for m in ("fit", "log_prob", "elbo", "iwae_bound", "encode", "adapt", "make_sampler", "set_sampler", "translate") if _has(model, m)]
+    caps = [
+        m
+        for m in ("fit", "log_prob", "elbo", "iwae_bound", "encode", "adapt", "make_sampler", "set_sampler", "translate")
+        if _has(model, m)
+    ]
     return "complete: " + (", ".join(caps) if caps else "sample only")
 
 
@@ -506,9 +519,18 @@ def _check_state(model, factory, ds, params, device, draw, x, n, seed) -> CheckI
     except Exception as e:
         return CheckItem("state_dict", "fail", f"a fresh model could not load the state or sample: {_short(e)}")
     if not (isinstance(y, Tensor) and y.shape == x.shape and torch.allclose(x, y, atol=1e-5, rtol=0)):
-        return CheckItem("state_dict", "fail", "a fresh model loaded from state_dict() samples differently from the original: the state misses something fit() learned")
+        return CheckItem(
+            "state_dict",
+            "fail",
+            "a fresh model loaded from state_dict() samples differently from the original: the state misses something fit() learned",
+        )
     kib = len(buf.getbuffer()) / 1024
-    return CheckItem("state_dict", "ok", f"round trip through torch.load(weights_only=True) ({kib:.0f} KiB) samples identically", time.perf_counter() - t0)
+    return CheckItem(
+        "state_dict",
+        "ok",
+        f"round trip through torch.load(weights_only=True) ({kib:.0f} KiB) samples identically",
+        time.perf_counter() - t0,
+    )
 
 
 def _check_translate(model: Any, ds: Any, info: DataInfo, n: int, seed: int) -> CheckItem:
@@ -525,10 +547,21 @@ def _check_translate(model: Any, ds: Any, info: DataInfo, n: int, seed: int) -> 
         return CheckItem("translate", "fail", f"translate(x_source of shape {tuple(src.shape)}) raised {_short(e)}")
     bad = _describe_samples(a, len(src), tuple(info.shape), True)
     if bad:
-        return CheckItem("translate", "fail", bad.replace("sample(", "translate(").replace("sample()", "translate()"), time.perf_counter() - t0)
+        return CheckItem(
+            "translate", "fail", bad.replace("sample(", "translate(").replace("sample()", "translate()"), time.perf_counter() - t0
+        )
     if not torch.allclose(a, b, atol=1e-6, rtol=0):
-        return CheckItem("translate", "fail", "two translate() calls with equally seeded torch.Generators differ: draw every random number from `generator`")
-    return CheckItem("translate", "ok", f"{len(src)} sources {tuple(src.shape[1:])} -> float32 {tuple(info.shape)} in [0, 1], reproducible", time.perf_counter() - t0)
+        return CheckItem(
+            "translate",
+            "fail",
+            "two translate() calls with equally seeded torch.Generators differ: draw every random number from `generator`",
+        )
+    return CheckItem(
+        "translate",
+        "ok",
+        f"{len(src)} sources {tuple(src.shape[1:])} -> float32 {tuple(info.shape)} in [0, 1], reproducible",
+        time.perf_counter() - t0,
+    )
 
 
 def _check_likelihood(model: Any, meth: str, what: str, xr: Tensor, info: DataInfo) -> CheckItem:

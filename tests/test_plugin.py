@@ -59,7 +59,9 @@ def plugin_site(tmp_path_factory) -> Path:
     return site
 
 
-def _suite(path: Path, name: str, generators: str, dataset: str = 'name = "digits"\nextractor = "digits-cnn"\nmetrics = ["fid", "nll"]') -> Path:
+def _suite(
+    path: Path, name: str, generators: str, dataset: str = 'name = "digits"\nextractor = "digits-cnn"\nmetrics = ["fid", "nll"]'
+) -> Path:
     path.write_text(f'name = "{name}"\nseeds = [0]\n[[datasets]]\n{dataset}\n{generators}')
     return path
 

@@ -43,7 +43,14 @@ class IndependentPixels:
     @property
     def info(self) -> GeneratorInfo:
         n = self.probs.numel()
-        return GeneratorInfo(name="independent-pixels", family="independent", shape=tuple(self.data_info.shape), n_params=n, n_trainable=n, likelihood="exact")
+        return GeneratorInfo(
+            name="independent-pixels",
+            family="independent",
+            shape=tuple(self.data_info.shape),
+            n_params=n,
+            n_trainable=n,
+            likelihood="exact",
+        )
 
     def _levels(self, x: Tensor) -> Tensor:
         return torch.round(x.reshape(len(x), -1).clamp(0, 1) * (self.data_info.levels - 1)).long()  # (N, D) in 0..K-1
@@ -80,7 +87,9 @@ class IndependentPixels:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["probs"].shape) != tuple(self.probs.shape):
-            raise ValueError(f"independent-pixels: state has probs of shape {tuple(state['probs'].shape)}, expected {tuple(self.probs.shape)}")
+            raise ValueError(
+                f"independent-pixels: state has probs of shape {tuple(state['probs'].shape)}, expected {tuple(self.probs.shape)}"
+            )
         self.probs = state["probs"].float()
         self.alpha = float(state["alpha"])
 
