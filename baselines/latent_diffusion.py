@@ -211,15 +211,21 @@ class LatentDiffusion:
         self.net = UNet(latent_channels, width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=t_scale).to(self.device)
         self.ema = EMA(self.net, ema_decay)
         self.schedule = CosineSchedule(T) if objective == "eps" else None
-        self.register_buffer_scale(1.0)
+        self.set_latent_scale(1.0, None)
         self.default_steps = int(steps)
-        self._sampler = self.make_sampler(sampler=sampler or _OBJECTIVES[objective])
+        self._sampler_params: dict[str, Any] = {"sampler": sampler or _OBJECTIVES[objective]}
+        self._sampler = self.make_sampler(**self._sampler_params)
         self.last_nfe = 0
         self._fitted = False
 
-    def register_buffer_scale(self, value: float) -> None:
-        """Latent scale factor: the denoiser sees ``z * scale`` (unit std on the training set)."""
+    def set_latent_scale(self, value: float, x0_bound: float | None = None) -> None:
+        """Latent scale factor (the denoiser sees ``z * scale``, unit std on the training set) and the bound
+        on |x_0| predictions of the eps samplers (1.5 x the largest scaled training latent; None = no clipping).
+
+        Clipping matters in latent space as in pixel space: at the first steps of a cosine schedule
+        abar is ~0 and the x_0 estimate ``(x - sqrt(1 - abar) eps) / sqrt(abar)`` amplifies every error."""
         self.scale = float(value)
+        self.x0_bound = None if x0_bound is None else float(x0_bound)
 
     # -- protocol ---------------------------------------------------------------------
     @property
@@ -250,7 +256,7 @@ class LatentDiffusion:
         if "guidance_scale" in params and not self.conditional and float(params["guidance_scale"]) != 1.0:
             raise ValueError(f"{self.name}: guidance_scale needs a model trained with conditional=True")
         kind = "eps" if self.objective == "eps" else "velocity"
-        context = {"schedule": self.schedule, "clip": None, "default_steps": self.default_steps}
+        context = {"schedule": self.schedule, "clip": self.x0_bound, "default_steps": self.default_steps}
         return make_sampler(kind, name, params, context, self.name)
 
     def set_sampler(self, **params: Any) -> None:
@@ -262,6 +268,7 @@ class LatentDiffusion:
                 raise ValueError(f"{self.name}: decoder must be one of {_DECODERS}, got {dec!r}")
             self.decoder_mode = dec
         self._sampler = self.make_sampler(**params)
+        self._sampler_params = params
 
     def _check_x(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -353,7 +360,9 @@ class LatentDiffusion:
         ae_rep = self._fit_autoencoder(x, Budget(steps=ae_steps, batch_size=budget.batch_size, max_seconds=budget.max_seconds), t0)
         post = self._posteriors(x)
         c = self.latent_shape[0]
-        self.register_buffer_scale(1.0 / float(post[:, :c].std().clamp_min(1e-6)))
+        scale = 1.0 / float(post[:, :c].std().clamp_min(1e-6))
+        self.set_latent_scale(scale, 1.5 * scale * float(post[:, :c].abs().max()))
+        self._sampler = self.make_sampler(**self._sampler_params)
         rest = budget.steps - ae_rep.steps
         if budget.max_seconds is not None and time.perf_counter() - t0 > budget.max_seconds:
             rest = 1
@@ -415,13 +424,14 @@ class LatentDiffusion:
         return self.decode(z, generator)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ae": self.ae.state_dict(), "net": self.net.state_dict(), "ema": self.ema.module.state_dict(), "scale": self.scale}
+        return {"ae": self.ae.state_dict(), "net": self.net.state_dict(), "ema": self.ema.module.state_dict(), "scale": self.scale, "x0_bound": self.x0_bound}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ae.load_state_dict(state["ae"])
         self.net.load_state_dict(state["net"])
         self.ema.module.load_state_dict(state["ema"])
-        self.register_buffer_scale(float(state["scale"]))
+        self.set_latent_scale(float(state["scale"]), state.get("x0_bound"))
+        self._sampler = self.make_sampler(**self._sampler_params)
         self.ae.eval()
         self.net.eval()
         self._fitted = True

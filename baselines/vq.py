@@ -279,7 +279,9 @@ class CodeTransformer(nn.Module):
     masks attention to earlier positions. ``forward(tokens (N, L)) -> logits (N, L, K)``.
     """
 
-    def __init__(self, num_codes: int, length: int, *, dim: int = 64, depth: int = 2, heads: int = 4, causal: bool = False) -> None:
+    def __init__(
+        self, num_codes: int, length: int, *, dim: int = 64, depth: int = 2, heads: int = 4, causal: bool = False, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"CodeTransformer: dim ({dim}) must be divisible by heads ({heads})")
@@ -288,7 +290,10 @@ class CodeTransformer(nn.Module):
         self.causal = bool(causal)
         self.tok = nn.Embedding(num_codes + 1, dim)
         self.pos = nn.Parameter(0.02 * torch.randn(length, dim))
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"CodeTransformer: dropout must be in [0, 1), got {dropout}")
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
         self.body = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
@@ -301,7 +306,7 @@ class CodeTransformer(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         n, length = tokens.shape
-        h = self.tok(tokens) + self.pos[:length]
+        h = self.drop(self.tok(tokens) + self.pos[:length])
         mask = self.causal_mask[:length, :length] if self.causal else None
         h = self.body(h, mask=mask, is_causal=self.causal)
         return self.head(self.norm(h))
@@ -466,7 +471,7 @@ class _VQBase:
         self.length = self.grid[0] * self.grid[1]
         self.prior = self._make_prior()
         if self.prior is not None:
-            self.prior.to(self.device)
+            self.prior.to(self.device).eval()  # train() only inside fit: dropout off for likelihoods and sampling
         self.register_buffers()
         self._sampler = self.make_sampler()
         self.last_nfe = 0
@@ -710,8 +715,12 @@ class _TransformerPrior(_VQBase):
 
     causal = False
 
-    def __init__(self, info: DataInfo, *, prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, **kwargs: Any) -> None:
-        self._prior_cfg = {"dim": int(prior_dim), "depth": int(prior_depth), "heads": int(prior_heads)}
+    def __init__(
+        self, info: DataInfo, *, prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1,
+        prior_weight_decay: float = 0.01, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        self._prior_cfg = {"dim": int(prior_dim), "depth": int(prior_depth), "heads": int(prior_heads), "dropout": float(prior_dropout)}
+        self.prior_weight_decay = float(prior_weight_decay)
         super().__init__(info, **kwargs)
 
     def _make_prior(self) -> nn.Module:
@@ -731,7 +740,7 @@ class _TransformerPrior(_VQBase):
             return {"loss": val, "prior_nats_per_token": val}
 
         self.prior.train()
-        opt = torch.optim.Adam(self.prior.parameters(), lr=self.prior_lr)
+        opt = torch.optim.AdamW(self.prior.parameters(), lr=self.prior_lr, weight_decay=self.prior_weight_decay)
         rep = train(
             f"{self.name} prior", budget, codes, loss=loss, optimizer=opt, params=list(self.prior.parameters()),
             warmup=default_warmup(budget.steps), clip_grad=1.0, curves=("prior_nats_per_token",), check_finite=True, started=t0,
@@ -759,6 +768,7 @@ class VQAutoregressive(_VQBound, _TransformerPrior):
     def code_log_prob(self, codes: Tensor) -> Tensor:
         """Exact log p(codes) = sum_i log p(c_i | c_<i) in nats, codes (N, L) raster order, (N,)."""
         codes = codes.long().to(self.device)
+        self.prior.eval()
         logp = F.log_softmax(self.prior(self._inputs(codes)).float(), -1)
         return logp.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(1)
 
@@ -885,11 +895,12 @@ def make_vqvae(
 def make_vq_ar(
     info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, device: str | None = None,
+    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, device: str | None = None,
 ) -> VQAutoregressive:  # fmt: skip
     """VQ-VAE + causal transformer prior over raster-ordered codes (one NFE per token); VQ bound in nats."""
     return VQAutoregressive(
         info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
+        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
         **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
     )  # fmt: skip
 
@@ -898,12 +909,13 @@ def make_vq_ar(
 def make_vq_maskgit(
     info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, default_steps: int = 8, temperature: float = 1.0,
+    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
     choice_temperature: float = 1.0, device: str | None = None,
 ) -> VQMaskGIT:  # fmt: skip
     """VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T)."""
     return VQMaskGIT(
         info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
+        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
         default_steps=default_steps, temperature=temperature, choice_temperature=choice_temperature,
         **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
     )  # fmt: skip
