@@ -34,6 +34,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from genbench.precision import current_scaler
+
 from .protocol import Budget, TrainReport
 
 __all__ = [
@@ -263,6 +265,7 @@ def train(
             yield Batch(xb, yb, done)
 
     stream = batches()
+    scaler = current_scaler()  # fp16 autocast on CUDA (genbench.precision): scaled losses, unscaled before clipping
     for i in progress(range(budget.steps), f"{name} fit", total=budget.steps, enabled=show_progress):
         if step is not None:
             out = step(stream, gen)
@@ -273,10 +276,16 @@ def train(
             if "loss" not in out:
                 raise KeyError(f"{name}: the loss dict has no 'loss' entry to minimise (keys: {sorted(out)})")
             optimizer.zero_grad(set_to_none=True)  # type: ignore[union-attr]
-            out["loss"].backward()
+            (out["loss"] if scaler is None else scaler.scale(out["loss"])).backward()
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if clip_grad is not None:
                 nn.utils.clip_grad_norm_(params, clip_grad)
-            optimizer.step()  # type: ignore[union-attr]
+            if scaler is None:
+                optimizer.step()  # type: ignore[union-attr]
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             if sched is not None:
                 sched.step()
         if ema is not None:

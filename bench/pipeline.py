@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from baselines import registry as greg
 from genbench.cache import Cache, atomic_write, content_hash, file_hash
+from genbench.precision import autocast, budget_for, settings_for
 from genbench.protocol import Autoencoding, Budget, HeldOutReference, LabeledSampler, SamplerChoice, Trainable, TrainData, TrainReference
 from genbench.registry import check_name
 from metrics import extractors as freg
@@ -216,11 +217,36 @@ def build_model(ctx: JobContext) -> Any:
     if isinstance(model, TrainReference):  # metric-sanity rows that copy the train split
         model.use_train(ds.train_x, ds.train_y)
     ctx.model = model
+    settings = device_settings(ctx)
     ctx.model_key = {
-        "model": job.gen.model, "params": params, "budget": job.gen.budget, "dataset": job.dataset.name,
+        "model": job.gen.model, "params": params, "budget": budget_for(job.gen.budget, settings, job.gen.name), "dataset": job.dataset.name,
         "dataset_params": job.dataset.params, "seed": job.seed, "code": _code_hash(entry.factory),
     }  # fmt: skip
+    if settings.get("precision", "fp32") != "fp32":  # fp32 keys stay as they were
+        ctx.model_key["precision"] = settings["precision"]
     return model
+
+
+def device_settings(ctx: JobContext) -> dict[str, Any]:
+    """The dataset's settings on the job's device (``[settings.cuda]`` merged over ``[settings]`` on CUDA; see :mod:`genbench.precision`)."""
+    return settings_for(ctx.job.dataset.settings, ctx.device)
+
+
+def extractor_kwargs(name: str, settings: dict[str, Any], device: str) -> dict[str, Any]:
+    """Keyword arguments for the extractor ``name``: ``weights`` from the ``extractor_weights`` setting (a local file) and
+    the job's ``device``, each only where the extractor's factory takes it."""
+    try:
+        accepts = set(inspect.signature(freg.EXTRACTORS.load(name)).parameters)
+    except (TypeError, ValueError):
+        accepts = set()
+    kw: dict[str, Any] = {}
+    if settings.get("extractor_weights") is not None:
+        if "weights" not in accepts:
+            raise ValueError(f"extractor {name!r} takes no weights file, but the suite sets extractor_weights = {settings['extractor_weights']!r}")
+        kw["weights"] = str(Path(settings["extractor_weights"]).expanduser())
+    if "device" in accepts:
+        kw["device"] = device
+    return kw
 
 
 def _small_report(rep: dict[str, Any]) -> dict[str, Any]:
@@ -248,10 +274,11 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
         except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
             model = build_model(ctx)
     seed_everything(job.seed)
-    rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y), Budget(**job.gen.budget))
+    with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
+        rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y), Budget(**ctx.model_key["budget"]))
     ctx.cache.put("models", ctx.model_key, model.state_dict())
     ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
-    return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": job.gen.budget}}
+    return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": ctx.model_key["budget"]}}
 
 
 def choose_sampler(ctx: JobContext) -> None:
@@ -291,13 +318,14 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
         labels = None
         if model.info.conditioning in ("class", "text") and ds.info.num_classes:
             labels = torch.arange(n) % ds.info.num_classes
-        bs = int(job.dataset.settings.get("sample_batch", 1000))
+        settings = device_settings(ctx)
+        bs = int(settings.get("sample_batch", 1000))
         if isinstance(model, LabeledSampler):  # reference rows carry their real labels
             x, labels = model.sample_labeled(n, generator=g)
         else:
             parts = []
             kw = {"sampler": ctx.sampler} if ctx.sampler is not None else {}
-            with torch.no_grad():
+            with torch.no_grad(), autocast(ctx.device, settings.get("precision", "fp32")):
                 for i in tqdm(range(0, n, bs), desc=f"sample {job.gen.name}", leave=False, disable=not ctx.progress or n <= bs):
                     lb = labels[i : i + bs] if labels is not None else None
                     m = min(bs, n - i)
@@ -322,9 +350,10 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
 def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | None, steps: int | None) -> EvalContext:
     """Stage 3: the metrics' context, with every feature set cached under (samples or split, kind, extractor, weights hash)."""
     job, ds = ctx.job, ctx.ds
-    extractor = freg.get_extractor(job.dataset.extractor)
+    settings = {"reference": "train", **device_settings(ctx)}
+    extractor = freg.get_extractor(job.dataset.extractor, **extractor_kwargs(job.dataset.extractor, settings, ctx.device))
     samples_key = _samples_key(ctx, steps, len(fake))
-    settings = {"reference": "train", **job.dataset.settings}
+    fake = fake.float()  # features are computed in float32 whatever precision the generator ran in
     split = {"train": ds.train_x, "test": ds.test_x}[settings["reference"]]
     split_labels = {"train": ds.train_y, "test": ds.test_y}[settings["reference"]]
 

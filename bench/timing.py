@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from genbench.precision import autocast, settings_for
 from genbench.protocol import Sampler
 from metrics.flops import COST_OUTPUTS, FLOPS_NOTE, count_flops, count_params, peak_memory
 from metrics.latency import Latency, LoadMonitor, measure_round_robin
@@ -156,7 +157,9 @@ def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
     return rows
 
 
-def _sample_fn(r: _Row, n: int, seed: int) -> Callable[[], object]:
+def _sample_fn(r: _Row, n: int, seed: int, device: Any = None) -> Callable[[], object]:
+    """One timed call: ``sample(n)`` under the suite's precision on ``device`` (none: as stored, fp32)."""
+    prec = settings_for(r.job.dataset.settings, device).get("precision", "fp32") if device is not None else "fp32"
     g = torch.Generator().manual_seed(seed)
     kw: dict[str, Any] = {"steps": r.steps, "generator": g}
     if r.sampler is not None:
@@ -164,7 +167,8 @@ def _sample_fn(r: _Row, n: int, seed: int) -> Callable[[], object]:
     model = r.model
 
     def call() -> object:
-        return model.sample(n, **kw)
+        with autocast(device or "cpu", prec):
+            return model.sample(n, **kw)
 
     return call
 
@@ -216,7 +220,7 @@ def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
 
 def _time_block(rows: list[_Row], batch: int, st: TimingSettings, device: Any, seed: int) -> dict[str, tuple[Latency, Any]]:
     """Interleaved timing of ``rows`` at one batch size, with the load of the block."""
-    fns = {r.key: _sample_fn(r, batch, seed) for r in rows}
+    fns = {r.key: _sample_fn(r, batch, seed, device) for r in rows}
     with LoadMonitor(st.load_threshold, st.threads) as mon:
         lats = measure_round_robin(
             fns, batch_size=batch, warmup=st.warmup, min_repeats=st.min_repeats, max_repeats=st.max_repeats,
@@ -327,7 +331,7 @@ def _cost(runner: Any, r: _Row, st: TimingSettings, device: Any, seed: int) -> N
         if "params" in r.want:
             _append(runner, r, "params", {"value": float(count_params(r.model)), "settings": {"source": "info.n_params or module parameters", "exact": True}})
         if "peak_mem_mb" in r.want:
-            mem, how = peak_memory(_sample_fn(r, n, seed), device)
+            mem, how = peak_memory(_sample_fn(r, n, seed, device), device)
             _append(runner, r, "peak_mem_mb", {"value": mem / 1e6, "settings": {**base, "measured": how, "exact": True}})
     except Exception as e:
         _warn(f"{r.job.id} {r.row}: cost measurement failed ({type(e).__name__}: {e})")
