@@ -44,6 +44,8 @@ __all__ = [
     "Sampler",
     "SamplerChoice",
     "ImageConditioned",
+    "CycleConsistent",
+    "TranslationReference",
     "DiscreteLatent",
     "count_parameters",
     "to_levels",
@@ -113,11 +115,19 @@ class DataInfo:
 
 @dataclass
 class TrainData:
-    """What ``fit`` receives: training examples, optional labels, metadata."""
+    """What ``fit`` receives: training examples, optional labels, metadata.
+
+    Translation tasks (``info.is_translation``): ``x`` is the *target* domain
+    and ``source`` the source domain (float32 (N, *info.source_shape) in
+    [0, 1]); for ``paired`` tasks row i of ``source`` maps to row i of ``x``,
+    for ``unpaired`` tasks the rows are unrelated (and ``y`` is None: labels
+    are for evaluation only). ``source`` is None for every other data kind.
+    """
 
     x: Tensor
     info: DataInfo
     y: Tensor | None = None
+    source: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -331,6 +341,20 @@ class ImageConditioned(Protocol):
     """Image-to-image models (pix2pix, CycleGAN): a source batch in, a target-domain batch out (image conventions)."""
 
     def translate(self, x_source: Tensor, *, generator: torch.Generator | None = None) -> Tensor: ...
+
+
+@runtime_checkable
+class CycleConsistent(Protocol):
+    """Unpaired translators with an inverse mapping (CycleGAN): ``translate_back`` maps target-domain images to the source domain."""
+
+    def translate_back(self, x_target: Tensor, *, generator: torch.Generator | None = None) -> Tensor: ...
+
+
+@runtime_checkable
+class TranslationReference(Protocol):
+    """Reference rows of paired translation tasks (``target``: the ground truth) that are handed the test pairs to look up."""
+
+    def use_pairs(self, source: Tensor, target: Tensor) -> None: ...
 
 
 def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
