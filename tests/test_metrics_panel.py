@@ -164,3 +164,15 @@ def test_prdc_full_reference_when_asked(digits_ctx):
     assert full["coverage"].settings["n_real"] == 1437 and "real_subset" not in full["coverage"].settings
     # 360 fakes cannot cover 1437 real balls: the reason for the equal-N default
     assert full["coverage"].value < 0.75
+
+
+def test_metrics_leave_the_global_rng_alone(digits_ctx):
+    """#11: a metric that draws from the global RNG makes resumed runs differ; every draw is seeded from the job."""
+    ctx = replace(digits_ctx, settings={**digits_ctx.settings, "bootstrap": 5}, _memo={})
+    state = torch.get_rng_state()
+    first = _run(ctx, NEW + ["fid", "fd_inf"])
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.rand(7)  # elsewhere in the global stream: same values
+    again = _run(replace(ctx, _memo={}), NEW + ["fid", "fd_inf"])
+    assert {k: v.value for k, v in first.items()} == {k: v.value for k, v in again.items()}
+    assert first["fd_inf"].settings["draws"] == 3 and first["fid"].interval is not None
