@@ -122,6 +122,31 @@ def _leaky() -> nn.Module:
     return nn.LeakyReLU(0.2)
 
 
+class BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose training-mode statistics of (N, C) batches are
+    computed with plain reductions over the batch, so the result does not depend
+    on the number of CPU threads (torch's fused CPU kernel splits the batch
+    across threads and sums in a thread-dependent order). Same parameters,
+    buffers and state-dict keys; evaluation mode is torch's."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or x.dim() != 2:
+            return super().forward(x)
+        n = x.shape[0]
+        if n < 2:
+            raise ValueError(f"BatchNorm1d needs more than one example per batch in training, got {n}")
+        mean = x.mean(0)
+        var = (x - mean).pow(2).mean(0)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - f).add_(f * mean.detach())
+                self.running_var.mul_(1 - f).add_(f * var.detach() * n / (n - 1))
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        return y * self.weight + self.bias if self.affine else y
+
+
 class CondBatchNorm(nn.Module):
     """Conditional BatchNorm: BatchNorm without affine, then per-class scale/shift.
 
@@ -130,7 +155,7 @@ class CondBatchNorm(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, spatial: bool = True) -> None:
         super().__init__()
-        self.bn = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(channels, affine=False)
+        self.bn = (nn.BatchNorm2d if spatial else BatchNorm1d)(channels, affine=False)
         self.gamma = nn.Embedding(num_classes, channels)
         self.beta = nn.Embedding(num_classes, channels)
         nn.init.ones_(self.gamma.weight)
@@ -164,7 +189,7 @@ class MLPGenerator(nn.Module):
         d = z_dim
         for h in hidden:
             self.linears.append(nn.Linear(d, h))
-            self.norms.append(CondBatchNorm(h, num_classes, spatial=False) if num_classes else nn.BatchNorm1d(h))
+            self.norms.append(CondBatchNorm(h, num_classes, spatial=False) if num_classes else BatchNorm1d(h))
             d = h
         self.out = nn.Linear(d, d_out)
 

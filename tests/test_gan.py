@@ -281,3 +281,34 @@ def test_bad_inputs_raise_clear_errors():
         registry.build("gan", ds.info, packing=2)
     with pytest.raises(ValueError, match="loss"):
         GAN(ds.info, loss="hinge")
+
+
+# ------------------------------------------------------------------ determinism across thread counts
+def test_batchnorm1d_matches_torch_and_ignores_the_thread_count():
+    from baselines.gan import BatchNorm1d
+
+    x0 = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
+
+    def run(bn, threads):
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            x = x0.clone().requires_grad_(True)
+            y = bn(x)
+            y.pow(3).sum().backward()
+            return y.detach(), x.grad, bn.running_mean.clone(), bn.running_var.clone()
+        finally:
+            torch.set_num_threads(old)
+
+    ref = run(nn.BatchNorm1d(128), 1)
+    one, two = run(BatchNorm1d(128), 1), run(BatchNorm1d(128), 2)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b), "the statistics must not depend on the thread count"
+    for a, b in zip(one, ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)  # the same batch norm as torch's
+    cumulative = BatchNorm1d(4, momentum=None)  # the cumulative average used by the BatchNorm re-estimation
+    xs = [torch.randn(16, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    for x in xs:
+        cumulative(x)
+    assert torch.allclose(cumulative.running_mean, torch.stack([x.mean(0) for x in xs]).mean(0), atol=1e-6)
+    assert torch.allclose(cumulative.running_var, torch.stack([x.var(0) for x in xs]).mean(0), atol=1e-6)
