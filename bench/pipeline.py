@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from baselines import registry as greg
+from baselines.training import thin_curve
 from genbench.cache import Cache, atomic_write, content_hash, file_hash
 from genbench.precision import autocast, budget_for, settings_for
 from genbench.protocol import Autoencoding, Budget, HeldOutReference, LabeledSampler, SamplerChoice, Trainable, TrainData, TrainReference
@@ -250,12 +251,8 @@ def extractor_kwargs(name: str, settings: dict[str, Any], device: str) -> dict[s
 
 
 def _small_report(rep: dict[str, Any]) -> dict[str, Any]:
-    """Train report for the store: loss curves subsampled to <= 200 points."""
-    losses = {}
-    for k, v in (rep.get("losses") or {}).items():
-        v = list(v)
-        stride = max(1, len(v) // 200)
-        losses[k] = v[::stride]
+    """Train report for the store: loss curves thinned to <= 200 points (the training loop's thinning)."""
+    losses = {k: thin_curve(list(v)) for k, v in (rep.get("losses") or {}).items()}
     return {"steps": rep.get("steps"), "losses": losses, "train_extra": rep.get("extra", {})}
 
 
