@@ -46,7 +46,18 @@ from baselines import registry as greg
 from baselines.training import thin_curve
 from genbench.cache import Cache, atomic_write, content_hash, file_hash
 from genbench.precision import autocast, budget_for, settings_for
-from genbench.protocol import Autoencoding, Budget, HeldOutReference, LabeledSampler, SamplerChoice, Trainable, TrainData, TrainReference
+from genbench.protocol import (
+    Autoencoding,
+    Budget,
+    HeldOutReference,
+    ImageConditioned,
+    LabeledSampler,
+    SamplerChoice,
+    Trainable,
+    TrainData,
+    TrainReference,
+    TranslationReference,
+)
 from genbench.registry import check_name
 from metrics import extractors as freg
 from metrics import registry as mreg
@@ -55,7 +66,7 @@ from metrics.registry import MetricSpec, MetricValue
 
 from . import data as dreg
 from .figures import latent_figure_applies, vae_latent_figure
-from .plots import save_sample_grid
+from .plots import save_sample_grid, save_translation_grid
 from .provenance import device_description, git_commit, package_versions
 from .store import ERROR, JOB_DONE
 from .suite import DatasetSpec, GeneratorSpec
@@ -217,6 +228,10 @@ def build_model(ctx: JobContext) -> Any:
         model.use_pool(ds.test_x, ds.test_y)
     if isinstance(model, TrainReference):  # metric-sanity rows that copy the train split
         model.use_train(ds.train_x, ds.train_y)
+    if isinstance(model, TranslationReference):  # translation ground truth: the test pairs to look up
+        if getattr(ds, "test_truth", None) is None:
+            raise ValueError(f"{job.gen.name}: {ds.name} does not know the true target of its test sources")
+        model.use_pairs(ds.test_source, ds.test_truth)
     ctx.model = model
     settings = device_settings(ctx)
     ctx.model_key = {
@@ -272,7 +287,7 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
             model = build_model(ctx)
     seed_everything(job.seed)
     with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
-        rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y), Budget(**ctx.model_key["budget"]))
+        rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y, source=getattr(ctx.ds, "train_source", None)), Budget(**ctx.model_key["budget"]))
     ctx.cache.put("models", ctx.model_key, model.state_dict())
     ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
     return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": ctx.model_key["budget"]}}
@@ -304,8 +319,11 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
     text-conditional models get labels ``arange(n) % num_classes``.
     """
     job, ds, model = ctx.job, ctx.ds, ctx.model
-    n = job.dataset.n_fake or len(ds.test_x)
+    translating = ds.info.is_translation and isinstance(model, ImageConditioned)  # outputs = translate(test sources[:n])
+    n = job.dataset.n_fake or len(ds.test_source if translating else ds.test_x)
     who = f"{job.gen.name} on {ds.name}"
+    if translating and n > len(ds.test_source):
+        raise ValueError(f"{who}: n_fake = {n} but the task has {len(ds.test_source)} test sources to translate")
 
     def check(obj: Any) -> None:
         validate_samples(obj["x"], ds.info.shape, ds.info.is_image, who + " (cached)", n)
@@ -317,7 +335,10 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
             labels = torch.arange(n) % ds.info.num_classes
         settings = device_settings(ctx)
         bs = int(settings.get("sample_batch", 1000))
-        if isinstance(model, LabeledSampler):  # reference rows carry their real labels
+        if translating:
+            with torch.no_grad():
+                x = torch.cat([model.translate(ds.test_source[i : i + bs], generator=g) for i in range(0, n, bs)])
+        elif isinstance(model, LabeledSampler):  # reference rows carry their real labels
             x, labels = model.sample_labeled(n, generator=g)
         else:
             parts = []
@@ -364,7 +385,16 @@ def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | No
         data_info=ds.info, fake=fake, real=split, extractor=extractor, train=ds.train_x, test=ds.test_x,
         real_labels=split_labels, train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=fake_labels,
         generator=ctx.model, steps=steps, settings=settings, seed=job.seed, device=ctx.device, feature_cache=feature_cache,
+        **_translation_inputs(ds, len(fake)),
     )  # fmt: skip
+
+
+def _translation_inputs(ds: Any, n: int) -> dict[str, Any]:
+    """Translation tasks: the first ``n`` test sources (what the outputs were translated from), their true targets and labels."""
+    if not ds.info.is_translation:
+        return {}
+    truth, labels = ds.test_truth, ds.test_source_y
+    return {"source": ds.test_source[:n], "truth": truth[:n] if truth is not None else None, "source_labels": labels[:n] if labels is not None else None}
 
 
 @dataclass
@@ -413,6 +443,10 @@ def record(ctx: JobContext, row: str, steps: int | None, results: list[Measureme
 def _save_grid(ctx: JobContext, row: str, x: torch.Tensor) -> None:
     job = ctx.job
     name = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(row.replace('@', '_at'), 'generator row')}.png"
+    if ctx.ds.info.is_translation and isinstance(ctx.model, ImageConditioned):
+        tr = _translation_inputs(ctx.ds, len(x))
+        save_translation_grid(tr["source"], x, tr["truth"], _inside(ctx.assets, name), title=f"{row} on {job.dataset.name}: source | output | target")
+        return
     save_sample_grid(x, ctx.ds.info, _inside(ctx.assets, name), title=f"{row} on {job.dataset.name}")
 
 

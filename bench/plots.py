@@ -36,7 +36,7 @@ def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
-    if info.kind == "image":
+    if info.is_image:
         g = image_grid(x[:n])
         ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.axis("off")
@@ -50,6 +50,38 @@ def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n
         ax.tick_params(labelsize=6)
     if title:
         ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: torch.Tensor | None, path: str | Path, title: str = "", n: int = 12) -> Path:
+    """Translation rows: ``n`` examples, each a row ``source | output | target`` (target omitted when None), two examples per line.
+
+    Sources of another size are shown resized (nearest neighbour) to the output size; images in [0, 1].
+    """
+    plt = _plt()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = min(n, len(output))
+    src = torch.nn.functional.interpolate(source[:n].float(), size=tuple(output.shape[-2:]), mode="nearest")
+    if src.shape[1] != output.shape[1]:
+        src = src.mean(1, keepdim=True).expand(-1, output.shape[1], -1, -1)
+    cols = [src, output[:n].float()] + ([target[:n].float()] if target is not None else [])
+    k = len(cols)
+    per_line = 2
+    tiles = []
+    for i in range(0, n, per_line):
+        for j in range(per_line):
+            for c in cols:
+                tiles.append(c[i + j] if i + j < n else torch.ones_like(c[0]))
+    g = image_grid(torch.stack(tiles), nrow=k * per_line)
+    fig, ax = plt.subplots(figsize=(3.2, 3.2 * g.shape[0] / g.shape[1] + 0.3), dpi=100)
+    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -39,6 +39,10 @@ class EvalContext:
         real_labels, train_labels, test_labels: class labels of those sets, if any.
         fake_labels: labels the samples were conditioned on, if any.
         extractor: feature extractor for this data set.
+        source, truth, source_labels: translation tasks only (else None): the
+            source images ``fake`` was translated from (row i of ``fake`` is
+            the output for row i of ``source``), the true target of each
+            source when the task knows it, and the sources' class labels.
         generator: the generator object (for likelihood, latency), or None.
         steps: sampler steps used for ``fake`` (iterative samplers), or None.
         settings: per-suite metric settings (k, subsets, bootstrap, batch...).
@@ -55,6 +59,9 @@ class EvalContext:
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
     fake_labels: Tensor | None = None
+    source: Tensor | None = None
+    truth: Tensor | None = None
+    source_labels: Tensor | None = None
     generator: Any = None
     steps: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
