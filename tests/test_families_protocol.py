@@ -53,6 +53,8 @@ TINY: dict[str, tuple[dict, dict]] = {
 LIKELIHOOD = {"vae": ("elbo", "elbo"), "realnvp": ("dequantized", "exact"), "pixelcnn": ("exact", None), "ddpm": ("elbo", "elbo")}
 # Families whose sample() refuses to run before fit() / load_state_dict().
 NEEDS_FIT = {"autoencoder", "dae", "vae", "realnvp", "pixelcnn", "ebm"}
+# Data kinds a generator may declare: images, 2-D points, and the translation tasks' paired / unpaired sets.
+DATA_KINDS = {"image", "points", "paired", "unpaired"}
 # Likelihood kinds that are lower bounds (LikelihoodBound).
 BOUND_KINDS = ("elbo", "vq-bound")
 # Families whose samples at this 25-step budget are one constant image, whatever the noise (their owner is told).
@@ -115,7 +117,7 @@ def test_every_builtin_module_registers_and_metadata_is_sane():
     for name, e in BUILTIN.items():
         assert getattr(e.factory, "func", e.factory).__module__ in modules, name
         assert e.family and e.description, name
-        assert set(e.kinds) <= {"image", "points"} and e.kinds, name
+        assert set(e.kinds) <= DATA_KINDS and e.kinds, name
     fam = {"autoencoder": "autoencoder", "dae": "autoencoder", "vae": "vae", "realnvp": "flow", "pixelcnn": "autoregressive", "ebm": "ebm"}
     for name, family in fam.items():
         assert BUILTIN[name].family == family
