@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines import registry as greg
+from genbench.precision import PrecisionError, validate_settings
 from genbench.protocol import Budget
 from genbench.registry import check_name
 from metrics import extractors as freg
@@ -166,13 +167,18 @@ def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpe
     f = f"datasets[{i}] ({name})"
     c.keys(d, _DATASET_KEYS, f)
     n_fake = d.get("n_fake")
+    merged = {**settings, **c.table(d.get("settings"), f"{f}.settings")}
+    try:  # precision, [settings.cuda] / [settings.cpu] and their budget overrides (genbench.precision), checked up front
+        validate_settings(merged)
+    except PrecisionError as e:
+        raise c.fail(f"{f}.settings", str(e)) from None
     return DatasetSpec(
         name=name,
         extractor=c.string(d.get("extractor", "raw"), f"{f}.extractor"),
         metrics=c.strings(d.get("metrics", ["fid"]), f"{f}.metrics"),
         n_fake=None if n_fake is None else c.integer(n_fake, f"{f}.n_fake", lo=1),
         params=c.table(d.get("params"), f"{f}.params"),
-        settings={**settings, **c.table(d.get("settings"), f"{f}.settings")},
+        settings=merged,
     )
 
 

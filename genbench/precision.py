@@ -46,6 +46,7 @@ __all__ = [
     "current_scaler",
     "device_type",
     "settings_for",
+    "validate_settings",
 ]
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -109,6 +110,15 @@ def budget_for(budget: Mapping[str, Any], settings: Mapping[str, Any], row: str)
     if row in per_row:
         out.update(_budget_table(per_row[row], f"settings.budgets.{row}"))
     return out
+
+
+def validate_settings(settings: Mapping[str, Any]) -> None:
+    """Check, for every device type, the precision, the device tables and every budget override (:class:`PrecisionError`)."""
+    for dev in DEVICE_TABLES:
+        st = settings_for(settings, dev)
+        budget_for({}, st, "")
+        for row in st.get("budgets", {}):
+            budget_for({}, st, row)
 
 
 @contextlib.contextmanager

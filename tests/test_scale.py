@@ -22,7 +22,7 @@ from baselines import registry as greg
 from bench.cli import main
 from bench.runner import plan, run_suite
 from bench.store import ResultStore
-from bench.suite import load_suite, validate_names
+from bench.suite import SuiteError, load_suite, validate_names
 from genbench.precision import PrecisionError, autocast, budget_for, current_scaler, settings_for
 from genbench.protocol import GeneratorInfo, TrainReport
 from metrics.extractors import Extractor, register_extractor
@@ -320,3 +320,11 @@ def _toml(d: dict, prefix: str = "") -> str:
         lines.append(f"[{name}]")
         lines.extend(f'"{k}" = {val(v)}' for k, v in t.items())
     return "\n".join(lines) + "\n"
+
+
+def test_bad_precision_fails_at_suite_load(tmp_path):
+    p = tmp_path / "bad.toml"
+    for bad, msg in (('precision = "bf61"', "precision must be one of"), ("cuda = { budgets = { vae = { stepz = 1 } } }", "unknown budget keys")):
+        p.write_text(SPY_SUITE.format(precision="fp32").replace('precision = "fp32"', bad))
+        with pytest.raises(SuiteError, match=msg):
+            load_suite(str(p))
