@@ -337,7 +337,7 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
         bs = int(settings.get("sample_batch", 1000))
         if translating:
             with torch.no_grad():
-                x = torch.cat([model.translate(ds.test_source[i : i + bs], generator=g) for i in range(0, n, bs)])
+                x = torch.cat([model.translate(ds.test_source[i : min(i + bs, n)], generator=g) for i in range(0, n, bs)])
         elif isinstance(model, LabeledSampler):  # reference rows carry their real labels
             x, labels = model.sample_labeled(n, generator=g)
         else:
