@@ -263,3 +263,13 @@ def test_translation_suite_loads_with_registered_names():
         e = greg.get(g.model)
         for d in g.datasets or kinds:
             assert kinds[d] in e.kinds, (g.name, d)
+
+
+def test_thick_digits_extractor_trains_on_thickened_digits():
+    from bench.data.translation import thicken
+    from metrics.extractors import training_data
+
+    assert "thick-digits-cnn" in freg.available()
+    split = training_data("digits-thick")
+    xtr, _, ytr, _ = dreg.digits_split()
+    assert torch.equal(torch.as_tensor(split.x_train), thicken(torch.as_tensor(xtr)[:, None])[:, 0]) and (split.y_train == ytr).all()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genbench.protocol import DataInfo
+from metrics.extractors import register_training_data
 
 from .core import DIGIT_NAMES, DataError, digit_captions, random_split, register_dataset, stratified_split
 from .embedded import digits_split
@@ -220,6 +221,16 @@ def digits_thick(seed: int = 0) -> TranslationDataset:
     (tra, trb, trya, tryb), (tea, teb, teya, teyb) = parts["train"], parts["test"]
     return TranslationDataset(_digits_info("digits-thick", "unpaired", (1, 8, 8)), tra, trb, tea, teb,
                               trya, teya, tryb, teyb, test_truth=thicken(tea), description=THICK_DESCRIPTION)  # fmt: skip
+
+
+def _thick_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The digits split with every image thickened: training data of the ``thick-digits-cnn`` extractor."""
+    xtr, xte, ytr, yte = digits_split()
+    th = lambda a: thicken(torch.as_tensor(a)[:, None])[:, 0].numpy()  # noqa: E731
+    return th(xtr), th(xte), ytr, yte
+
+
+register_training_data("digits-thick", _thick_digits_split)
 
 
 # --------------------------------------------------------------------- user folders

@@ -142,6 +142,8 @@ EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("extractor", entry_poi
 EXTRACTORS.register("raw", "metrics.extractors.raw:RawExtractor", description="identity (2-D data)", kinds=("points",))
 EXTRACTORS.register("digits-cnn", "metrics.extractors.digits_cnn:DigitsCNNExtractor",
                     description="embedded CNN for 8x8 digits (128-D features, 10 logits)", kinds=("image",))  # fmt: skip
+EXTRACTORS.register("thick-digits-cnn", "metrics.extractors.thick_digits_cnn:ThickDigitsCNNExtractor",
+                    description="embedded CNN for stroke-thickened 8x8 digits (digits-thick's target domain)", kinds=("image",))  # fmt: skip
 EXTRACTORS.register("mnist-cnn", "metrics.extractors.mnist_cnn:MnistCNNExtractor",
                     description="embedded CNN for 28x28 MNIST (128-D features, 10 logits)", kinds=("image",))  # fmt: skip
 EXTRACTORS.register("inception-v3-compat", "metrics.extractors.fidelity:InceptionExtractor",
