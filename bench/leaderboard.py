@@ -61,7 +61,7 @@ __all__ = [
     "dump_json",
 ]
 
-REFERENCE_MODELS = ("data", "uniform")
+REFERENCE_MODELS = ("data", "uniform", "identity", "target")  # identity/target: the translation reference rows (baselines/translation.py)
 ARROW = {"min": "↓", "max": "↑", "zero": "→0", None: ""}
 FORMATS = ("md", "csv", "json")
 LEVEL = 0.95
