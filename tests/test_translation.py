@@ -273,3 +273,23 @@ def test_thick_digits_extractor_trains_on_thickened_digits():
     split = training_data("digits-thick")
     xtr, _, ytr, _ = dreg.digits_split()
     assert torch.equal(torch.as_tensor(split.x_train), thicken(torch.as_tensor(xtr)[:, None])[:, 0]) and (split.y_train == ytr).all()
+
+
+def test_head_to_head_section_counts_wins_per_seed():
+    import pandas as pd
+
+    from bench.sections import get_section
+
+    rows = []
+    for seed, (fa, fb, la, lb) in enumerate([(10.0, 20.0, 0.08, 0.07), (11.0, 19.0, 0.09, 0.07), (25.0, 21.0, 0.06, 0.07)]):
+        rows += [
+            {"dataset": "digits-complete", "generator": "pix2pix", "metric": "fid", "seed": seed, "value": fa, "direction": "min", "label": "FID"},
+            {"dataset": "digits-complete", "generator": "l1-regression", "metric": "fid", "seed": seed, "value": fb, "direction": "min", "label": "FID"},
+            {"dataset": "digits-complete", "generator": "pix2pix", "metric": "l1", "seed": seed, "value": la, "direction": "min", "label": "L1"},
+            {"dataset": "digits-complete", "generator": "l1-regression", "metric": "l1", "seed": seed, "value": lb, "direction": "min", "label": "L1"},
+        ]
+    md = get_section("translation")(pd.DataFrame(rows), {"translation": {"compare": [{"a": "pix2pix", "b": "l1-regression", "metrics": ["fid", "l1"]}]}}, None)
+    fid_line = next(line for line in md.splitlines() if line.startswith("| FID"))
+    l1_line = next(line for line in md.splitlines() if line.startswith("| L1"))
+    assert "pix2pix on 2/3" in fid_line and "-4.667" in fid_line  # (10-20 + 11-19 + 25-21) / 3
+    assert "l1-regression on 2/3" in l1_line

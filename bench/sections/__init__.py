@@ -36,6 +36,7 @@ SECTIONS.register("speed_quality", "bench.sections.speed_quality:section", descr
 SECTIONS.register("likelihood", "bench.sections.likelihood:section", description="Likelihood table with the kind of each number and the ELBO-IWAE gap")
 SECTIONS.register("per_seed", "bench.sections.per_seed:section", description="Every seed's value of chosen metrics")
 SECTIONS.register("personalization", "bench.sections.personalization:section", description="Personalization methods: cost, new concept, prior preservation")
+SECTIONS.register("translation", "bench.sections.translation:section", description="Translation rows head to head, seed by seed (blur vs realism)")
 SECTIONS.register("metric_sanity", "bench.sections.metric_sanity:section", description="Constructed failures vs every metric: which metric detects which failure")
 
 
