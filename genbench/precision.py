@@ -21,7 +21,9 @@ computed in float32 outside autocast (the harness casts samples to float32
 before the feature stage), so a number's meaning never depends on the
 precision the generator ran in. ``fp16`` on CUDA also provides a
 :class:`torch.amp.GradScaler` (:func:`current_scaler`) that the training loop
-uses for loss scaling; ``bf16`` needs none (and runs on CPU too).
+uses for loss scaling; ``bf16`` needs none (and runs on CPU too). Families
+with their own multi-optimizer step (GANs) run under fp16 autocast without
+loss scaling: prefer ``bf16`` for them.
 """
 
 from __future__ import annotations
