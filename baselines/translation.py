@@ -182,7 +182,7 @@ class _Translator:
     @property
     def info(self) -> GeneratorInfo:
         total = sum(count_parameters(m)[0] for m in self._nets().values())
-        return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), conditioning="image", n_params=total, n_trainable=total)
+        return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), conditioning="none", n_params=total, n_trainable=total)
 
     def sample(self, n: int, *, labels: Tensor | None = None, prompts: Sequence[str] | None = None, steps: int | None = None,
                generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
@@ -413,7 +413,7 @@ class IdentityTranslation:
 
     @property
     def info(self) -> GeneratorInfo:
-        return GeneratorInfo(name="identity", family="reference", shape=tuple(self.data_info.shape), conditioning="image")
+        return GeneratorInfo(name="identity", family="reference", shape=tuple(self.data_info.shape), conditioning="none")
 
     def sample(self, n: int, **kwargs: Any) -> Tensor:
         raise TypeError("identity is an image-to-image reference row: call translate(x_source)")
@@ -436,7 +436,7 @@ class TargetReference:
 
     @property
     def info(self) -> GeneratorInfo:
-        return GeneratorInfo(name="target", family="reference", shape=tuple(self.data_info.shape), conditioning="image")
+        return GeneratorInfo(name="target", family="reference", shape=tuple(self.data_info.shape), conditioning="none")
 
     def use_pairs(self, source: Tensor, target: Tensor) -> None:
         if len(source) != len(target):

@@ -169,6 +169,8 @@ def _build(factory: Callable[..., Any], ds: dreg.Dataset, params: dict[str, Any]
         model.use_pool(ds.test_x, ds.test_y)
     if _has(model, "use_train"):  # TrainReference rows (metric sanity) also get the train split
         model.use_train(ds.train_x, ds.train_y)
+    if _has(model, "use_pairs") and getattr(ds, "test_truth", None) is not None:  # translation ground-truth rows
+        model.use_pairs(ds.test_source, ds.test_truth)
     return model
 
 
@@ -369,7 +371,7 @@ def check_generator(
         t0 = time.perf_counter()
         try:
             torch.manual_seed(seed)
-            out = model.fit(TrainData(ds.train_x, info, ds.train_y), Budget(steps=budget_steps, batch_size=batch_size))
+            out = model.fit(TrainData(ds.train_x, info, ds.train_y, source=getattr(ds, "train_source", None)), Budget(steps=budget_steps, batch_size=batch_size))
             dt = time.perf_counter() - t0
             if not callable(getattr(out, "to_dict", None)):
                 rep.add("fit", "fail", f"fit() returned {type(out).__name__}, expected a TrainReport", dt)
@@ -388,8 +390,12 @@ def check_generator(
     if steps is None and ginfo.iterative:
         steps = min(int(ginfo.default_steps or 10), 10)
 
+    translating = info.is_translation and _has(model, "translate")  # the harness's outputs are translate(test sources)
+
     def draw(k: int, s: int, lb: Tensor | None = labels, pr: Sequence[str] | None = prompts, m: Any = model) -> Any:
         with torch.no_grad():
+            if translating:
+                return m.translate(ds.test_source[:k], generator=torch.Generator().manual_seed(s))
             return m.sample(k, labels=lb, prompts=pr, steps=steps, generator=torch.Generator().manual_seed(s))
 
     t0 = time.perf_counter()

@@ -140,7 +140,7 @@ def test_pix2pix_trains_and_translates(task):
     c = m.translate(src, generator=torch.Generator().manual_seed(1))
     assert a.shape == (7, 1, 8, 8) and a.dtype == torch.float32 and a.min() >= 0 and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)  # dropout noise from the generator: reproducible, seed-dependent
-    assert isinstance(m, ImageConditioned) and m.info.conditioning == "image"
+    assert isinstance(m, ImageConditioned) and m.info.conditioning == "none"  # conditioned on an image, not on labels or prompts
     buf = io.BytesIO()
     torch.save(m.state_dict(), buf)
     m2 = greg.build("pix2pix", ds.info, width=8, d_width=8)
