@@ -13,12 +13,15 @@ latents ``z ~ q(z | x)`` scaled to unit standard deviation (the scale factor
 is ``1 / std`` of the training posterior means, Rombach et al.'s
 ``scale_factor``). Two objectives:
 
+* ``objective="velocity"`` (default): flow matching (straight path from
+  noise at t = 0 to data at t = 1, velocity target ``z_1 - z_0``); sampled
+  with the pixel models' ``EulerSampler`` or ``HeunSampler`` from
+  ``baselines/samplers.py``, unchanged.
 * ``objective="eps"``: epsilon prediction on a cosine noise schedule (T
-  steps, Nichol & Dhariwal); sampled with the pixel models' ``DDPMSampler``
-  or ``DDIMSampler`` from ``baselines/samplers.py``, unchanged.
-* ``objective="velocity"``: flow matching (straight path from noise at t = 0
-  to data at t = 1, velocity target ``z_1 - z_0``); sampled with
-  ``EulerSampler`` or ``HeunSampler``.
+  steps, Nichol & Dhariwal); sampled with ``DDPMSampler`` or ``DDIMSampler``.
+  On digits it lags far behind: one run at the suite budget (3000 steps)
+  scored FID 156 with DDIM@50 where the velocity objective scored 6.1 with
+  Euler@50 (same autoencoder); not yet understood, hence not the default.
 
 The samplers see only a :class:`~baselines.samplers.Denoiser` around the
 latent network; this module draws the initial latent noise and decodes the
@@ -158,7 +161,7 @@ class LatentDiffusion:
         ae_width: int = 32,
         kl_weight: float = 1e-3,
         ae_fraction: float = 0.3,
-        objective: str = "eps",
+        objective: str = "velocity",
         T: int = 1000,
         width: int = 32,
         mults: Sequence[int] = (1, 2),
@@ -515,11 +518,11 @@ class LatentReconstruction:
 @register("latent-diffusion", family="latent-diffusion", kinds=("image",))
 def make_latent_diffusion(
     info: DataInfo, latent_channels: int = 2, n_down: int = 1, ae_width: int = 32, kl_weight: float = 1e-3, ae_fraction: float = 0.3,
-    objective: str = "eps", T: int = 1000, width: int = 32, mults: Sequence[int] = (1, 2), blocks: int = 1, conditional: bool = False,
+    objective: str = "velocity", T: int = 1000, width: int = 32, mults: Sequence[int] = (1, 2), blocks: int = 1, conditional: bool = False,
     p_uncond: float = 0.1, lr: float = 2e-3, ae_lr: float = 2e-3, ema_decay: float = 0.999, sampler: str | None = None, steps: int = 50,
     decoder: str = "mode", device: str | None = None,
 ) -> LatentDiffusion:  # fmt: skip
-    """Latent diffusion: KL autoencoder (f = 2) + U-Net denoiser with the shared DDPM/DDIM (eps) or Euler/Heun (flow) samplers; CFG."""
+    """Latent diffusion: KL autoencoder (f = 2) + U-Net denoiser, flow matching with the shared Euler/Heun samplers (or eps + DDPM/DDIM); CFG."""
     return LatentDiffusion(
         info, latent_channels=latent_channels, n_down=n_down, ae_width=ae_width, kl_weight=kl_weight, ae_fraction=ae_fraction,
         objective=objective, T=T, width=width, mults=mults, blocks=blocks, conditional=conditional, p_uncond=p_uncond, lr=lr,

@@ -14,7 +14,7 @@ from baselines.protocol import Autoencoding, Budget, DataInfo, HeldOutReference,
 @pytest.fixture(scope="module")
 def fitted(digits):
     torch.manual_seed(0)
-    m = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    m = ld.LatentDiffusion(digits.info, objective="eps", width=8, ae_width=8)
     rep = m.fit(TrainData(digits.train_x, digits.info, digits.train_y), Budget(steps=12, batch_size=64))
     return m, rep
 
@@ -68,14 +68,14 @@ def test_compression_and_report(fitted, digits):
 def test_state_round_trip_reproduces_samples(fitted, digits):
     m, _ = fitted
     x = m.sample(5, steps=3, generator=torch.Generator().manual_seed(1))
-    m2 = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    m2 = ld.LatentDiffusion(digits.info, objective="eps", width=8, ae_width=8)
     m2.load_state_dict(m.state_dict())
     assert torch.equal(m2.sample(5, steps=3, generator=torch.Generator().manual_seed(1)), x)
 
 
 def test_classifier_free_guidance_as_in_pixel_space(digits):
     torch.manual_seed(0)
-    m = ld.LatentDiffusion(digits.info, conditional=True, width=8, ae_width=8)
+    m = ld.LatentDiffusion(digits.info, objective="eps", conditional=True, width=8, ae_width=8)
     m.fit(TrainData(digits.train_x, digits.info, digits.train_y), Budget(steps=6, batch_size=64))
     m.sample(10, labels=torch.arange(10), steps=4, sampler=m.make_sampler(sampler="ddim", guidance_scale=2.0))
     assert m.last_nfe == 8  # two evaluations per step, as for pixel DDPM
@@ -84,17 +84,26 @@ def test_classifier_free_guidance_as_in_pixel_space(digits):
     assert m.info.conditioning == "class"
     with pytest.raises(ValueError, match="labels must be in"):
         m.sample(2, labels=torch.tensor([0, 10]))
-    unc = ld.LatentDiffusion(digits.info, width=8, ae_width=8)
+    unc = ld.LatentDiffusion(digits.info, objective="eps", width=8, ae_width=8)
     with pytest.raises(ValueError, match="conditional=True"):
         unc.make_sampler(sampler="ddim", guidance_scale=2.0)
 
 
-def test_flow_matching_objective_with_euler(digits):
+def test_flow_matching_objective_with_euler(digits, monkeypatch):
+    seen = []
+    original = samplers.EulerSampler.step
+
+    def spy(self, denoiser, x, t, t_next, y, generator):
+        seen.append((tuple(x.shape), t))
+        return original(self, denoiser, x, t, t_next, y, generator)
+
+    monkeypatch.setattr(samplers.EulerSampler, "step", spy)
     torch.manual_seed(0)
-    m = ld.LatentDiffusion(digits.info, objective="velocity", width=8, ae_width=8)
+    m = ld.LatentDiffusion(digits.info, width=8, ae_width=8)  # velocity is the default objective
     m.fit(TrainData(digits.train_x, digits.info), Budget(steps=6, batch_size=64))
     m.sample(4, steps=7)
     assert m.last_nfe == 7 and isinstance(m._sampler, samplers.EulerSampler)
+    assert [s for s, _ in seen] == [(4, 2, 4, 4)] * 7 and [t for _, t in seen] == pytest.approx([k / 7 for k in range(7)])
     with pytest.raises(ValueError, match="unknown sampler"):
         m.make_sampler(sampler="ddim")
 
