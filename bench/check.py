@@ -398,6 +398,10 @@ def check_generator(
                 return m.translate(ds.test_source[:k], generator=torch.Generator().manual_seed(s))
             return m.sample(k, labels=lb, prompts=pr, steps=steps, generator=torch.Generator().manual_seed(s))
 
+    if translating:  # checked first: the checks below draw through translate()
+        rep.items.append(_check_translate(model, ds, info, n, seed))
+        if rep.items[-1].status == "fail":
+            return rep
     t0 = time.perf_counter()
     try:
         torch.manual_seed(seed + 1)
@@ -453,7 +457,7 @@ def check_generator(
         rep.add("likelihood", "skip", "no log_prob() / elbo()")
 
     # -- image-to-image
-    if _has(model, "translate"):
+    if _has(model, "translate") and not translating:
         rep.items.append(_check_translate(model, ds, info, n, seed))
 
     # -- latency
