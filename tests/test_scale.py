@@ -267,6 +267,7 @@ def random_inception_weights(tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 def test_cifar10_suite_reduced_end_to_end(tmp_path, random_inception_weights):
     """The built-in cifar10 suite with its data root and extractor weights pointed at small local files, 2 rows, tiny N."""
     root = tmp_path / "cifar-10-batches-py"
