@@ -339,7 +339,7 @@ class MaskGITSampler:
 
     name = "maskgit"
 
-    def __init__(self, steps: int = 8, *, temperature: float = 1.0, choice_temperature: float = 1.0) -> None:
+    def __init__(self, steps: int = 8, *, temperature: float = 1.0, choice_temperature: float = 4.5) -> None:
         if int(steps) < 1:
             raise ValueError(f"maskgit: steps (T) must be >= 1, got {steps}")
         if choice_temperature < 0:
@@ -796,7 +796,7 @@ class VQMaskGIT(_TransformerPrior):
     causal = False
     _iterative = True
 
-    def __init__(self, info: DataInfo, *, default_steps: int = 8, temperature: float = 1.0, choice_temperature: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, info: DataInfo, *, default_steps: int = 8, temperature: float = 1.0, choice_temperature: float = 4.5, **kwargs: Any) -> None:
         self._defaults = {"steps": int(default_steps), "temperature": float(temperature), "choice_temperature": float(choice_temperature)}
         super().__init__(info, **kwargs)
         if not 1 <= self._defaults["steps"] <= self.length:
@@ -910,7 +910,7 @@ def make_vq_maskgit(
     info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
     prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
-    choice_temperature: float = 1.0, device: str | None = None,
+    choice_temperature: float = 4.5, device: str | None = None,
 ) -> VQMaskGIT:  # fmt: skip
     """VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T)."""
     return VQMaskGIT(
