@@ -418,6 +418,38 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
     return lines
 
 
+def run_lines(runs: list[dict[str, Any]], most: int = 6) -> list[str]:
+    """Provenance lines for the ``bench run`` invocations that did work (``runs.jsonl``): wall time and machine load.
+
+    No-op re-runs (every job already done, no record added) are left out; beyond
+    ``most`` runs only the total is given for the older ones.
+    """
+    work = [r for r in runs if (r.get("ran") or 0) > 0 or (r.get("records_added") or 0) > 0]
+    if not work:
+        return []
+
+    def one(r: dict[str, Any]) -> str:
+        wall = r.get("wall_s")
+        parts = [f"{r.get('started_utc', '?')}: {r.get('ran', '?')} of {r.get('planned', '?')} jobs ran ({r.get('failed', 0)} failed), "
+                 f"{r.get('records_added', '?')} records, wall {f'{wall:.1f}' if _finite(wall) else '?'} s"
+                 + (f" ({wall / 60:.1f} min)" if _finite(wall) and wall >= 60 else "")
+                 + f", executor {r.get('executor', '?')} x{r.get('workers', '?')}"]  # fmt: skip
+        load = [f"{r['cpu_count']} cores" if r.get("cpu_count") else None,
+                f"this run {fmt_num(r['own_cpu_cores'])} cores on average" if _finite(r.get("own_cpu_cores")) else None,
+                f"other processes {fmt_num(r['other_cpu_cores'])} cores" if _finite(r.get("other_cpu_cores")) else None,
+                f"1-min load average {fmt_num(r['loadavg_before'])} → {fmt_num(r['loadavg_after'])}"
+                if _finite(r.get("loadavg_before")) and _finite(r.get("loadavg_after")) else None]  # fmt: skip
+        load = [x for x in load if x]
+        return "  - " + parts[0] + (("; machine: " + ", ".join(load)) if load else "")
+
+    total = sum(r["wall_s"] for r in work if _finite(r.get("wall_s")))
+    lines = [f"- runs that did work (`bench run`, `runs.jsonl`): {len(work)}, total wall {total:.1f} s ({total / 60:.1f} min)"]
+    older = work[:-most] if len(work) > most else []
+    if older:
+        lines.append(f"  - {len(older)} earlier runs: wall {sum(r['wall_s'] for r in older if _finite(r.get('wall_s'))):.1f} s")
+    return lines + [one(r) for r in work[-most:]]
+
+
 def _timing_lines(df: pd.DataFrame) -> list[str]:
     """The timing phase's conditions (threads, machine load), when its records exist."""
     t = df[df["settings"].map(lambda s: isinstance(s, dict) and s.get("phase") == "timing")]
@@ -573,6 +605,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, results_dir: Path, out_dir: 
         f"- generated: {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- git commit(s) of the runs: {', '.join(f'`{c}`' for c in prov['git_commits']) or 'unknown'}",
         f"- device(s): {', '.join(prov['devices'])}",
+        *run_lines(ResultStore(results_dir / suite.name).runs()),
         f"- packages: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
         f"- seeds: {prov['seeds']}; cells are mean ± std over seeds (sample std) with the number of seeds in the `seeds` column, "
         "or, for one seed, the value with its 95% interval [lo, hi] when the run computed one",

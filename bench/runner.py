@@ -16,6 +16,8 @@ latency quietly in one process; it uses :meth:`Runner.load_model` and
 
 from __future__ import annotations
 
+import datetime as _dt
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from baselines import registry as greg
 from genbench.cache import Cache
+from metrics.latency import Load, LoadMonitor
 
 from . import data as dreg
 from .check import require_complete_capabilities
@@ -222,7 +225,35 @@ def run_suite(
     names the cluster). ``save_samples`` keeps every row's samples under
     ``results_dir/<suite>/samples/`` (``.npz`` + PNG grid).
     """
-    if suite.experiment:
-        return run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
-    runner = Runner(suite, results_dir=results_dir, device=device, progress=progress, save_samples=save_samples)
-    return runner.run(seeds, executor=executor, workers=workers, ray_address=ray_address)
+    started = _dt.datetime.now(_dt.UTC)
+    with LoadMonitor(threshold_cores=0.25, own_threads=max(1, workers)) as mon:
+        if suite.experiment:
+            summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
+        else:
+            runner = Runner(suite, results_dir=results_dir, device=device, progress=progress, save_samples=save_samples)
+            summary = runner.run(seeds, executor=executor, workers=workers, ray_address=ray_address)
+    ResultStore(Path(results_dir) / suite.name).log_run(run_log_entry(summary, mon.result, started, executor, workers))
+    return summary
+
+
+def run_log_entry(summary: RunSummary, load: Load | None, started: _dt.datetime, executor: str, workers: int) -> dict[str, Any]:
+    """One line of ``runs.jsonl``: when a run started, its wall time, what it did and how loaded the machine was.
+
+    ``own_cpu_cores``: CPU time of this process and its finished child processes
+    (the process executor's workers) divided by wall time; ``other_cpu_cores``:
+    the rest of the machine's busy time over the run, in cores (Ray workers count
+    there). The leaderboard's provenance prints these, so a reader sees whether a
+    suite shared the machine.
+    """
+    entry: dict[str, Any] = {
+        "started_utc": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "wall_s": summary.wall_s, "planned": summary.planned,
+        "ran": summary.ran, "skipped": summary.skipped, "failed": len(summary.failed), "records_added": summary.records_added,
+        "executor": executor, "workers": workers, "cpu_count": os.cpu_count(),
+    }  # fmt: skip
+    if load is not None:
+        entry.update({
+            "wall_s": load.wall_s, "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,
+            "other_cpu_cores": load.other_cpu_cores, "own_cpu_cores": (load.own_cpu_s / load.wall_s) if load.own_cpu_s is not None and load.wall_s > 0 else None,
+            "load_method": load.method,
+        })  # fmt: skip
+    return entry

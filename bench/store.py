@@ -53,16 +53,38 @@ def _clean(v: Any) -> Any:
 
 
 class ResultStore:
-    """Records of one suite under ``root/records.jsonl``."""
+    """Records of one suite under ``root/records.jsonl``; one line per ``bench run`` invocation in ``root/runs.jsonl``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.path = self.root / "records.jsonl"
+        self.runs_path = self.root / "runs.jsonl"
 
     def append(self, record: dict[str, Any]) -> None:
+        self._append_line(self.path, record)
+
+    def log_run(self, entry: dict[str, Any]) -> None:
+        """Append one run's conditions (wall time, jobs, machine load; see ``bench.runner.run_suite``) to ``runs.jsonl``."""
+        self._append_line(self.runs_path, entry)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every readable line of ``runs.jsonl`` (damaged lines are skipped: the run log is informative, not a result)."""
+        if not self.runs_path.exists():
+            return []
+        out = []
+        for raw in self.runs_path.read_bytes().splitlines():
+            try:
+                r = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                continue
+            if isinstance(r, dict):
+                out.append(r)
+        return out
+
+    def _append_line(self, path: Path, record: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(_clean(record), sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._repair_tail(fd)

@@ -69,6 +69,26 @@ def test_run_rerun_and_leaderboard(tmp_path, suite_file):
     assert "| data (reference)" in md and "FID[raw] ↓" in md and "**" in md and "n/a" in md
     assert "± " in md  # two seeds -> mean ± std
     assert (tmp_path / "lb" / "assets" / "tiny" / "ring8__gmm.png").exists()
+    # one runs.jsonl line per invocation; the provenance names the run that did work (wall time, load), not the no-op re-run
+    runs = store.runs()
+    assert [r["ran"] for r in runs] == [6, 0] and runs[1]["skipped"] == 6
+    assert runs[0]["wall_s"] > 0 and runs[0]["cpu_count"] == os.cpu_count() and "loadavg_before" in runs[0]
+    assert "- runs that did work (`bench run`, `runs.jsonl`): 1, total wall" in md
+    assert "6 of 6 jobs ran (0 failed)" in md and "machine: " in md and "0 of 6 jobs ran" not in md
+
+
+def test_run_lines_summarise_older_runs():
+    from bench.leaderboard import run_lines
+
+    runs = [{"started_utc": f"t{i}", "ran": 1, "planned": 9, "records_added": 3, "wall_s": 10.0 * (i + 1), "cpu_count": 2,
+             "own_cpu_cores": 1.0, "other_cpu_cores": 0.5, "loadavg_before": 0.1, "loadavg_after": 1.5, "executor": "local", "workers": 1}
+            for i in range(4)] + [{"started_utc": "noop", "ran": 0, "records_added": 0, "wall_s": 1.0}]  # fmt: skip
+    lines = run_lines(runs, most=2)
+    assert lines[0].endswith("4, total wall 100.0 s (1.7 min)")
+    assert lines[1] == "  - 2 earlier runs: wall 30.0 s"
+    assert lines[2].startswith("  - t2: 1 of 9 jobs ran (0 failed), 3 records, wall 30.0 s")
+    assert "other processes 0.500 cores" in lines[3] and "1-min load average 0.100 → 1.50" in lines[3]
+    assert not any("noop" in x for x in lines) and run_lines([]) == []
 
 
 class _Crash(BaseException):
