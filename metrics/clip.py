@@ -54,7 +54,7 @@ from torch import Tensor
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from .extractors import default_cache_dir, file_hash, state_hash, training_data
+from .extractors import default_cache_dir, file_hash, shipped_weights, state_hash, training_data
 
 __all__ = [
     "ClipError",
@@ -394,8 +394,11 @@ def _load_or_train_digits_clip(
             raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {e})") from e
         report = dict(obj.get("report") or {})
     else:
-        path = _digits_clip_path(cache_dir)
-        cached = _load_cached_digits_clip(path)
+        shipped = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) if train_data is None else None
+        cached = _load_cached_digits_clip(shipped) if shipped is not None else None  # packaged: the same on every machine
+        path = shipped if cached is not None else _digits_clip_path(cache_dir)
+        if cached is None:
+            cached = _load_cached_digits_clip(path)
         if cached is not None:
             model, tok, report = cached
         else:

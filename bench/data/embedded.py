@@ -93,7 +93,7 @@ def digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray,
     int64. The split is stratified by class (:func:`stratified_split`,
     ``test_size=test_fraction``, ``random_state=seed``); the default (0.2,
     seed 0) gives 1437 train / 360 test images and is the split the
-    ``digits-cnn`` extractor is trained on (weights hash ``bbd7b8abd39db1d7``):
+    ``digits-cnn`` extractor is trained on (shipped weights ``244bf800a4a63d8c``):
     never change it.
     """
     d = load_digits()

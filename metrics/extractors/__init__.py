@@ -14,6 +14,14 @@ its extractor is built):
 * ``inception-v3-compat``, ``clip``, ``dinov2`` (:mod:`.fidelity`): through
   torch-fidelity, with weights from a local file where there is no network.
 
+The embedded extractors' weights ship with the package
+(``metrics/extractors/weights/<name>-v<version>.pt``, checksummed genbench
+artifacts, written by ``python -m metrics.extractors.ship``): the training
+recipes are deterministic on one machine, but another CPU (other SIMD kernels
+in MKL/oneDNN) trains other weights, and an extractor is the ruler every
+metric is read with. :func:`shipped_weights` finds them; without them (or
+with ``train_data=``) the recipe trains and caches as before.
+
 Third-party extractors join through the entry-point group
 ``genbench.extractors`` (an entry point's object is a factory returning an
 :class:`Extractor`).
@@ -32,6 +40,7 @@ import hashlib
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +49,14 @@ from torch import Tensor
 
 from genbench.cache import default_cache_dir, file_hash
 from genbench.registry import Registry, UnknownNameError
+
+SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+
+def shipped_weights(name: str, version: int) -> Path | None:
+    """The packaged weights artifact of embedded extractor ``name`` at ``version``, or None when not shipped."""
+    p = SHIPPED_WEIGHTS_DIR / f"{name}-v{version}.pt"
+    return p if p.is_file() else None
 
 __all__ = [
     "Extractor",
@@ -56,6 +73,8 @@ __all__ = [
     "file_hash",
     "state_hash",
     "to_uint8_rgb",
+    "shipped_weights",
+    "SHIPPED_WEIGHTS_DIR",
 ]
 
 

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, state_hash, training_data
+from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, shipped_weights, state_hash, training_data
 
 __all__ = ["ClassifierExtractor", "train_classifier", "shift_augment"]
 
@@ -111,6 +111,11 @@ class ClassifierExtractor(Extractor):
         train_data: training data (a :class:`LabeledSplit`, a provider or a
             ``train_test_split`` 4-tuple), used only when the weights are not
             cached; default: the registered provider ``data_name``.
+
+    Without ``weights`` and ``train_data`` the packaged weights
+    (:func:`~metrics.extractors.shipped_weights`) are used when present, so
+    every machine reads samples with the same ruler; else (or when they are
+    damaged: a warning) the cached or freshly trained ones.
     """
 
     has_logits = True
@@ -140,9 +145,13 @@ class ClassifierExtractor(Extractor):
                 raise ExtractorError(f"{self.name} weights file {path} not found")
             self._load(path, explicit=True)
         else:
-            path = self.cache_path(cache_dir)
-            if not (path.is_file() and self._load(path, explicit=False)):
-                self._train_and_cache(path, train_data)
+            shipped = shipped_weights(self.name, self.version) if train_data is None else None
+            if shipped is not None and self._load(shipped, explicit=False):
+                path = shipped  # the packaged weights: the same features on every machine
+            else:
+                path = self.cache_path(cache_dir)
+                if not (path.is_file() and self._load(path, explicit=False)):
+                    self._train_and_cache(path, train_data)
         self.weights_path = str(path)
         self.net.eval()
         self.weights_hash = state_hash(self.net.state_dict())
