@@ -19,7 +19,7 @@ from metrics import registry as mreg
 from . import data
 from .check import check_generator
 from .evaluate import format_eval, run_eval
-from .leaderboard import write_leaderboard
+from .leaderboard import check_output, write_leaderboard
 from .runner import run_suite
 from .suite import SuiteError, available_suites, load_suite, validate_names
 
@@ -42,6 +42,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         problem = _unwritable(folder)
         if problem:
             return _err(f"{flag} {folder}: {problem}")
+    if not args.no_leaderboard:
+        try:
+            check_output(args.out, suite.name)
+        except ValueError as e:
+            return _err(f"--out {args.out}: {e}")
     if args.seeds:
         args.seeds = list(dict.fromkeys(args.seeds))  # --seeds 0 0 runs seed 0 once
     try:
@@ -62,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             out = write_leaderboard(suite, args.results, args.out)
             print(f"leaderboard: {out}")
-        except FileNotFoundError as e:
+        except (FileNotFoundError, ValueError) as e:  # the records are kept: `bench leaderboard` can write it later
             print(f"no leaderboard: {e}", file=sys.stderr)
     return EXIT_FAILED if summary.failed else 0
 
@@ -132,6 +137,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         out = write_leaderboard(suite, args.results, args.out, fmt=args.format)
     except FileNotFoundError as e:
         return _err(str(e), EXIT_FAILED)
+    except ValueError as e:
+        return _err(str(e))
     print(f"leaderboard: {out}")
     return 0
 

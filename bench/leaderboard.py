@@ -477,11 +477,17 @@ def _inside(root: Path, p: Path) -> bool:
         return False
 
 
+def check_output(out_dir: str | Path, suite_name: str) -> None:
+    """``ValueError`` when the leaderboard of ``suite_name`` could not be written inside ``out_dir``
+    (e.g. its assets folder is a link leading elsewhere); checked by ``bench run`` before any work."""
+    _assets_dir(Path(out_dir), suite_name)
+
+
 def _assets_dir(out_dir: Path, suite_name: str) -> Path:
     check_name(suite_name, "suite name")
     assets = out_dir / "assets" / suite_name
     if not _inside(out_dir, assets):
-        raise ValueError(f"assets folder {assets} for suite {suite_name!r} is outside the output directory {out_dir}")
+        raise ValueError(f"assets folder {assets} for suite {suite_name!r} leads outside the output directory {out_dir} (a link?); refusing to write or delete there")
     return assets
 
 

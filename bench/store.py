@@ -134,6 +134,9 @@ class ResultStore:
                     r = json.loads(raw.decode("utf-8"))
                     if not isinstance(r, dict):
                         raise ValueError(f"a JSON {type(r).__name__}, not an object")
+                    bad = [k for k in ("job", "metric") if not isinstance(r.get(k), str)] + [k for k in ("generator",) if not isinstance(r.get(k), (str, type(None)))]
+                    if bad:
+                        raise ValueError(f"field(s) {', '.join(bad)} missing or not strings")
                 except (UnicodeDecodeError, ValueError) as e:
                     if not raw.strip():
                         continue

@@ -41,6 +41,7 @@ class-conditional generator for ``sample(prompts=...)`` lives in
 from __future__ import annotations
 
 import os
+import pickle
 import time
 import warnings
 from pathlib import Path
@@ -391,7 +392,10 @@ def _load_or_train_digits_clip(
             obj = read_artifact(path) if is_artifact else {"state_dict": torch.load(path, map_location="cpu", weights_only=True)}
             model, tok = _clip_from_state(obj["state_dict"])
         except Exception as e:
-            raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {e})") from e
+            why = (str(e).strip().splitlines() or [""])[0][:200]
+            if isinstance(e, pickle.UnpicklingError):  # torch's own message suggests weights_only=False: never here
+                why = "it holds objects other than tensors and plain containers"
+            raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {why}); loaded with weights_only=True, no code runs") from e
         report = dict(obj.get("report") or {})
     else:
         shipped = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) if train_data is None else None

@@ -271,3 +271,50 @@ def test_two_concurrent_runs_claim_jobs(tmp_path):
     assert sum(ran) == 9 and len(done_lines) == 9  # no job ran twice
     metric_lines = [r for r in raw if not r["metric"].startswith("_")]
     assert sum(added) == len(metric_lines) == len(ResultStore(tmp_path / "res" / "sec").records())
+
+
+# ------------------------------------------------------------------------------------------------ a second round of probes
+def test_linked_assets_folder_is_refused_before_any_work(tmp_path, capsys):
+    """--out/assets/<suite> a symbolic link to another folder: exit 2 before training, nothing written or deleted there."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.png").write_bytes(b"not ours")
+    (tmp_path / "lb" / "assets").mkdir(parents=True)
+    (tmp_path / "lb" / "assets" / "sec").symlink_to(victim)
+    assert main(["run", "--suite", str(_write(tmp_path, SUITE)), "--results", str(tmp_path / "res"), "--out", str(tmp_path / "lb")]) == 2
+    assert "leads outside the output directory" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists() and sorted(p.name for p in victim.iterdir()) == ["keep.png"]
+
+
+def test_record_with_non_string_keys_is_a_damaged_line(tmp_path):
+    """A JSON object whose job/metric are not strings is reported and skipped like a garbled line, never a TypeError."""
+    runner_mod.run_suite(load_suite(str(_write(tmp_path, SUITE))), results_dir=tmp_path / "res", progress=False)
+    store = ResultStore(tmp_path / "res" / "sec")
+    before = _values(store.root)
+    with open(store.path, "a") as f:
+        f.write(json.dumps({"job": {"a": 1}, "metric": 5, "value": 1.0}) + "\n")
+    with pytest.warns(DamagedRecordWarning, match=r"records.jsonl:\d+: .*job, metric"):
+        assert _values(store.root) == before
+    assert len(store.done_jobs()) == 3
+
+
+def test_pickle_payload_as_extractor_weights_runs_nothing(tmp_path, capsys):
+    """--extractor-weights naming a pickle with a payload: a clear error, no code run, no advice to unpickle it."""
+    import numpy as np
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(pickle.dumps(Payload()))
+    samples = tmp_path / "s.npz"
+    np.savez(samples, x=np.random.default_rng(0).random((20, 1, 8, 8)).astype(np.float32))
+    rc = main(["eval", "--samples", str(samples), "--dataset", "digits", "--extractor", "digits-cnn", "--extractor-weights", str(weights)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "cannot load weights from" in err and "w.pt" in err
+    assert "weights_only` set to `False" not in err and not marker.exists()

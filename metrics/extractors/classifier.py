@@ -19,6 +19,7 @@ marks data sets whose channels each carry a class (stacked digits).
 
 from __future__ import annotations
 
+import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -174,7 +175,13 @@ class ClassifierExtractor(Extractor):
             self.report = dict(obj.get("report") or {})
         except Exception as e:  # checksum mismatch, unpickling refused, truncated file, wrong keys/shapes
             if explicit:
-                raise ExtractorError(f"{self.name}: cannot load weights from {path} ({type(e).__name__}: {e})") from e
+                why = (str(e).strip().splitlines() or [""])[0][:200]
+                if isinstance(e, pickle.UnpicklingError):  # torch's own message suggests weights_only=False: never here
+                    why = "it holds objects other than tensors and plain containers"
+                raise ExtractorError(
+                    f"{self.name}: cannot load weights from {path} ({type(e).__name__}: {why}); expected a state dict of tensors "
+                    "or a genbench artifact (files are loaded with weights_only=True: no code in them runs)"
+                ) from e
             warnings.warn(f"{self.name}: cached weights {path} are unreadable ({type(e).__name__}); retraining", stacklevel=3)
             self.net = self.make_net()
             return False
