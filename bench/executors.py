@@ -149,11 +149,24 @@ def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int =
         import ray  # optional extra: imported only when this executor runs
     except ModuleNotFoundError as e:
         raise RuntimeError("the ray executor needs the optional extra: pip install 'genbench[ray]'") from e
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address or os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True)
+    started = not ray.is_initialized()  # a Ray this run started is shut down when its jobs are done
+    if started:
+        address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:  # a local instance: its workers are this run's main work, not background jobs (Ray's default nice is 15)
+            os.environ.setdefault("RAY_worker_niceness", "0")
+        ray.init(address=address, ignore_reinit_error=True, **({"include_dashboard": False} if address is None else {}))
     # a worker killed mid-job is retried by Ray; it returned nothing, so nothing is duplicated
     remote = ray.remote(num_gpus=1 if cfg.device.startswith("cuda") else 0, max_retries=RAY_RETRIES)(_ray_worker)
     wcfg = WorkerConfig(**{**cfg.__dict__, "progress": False})
+    try:
+        _ray_loop(ray, remote, jobs, cfg, wcfg, hooks)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_loop(ray: Any, remote: Any, jobs: list[Job], cfg: WorkerConfig, wcfg: WorkerConfig, hooks: Hooks) -> None:
+    """Submit every job, then take results as they finish: the driver alone appends records and writes files."""
     pending = {}
     for job in jobs:
         if hooks.start(job):

@@ -331,6 +331,9 @@ def test_damaged_shipped_weights_fall_back_to_the_recipe(tmp_path, monkeypatch):
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path, monkeypatch):
+    import metrics.extractors as ext_mod
+
+    monkeypatch.setattr(ext_mod, "SHIPPED_WEIGHTS_DIR", tmp_path / "no-shipped-weights")  # else the packaged weights need no data
     monkeypatch.setattr(TRAINING_DATA, "_entries", {})
     monkeypatch.setattr(TRAINING_DATA, "_loaded", True)
     with pytest.raises(ExtractorError, match="no training data 'digits' is registered.*register_training_data"):

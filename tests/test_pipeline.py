@@ -267,6 +267,7 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
     fake = types.SimpleNamespace(
         is_initialized=lambda: False, init=lambda address=None, **kw: calls.update(init=address),
         remote=remote, wait=lambda refs, num_returns=1: (refs[:1], refs[1:]), get=lambda ref: ref.value,
+        shutdown=lambda: calls.update(shutdown=True),
     )  # fmt: skip
     monkeypatch.setitem(sys.modules, "ray", fake)
     appended_by = []
@@ -290,6 +291,7 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(ResultStore, "append", spy)
     s = runner_mod.run_suite(tiny, results_dir=tmp_path / "r", progress=False, executor="ray", ray_address="ray://head:10001")
     assert calls["init"] == "ray://head:10001" and calls["remote"]["max_retries"] >= 1
+    assert calls.get("shutdown")  # the run started Ray, so it stops it
     assert s.ran == 4 and not s.failed and s.records_added == 2 * 2 + 2 * 3
     assert len(ResultStore(tmp_path / "r" / "pipe").done_jobs()) == 4
     assert (tmp_path / "r" / "pipe" / "assets" / "ring8__gmm.png").stat().st_size > 0  # PNG bytes returned and written by the driver
