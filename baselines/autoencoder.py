@@ -82,7 +82,7 @@ class AutoencoderGenerator:
         hidden: hidden sizes of the MLPs (2-D points).
         lr: Adam learning rate (``Budget.lr`` overrides it when given).
         latent_prior: latent density to sample: ``"gaussian"`` (full covariance) or
-            ``"gmm"`` (scikit-learn EM). Both are fitted; ``set_sampler`` switches.
+            ``"gmm"`` (scikit-learn EM). Both are fitted; ``make_sampler(latent_prior=...)`` switches.
         gmm_components: mixture components when ``latent_prior="gmm"``.
         noise_std: input corruption std for the denoising variant, in [0, 1]
             pixel units for images, in standardized units for 2-D (0 = plain AE).

@@ -262,17 +262,6 @@ class LatentDiffusion:
         context = {"schedule": self.schedule, "clip": self.x0_bound, "default_steps": self.default_steps}
         return make_sampler(kind, name, params, context, self.name)
 
-    def set_sampler(self, **params: Any) -> None:
-        """Default sampler for later ``sample`` calls (``decoder`` may also be set here)."""
-        params = dict(params)
-        if "decoder" in params:
-            dec = params.pop("decoder")
-            if dec not in _DECODERS:
-                raise ValueError(f"{self.name}: decoder must be one of {_DECODERS}, got {dec!r}")
-            self.decoder_mode = dec
-        self._sampler = self.make_sampler(**params)
-        self._sampler_params = params
-
     def _check_x(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")

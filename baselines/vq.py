@@ -473,7 +473,7 @@ class _VQBase:
         if self.prior is not None:
             self.prior.to(self.device).eval()  # train() only inside fit: dropout off for likelihoods and sampling
         self.register_buffers()
-        self._sampler = self.make_sampler()
+        self._sampler = self.make_sampler() if callable(self.make_sampler) else None
         self.last_nfe = 0
         self._fitted = False
 
@@ -498,10 +498,10 @@ class _VQBase:
         return lp.gather(1, codes.t()).t().sum(1) if codes.numel() else torch.zeros(len(codes))
 
     def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
-        p = self.position_logp.exp()
-        u = torch.rand(n, self.length, generator=generator)
-        codes = (p.cumsum(-1)[None] < u[..., None]).sum(-1).clamp(max=self.num_codes - 1)
-        self.last_nfe = 1
+        if not isinstance(sampler, IndependentCodeSampler):
+            raise TypeError(f"{self.name}: sampler must be an IndependentCodeSampler, got {type(sampler).__name__}")
+        codes = sampler(self.position_logp, n, generator)
+        self.last_nfe = sampler.nfe
         return codes.to(self.device)
 
     # -- protocol ---------------------------------------------------------------------
@@ -525,20 +525,11 @@ class _VQBase:
         """The code grid (h, w)."""
         return self.grid
 
-    def make_sampler(self, **params: Any) -> Any:
-        """The independent prior has one sampling algorithm (no parameters)."""
-        if params:
-            raise ValueError(f"{self.name}: the independent code prior takes no sampler parameters, got {sorted(params)}")
-        return None
-
-    def set_sampler(self, **params: Any) -> None:
-        """Default sampler for later ``sample`` calls (``make_sampler(**params)``)."""
-        if "decoder" in params:
-            dec = params.pop("decoder")
-            if dec not in _DECODERS:
-                raise ValueError(f"{self.name}: decoder must be one of {_DECODERS}, got {dec!r}")
-            self.decoder_mode = dec
-        self._sampler = self.make_sampler(**params)
+    def make_sampler(self, sampler: str = "independent") -> IndependentCodeSampler:
+        """The independent prior's one algorithm: each position's code drawn from its own histogram."""
+        if sampler != "independent":
+            raise ValueError(f"{self.name}: unknown sampler {sampler!r}; valid: independent")
+        return IndependentCodeSampler()
 
     def _check_x(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -706,6 +697,25 @@ class _VQBound:
 
 
 
+class IndependentCodeSampler:
+    """Codes drawn independently per position from the per-position histogram ``position_logp`` (L, K).
+
+    No network runs for the codes; ``nfe`` = 1 counts the decoder pass that turns them into an image.
+    """
+
+    name = "independent"
+
+    def __init__(self) -> None:
+        self.nfe = 0
+
+    def __call__(self, position_logp: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+        p = position_logp.exp()
+        u = torch.rand(n, len(p), generator=generator)
+        codes = (p.cumsum(-1)[None] < u[..., None]).sum(-1).clamp(max=p.shape[1] - 1)
+        self.nfe = 1
+        return codes
+
+
 class VQVAE(_VQBound, _VQBase):
     """VQ-VAE with an independent categorical prior per code position (the code histogram); VQ bound."""
 
@@ -847,6 +857,7 @@ class VQReconstruction(_VQBase):
 
     name = "vqvae-recon"
     family = "reference"
+    make_sampler = None  # no sampling algorithm to choose: it reconstructs held-out images (not a SamplerChoice)
 
     def __init__(self, info: DataInfo, *, pool: Tensor | None = None, pool_labels: Tensor | None = None, **kwargs: Any) -> None:
         super().__init__(info, **kwargs)

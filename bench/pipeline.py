@@ -294,15 +294,13 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
 
 
 def choose_sampler(ctx: JobContext) -> None:
-    """The row's sampler object from ``sample_params`` (:class:`SamplerChoice`); older models with ``set_sampler`` still work."""
+    """The row's sampler object from ``sample_params`` (:class:`SamplerChoice`)."""
     params = ctx.job.gen.sample_params
     ctx.sampler = None
     if not params:
         return
     if isinstance(ctx.model, SamplerChoice):
         ctx.sampler = ctx.model.make_sampler(**params)
-    elif callable(getattr(ctx.model, "set_sampler", None)):  # transition: families not yet on sampler objects
-        ctx.model.set_sampler(**params)
     else:
         raise TypeError(f"{ctx.job.gen.name}: sample_params {params} given but {ctx.job.gen.model} has no make_sampler() (SamplerChoice)")
 

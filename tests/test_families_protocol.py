@@ -187,8 +187,6 @@ def test_sampler_objects(name, dataset):
     if not callable(getattr(m, "make_sampler", None)):
         assert not isinstance(m, SamplerChoice)
         return
-    if hasattr(m, "set_sampler"):
-        pytest.xfail(f"{name} still keeps sampling options as model state (set_sampler) besides make_sampler")
     assert not hasattr(m, "set_sampler"), "sampling options are objects, not model state"
     s = m.make_sampler()
     assert isinstance(s.name, str) and s.name
