@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats as _stats
 
+from baselines import registry as greg
 from genbench.registry import check_name
 from metrics import registry as mreg
 
@@ -46,7 +47,7 @@ from .store import ResultStore
 from .suite import Suite
 
 __all__ = [
-    "REFERENCE_MODELS",
+    "is_reference_model",
     "ARROW",
     "FORMATS",
     "CellStats",
@@ -61,7 +62,13 @@ __all__ = [
     "dump_json",
 ]
 
-REFERENCE_MODELS = ("data", "uniform", "identity", "target")  # identity/target: the translation reference rows (baselines/translation.py)
+def is_reference_model(model: Any) -> bool:
+    """Rows of a model registered with ``family="reference"`` (the data row, uniform, translation identity/target,
+    the VQ and latent-diffusion reconstruction floors) are floors and ceilings: shown, never ranked or bolded."""
+    try:
+        return greg.get(str(model)).family == "reference"
+    except (KeyError, ValueError):  # a model no longer registered (old records): ranked like any row
+        return False
 ARROW = {"min": "↓", "max": "↑", "zero": "→0", None: ""}
 FORMATS = ("md", "csv", "json")
 LEVEL = 0.95
@@ -293,7 +300,7 @@ def table_data(df: pd.DataFrame, suite: Suite, dataset: str) -> dict[str, Any]:
         return {"rows": [], "columns": {}, "cells": {}, "marked": {}, "untested": [], "reference": set(), "seeds": {}, "sub": sub, "present": set()}
     metrics = _metric_order(suite, dataset, sub)
     rows = list(dict.fromkeys(sub["generator"]))
-    ref_rows = {r for r in rows if sub[sub["generator"] == r]["model"].iloc[0] in REFERENCE_MODELS}
+    ref_rows = {r for r in rows if is_reference_model(sub[sub["generator"] == r]["model"].iloc[0])}
     rows = sorted(rows, key=lambda r: (r not in ref_rows, _suite_index(suite, sub, r)))
     columns, cells, marked, untested = {}, {}, {}, []
     present = set(zip(sub["generator"], sub["metric"]))

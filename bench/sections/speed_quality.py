@@ -36,9 +36,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.leaderboard import cell_stats, fmt_num, tied_with_best
+from bench.leaderboard import cell_stats, fmt_num, is_reference_model, tied_with_best
 
-REFERENCE_MODELS = ("data", "uniform")
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
     "fid": "fid",
@@ -240,12 +239,12 @@ def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path 
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
     for ax, (col, title) in zip(axes[0], cols):
         sub = m[m[col].notna() & m["fid"].notna() & (m[col] > 0)]
-        for _, r in m[m["model"].isin(REFERENCE_MODELS) & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
+        for _, r in m[m["model"].map(is_reference_model) & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
             ax.axhline(r["fid"], ls="--", lw=1, color="gray")
             ax.annotate(
                 f"{r['generator']} (reference)", (0.01, r["fid"]), xycoords=("axes fraction", "data"), fontsize=7, color="gray", va="bottom"
             )
-        sub = sub[~sub["model"].isin(REFERENCE_MODELS)]
+        sub = sub[~sub["model"].map(is_reference_model)]
         for base, g in sub.groupby("base", sort=False):
             g = g.sort_values(col)
             ax.plot(g[col], g["fid"], marker="o", ms=4, lw=1, label=base)
@@ -331,7 +330,7 @@ def _sweep_lines(records: pd.DataFrame, dataset: str, main: pd.DataFrame) -> lis
 def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) -> list[list[str]]:
     """Per compared row: FID, latencies and reference/row latency ratios (per seed, then mean)."""
     rows = []
-    cand = m[(m["generator"] != ref) & ~m["model"].isin(REFERENCE_MODELS) & m["fid"].notna()]
+    cand = m[(m["generator"] != ref) & ~m["model"].map(is_reference_model) & m["fid"].notna()]
     best = []
     for base, g in cand.groupby("base", sort=False):
         if not _is_sweep(specs.get(base)):
@@ -350,7 +349,7 @@ def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) 
 
 def _fastest(m: pd.DataFrame, thresholds: list[float]) -> list[list[str]]:
     rows = []
-    cand = m[~m["model"].isin(REFERENCE_MODELS) & m["fid"].notna()]
+    cand = m[~m["model"].map(is_reference_model) & m["fid"].notna()]
     for th in thresholds:
         ok = cand[cand["fid"] <= th]
         cells = [f"FID ≤ {_fmt(th)}"]
@@ -401,7 +400,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         sweep = m[is_sweep].copy()
         md += [f"### {ds}", ""]
         if not main.empty:
-            ranked = [r for r, mod in zip(main["generator"], main["model"]) if mod not in REFERENCE_MODELS]
+            ranked = [r for r, mod in zip(main["generator"], main["model"]) if not is_reference_model(mod)]
             marks = {k: _fid_marks(records, ds, ranked, k) for k in ("fid", "fd_inf")}
             has = {c: main[c].notna().any() for c in ("fd_inf", "ms_nfe", "flops", "params", "mem")}
 
