@@ -246,13 +246,13 @@ def run_log_entry(summary: RunSummary, load: Load | None, started: _dt.datetime,
     suite shared the machine.
     """
     entry: dict[str, Any] = {
-        "started_utc": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "wall_s": summary.wall_s, "planned": summary.planned,
+        "started_utc": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "wall_s": load.wall_s if load else summary.wall_s, "planned": summary.planned,
         "ran": summary.ran, "skipped": summary.skipped, "failed": len(summary.failed), "records_added": summary.records_added,
         "executor": executor, "workers": workers, "cpu_count": os.cpu_count(),
     }  # fmt: skip
     if load is not None:
         entry.update({
-            "wall_s": load.wall_s, "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,
+            "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,
             "other_cpu_cores": load.other_cpu_cores, "own_cpu_cores": (load.own_cpu_s / load.wall_s) if load.own_cpu_s is not None and load.wall_s > 0 else None,
             "load_method": load.method,
         })  # fmt: skip

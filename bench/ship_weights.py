@@ -12,9 +12,8 @@ trained it, ``244bf800a4a63d8c`` on an AVX2 AMD EPYC), so the package ships one
 set and every machine reads samples with the same ruler. Bump an extractor's
 version when its architecture or recipe changes, and run this again.
 
-``--check`` retrains into a temporary cache and prints, per extractor, the
-shipped hash, this machine's hash and the largest feature difference on the
-test split, without writing anything.
+``--check`` retrains into a temporary cache and prints, per extractor, this
+machine's weights hash beside the shipped one, without writing anything.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from genbench.cache import read_artifact
 from metrics.clip import CLIP_DIGITS_VERSION, _digits_clip_path, _load_or_train_digits_clip
 from metrics.extractors import SHIPPED_WEIGHTS_DIR, shipped_weights, training_data
 from metrics.extractors.digits_cnn import DigitsCNNExtractor
@@ -49,8 +49,7 @@ def _train_all(cache: Path) -> dict[str, tuple[Path, object]]:
     return out
 
 
-def _versions() -> dict[str, int]:
-    return {**{c.name: c.version for c in CLASSIFIERS}, "digits-clip": CLIP_DIGITS_VERSION}
+VERSIONS = {**{c.name: c.version for c in CLASSIFIERS}, "digits-clip": CLIP_DIGITS_VERSION}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,23 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         trained = _train_all(Path(tmp))
         for name, (path, ext) in trained.items():
-            version = _versions()[name]
-            dest = SHIPPED_WEIGHTS_DIR / f"{name}-v{version}.pt"
+            dest = SHIPPED_WEIGHTS_DIR / f"{name}-v{VERSIONS[name]}.pt"
             if args.check:
-                shipped = shipped_weights(name, version)
-                print(f"{name}: this machine {ext.weights_hash}, shipped {_shipped_hash(name) if shipped else 'none'}")
+                shipped = shipped_weights(name, VERSIONS[name])
+                print(f"{name}: this machine {ext.weights_hash}, shipped {read_artifact(shipped)['report']['weights_hash'] if shipped else 'none'}")
                 continue
             SHIPPED_WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
             print(f"{name}: {ext.weights_hash} -> {dest} ({dest.stat().st_size} bytes)")
     return 0
-
-
-def _shipped_hash(name: str) -> str:
-    if name == "digits-clip":
-        return _load_or_train_digits_clip().weights_hash
-    cls = next(c for c in CLASSIFIERS if c.name == name)
-    return cls().weights_hash
 
 
 if __name__ == "__main__":

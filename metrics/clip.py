@@ -41,7 +41,6 @@ class-conditional generator for ``sample(prompts=...)`` lives in
 from __future__ import annotations
 
 import os
-import pickle
 import time
 import warnings
 from pathlib import Path
@@ -55,7 +54,7 @@ from torch import Tensor
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from .extractors import default_cache_dir, file_hash, shipped_weights, state_hash, training_data
+from .extractors import default_cache_dir, file_hash, load_failure_reason, shipped_weights, state_hash, training_data
 
 __all__ = [
     "ClipError",
@@ -392,16 +391,13 @@ def _load_or_train_digits_clip(
             obj = read_artifact(path) if is_artifact else {"state_dict": torch.load(path, map_location="cpu", weights_only=True)}
             model, tok = _clip_from_state(obj["state_dict"])
         except Exception as e:
-            why = (str(e).strip().splitlines() or [""])[0][:200]
-            if isinstance(e, pickle.UnpicklingError):  # torch's own message suggests weights_only=False: never here
-                why = "it holds objects other than tensors and plain containers"
-            raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {why}); loaded with weights_only=True, no code runs") from e
+            raise ClipError(f"digits-clip: cannot load weights from {path} ({type(e).__name__}: {load_failure_reason(e)}); loaded with weights_only=True, no code runs") from e
         report = dict(obj.get("report") or {})
     else:
-        shipped = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) if train_data is None else None
-        cached = _load_cached_digits_clip(shipped) if shipped is not None else None  # packaged: the same on every machine
-        path = shipped if cached is not None else _digits_clip_path(cache_dir)
+        path = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) if train_data is None else None  # packaged: the same on every machine
+        cached = _load_cached_digits_clip(path) if path is not None else None
         if cached is None:
+            path = _digits_clip_path(cache_dir)
             cached = _load_cached_digits_clip(path)
         if cached is not None:
             model, tok, report = cached

@@ -37,6 +37,7 @@ extractor. A provider is a zero-argument callable returning a
 from __future__ import annotations
 
 import hashlib
+import pickle
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ from genbench.cache import default_cache_dir, file_hash
 from genbench.registry import Registry, UnknownNameError
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
+
+
+def load_failure_reason(e: BaseException) -> str:
+    """One line saying why a weights file did not load; never torch's advice to retry with ``weights_only=False``."""
+    if isinstance(e, pickle.UnpicklingError):
+        return "it holds objects other than tensors and plain containers"
+    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def shipped_weights(name: str, version: int) -> Path | None:
@@ -74,6 +82,7 @@ __all__ = [
     "state_hash",
     "to_uint8_rgb",
     "shipped_weights",
+    "load_failure_reason",
     "SHIPPED_WEIGHTS_DIR",
 ]
 

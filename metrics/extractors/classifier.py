@@ -19,7 +19,6 @@ marks data sets whose channels each carry a class (stacked digits).
 
 from __future__ import annotations
 
-import pickle
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, shipped_weights, state_hash, training_data
+from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, load_failure_reason, shipped_weights, state_hash, training_data
 
 __all__ = ["ClassifierExtractor", "train_classifier", "shift_augment"]
 
@@ -175,11 +174,8 @@ class ClassifierExtractor(Extractor):
             self.report = dict(obj.get("report") or {})
         except Exception as e:  # checksum mismatch, unpickling refused, truncated file, wrong keys/shapes
             if explicit:
-                why = (str(e).strip().splitlines() or [""])[0][:200]
-                if isinstance(e, pickle.UnpicklingError):  # torch's own message suggests weights_only=False: never here
-                    why = "it holds objects other than tensors and plain containers"
                 raise ExtractorError(
-                    f"{self.name}: cannot load weights from {path} ({type(e).__name__}: {why}); expected a state dict of tensors "
+                    f"{self.name}: cannot load weights from {path} ({type(e).__name__}: {load_failure_reason(e)}); expected a state dict of tensors "
                     "or a genbench artifact (files are loaded with weights_only=True: no code in them runs)"
                 ) from e
             warnings.warn(f"{self.name}: cached weights {path} are unreadable ({type(e).__name__}); retraining", stacklevel=3)
