@@ -34,7 +34,7 @@ def _has_likelihood(ctx: EvalContext) -> bool:
     return isinstance(ctx.generator, (ExactLikelihood, LikelihoodBound))
 
 
-_BOOT_FID = {"interval": "bootstrap 95% percentile, both sets resampled"}
+_BOOT_FID = {"interval": "bootstrap 95% normal: FID ± 1.96 std of FID over resamples of both sets, clipped at 0"}
 _BOOT_PRDC = {"interval": "bootstrap 95% percentile of per-sample indicators, k-NN balls fixed"}
 
 
@@ -67,7 +67,7 @@ def fid(ctx: EvalContext) -> dict[str, MetricValue]:
     interval = None
     b = _bootstrap(ctx)
     if b:
-        interval = bootstrap_fid(ctx.features("real"), ctx.features("fake"), b, ctx.seed)
+        interval = bootstrap_fid(ctx.features("real"), ctx.features("fake"), b, ctx.seed, estimate=res.value)
         settings.update(_BOOT_FID, bootstrap=b)
     return {"fid": MetricValue(res.value, interval, settings, extra)}
 
