@@ -1,11 +1,17 @@
 """Machine-independent sampling cost: FLOPs per sample, parameters, peak memory.
 
-* :func:`count_flops`: floating-point operations of one call, counted with
-  ``torch.utils.flop_counter.FlopCounterMode``. It counts the matrix
-  multiplications and convolutions (``mm``, ``addmm``, ``bmm``, ``baddbmm``,
-  ``conv*``, scaled-dot-product attention) at 2 FLOPs per multiply-add;
-  element-wise ops (activations, normalisation, the sampler's arithmetic)
-  are *not* counted. Divide by the batch for FLOPs per sample.
+* :func:`count_flops`: floating-point operations of one call, counted by a
+  dispatch mode with the formulas of ``torch.utils.flop_counter`` (its
+  ``flop_registry``): matrix multiplications and convolutions (``mm``,
+  ``addmm``, ``bmm``, ``baddbmm``, ``conv*`` and their backward,
+  scaled-dot-product attention) at 2 FLOPs per multiply-add; element-wise
+  ops (activations, normalisation, the sampler's arithmetic) are *not*
+  counted. Backward ops that sampling itself runs are counted (an EBM's
+  Langevin steps take input gradients: forward + backward per step).
+  ``FlopCounterMode`` itself is not used: its module tracker hooks the
+  autograd graph and fails inside ``torch.autograd.grad`` with a leaf input
+  ("A leaf node was passed to _will_engine_execute_node"). Divide by the
+  batch for FLOPs per sample.
 * :func:`count_params`: ``info.n_params`` when the generator states it, else
   the parameters of its ``torch.nn.Module`` attributes.
 * :func:`peak_memory`: the peak of memory allocated by torch *during* one
@@ -32,7 +38,8 @@ from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from .context import EvalContext
 from .registry import MetricValue, Output, register_metric
@@ -51,12 +58,28 @@ COST_OUTPUTS = (
 )
 
 
+class _FlopCount(TorchDispatchMode):
+    """Sums ``flop_registry`` formulas over every aten op dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 (torch's signature)
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += int(formula(*args, **kwargs, out_val=out))
+        return out
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn`` (matmul/conv only, see the module docstring)."""
-    counter = FlopCounterMode(display=False)
+    """FLOPs of one call of ``fn`` (matmul/conv, forward and any backward it runs; see the module docstring)."""
+    counter = _FlopCount()
     with torch.no_grad(), counter:
         fn()
-    return int(counter.get_total_flops())
+    return counter.total
 
 
 def count_params(model: Any) -> int:
