@@ -73,7 +73,11 @@ class TimingSettings:
     ``latency_repeats`` [5]; max_repeats: ``timing_max_repeats`` [50];
     rel_tol: ``timing_rel_tol`` [0.05]; max_seconds: ``latency_max_seconds``
     of timed calls per row [10]; load_threshold: ``timing_load_threshold``
-    cores used by other processes [0.25]; cost_batch: ``cost_batch`` [1].
+    cores used by other processes [0.25]; cost_batch: ``cost_batch`` [1];
+    seeds: ``timing_seeds``, the seeds whose trained models are timed [all]:
+    latency, FLOPs and memory depend on the architecture and the sampler, not
+    on a seed's weights, so a suite with several seeds may time one of them
+    (the other seeds' rows get no timing records; the table says 1 seed).
     """
 
     threads: int = 1
@@ -85,6 +89,7 @@ class TimingSettings:
     max_seconds: float | None = 10.0
     load_threshold: float = 0.25
     cost_batch: int = 1
+    seeds: tuple[int, ...] | None = None
 
     @classmethod
     def from_settings(cls, s: dict[str, Any]) -> TimingSettings:
@@ -110,10 +115,19 @@ class TimingSettings:
             max_seconds=num("latency_max_seconds", 10.0, float, 0.0),
             load_threshold=num("timing_load_threshold", 0.25, float, 0.0),
             cost_batch=num("cost_batch", 1, int, 1),
+            seeds=_seeds(s.get("timing_seeds")),
         )
         if t.max_repeats < t.min_repeats:
             raise ValueError(f"suite setting timing_max_repeats ({t.max_repeats}) must be >= latency_repeats ({t.min_repeats})")
         return t
+
+
+def _seeds(v: Any) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        raise ValueError(f"suite setting 'timing_seeds' must be a non-empty list of integer seeds, got {v!r}")
+    return tuple(v)
 
 
 @dataclass
@@ -148,6 +162,9 @@ def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
             continue
         outs = timing_outputs(_metric_names(job))
         if not outs:
+            continue
+        seeds = TimingSettings.from_settings({**(getattr(runner.suite, "settings", {}) or {}), **(job.dataset.settings or {})}).seeds
+        if seeds is not None and job.seed not in seeds:
             continue
         for steps in job.gen.steps:
             row = job.gen.row_label(steps)

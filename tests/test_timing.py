@@ -162,10 +162,10 @@ class FakeRunner:
         self.store.recs.append({"job": job.id, "generator": row, "metric": metric, "steps": steps, **fields})
 
 
-def _job(name, steps, metrics=("latency", "latency_b1", "cost")):
+def _job(name, steps, metrics=("latency", "latency_b1", "cost"), seed=0):
     gen = SimpleNamespace(name=name, model="toy", metrics=None, steps=list(steps), row_label=lambda s, n=name: n if s is None else f"{n}@{s}")
     ds = SimpleNamespace(name="toy", metrics=list(metrics), settings={})
-    return SimpleNamespace(id=f"toy/{name}/seed0", gen=gen, dataset=ds, seed=0)
+    return SimpleNamespace(id=f"toy/{name}/seed{seed}", gen=gen, dataset=ds, seed=seed)
 
 
 def test_timing_phase_records_and_resume():
@@ -211,6 +211,18 @@ def test_timing_phase_skips_rows_without_timing_metrics_and_reports_bad_settings
         timing.TimingSettings.from_settings({"timing_threads": 0})
     with pytest.raises(ValueError, match="latency_batch"):
         timing.TimingSettings.from_settings({"latency_batch": "many"})
+    with pytest.raises(ValueError, match="timing_seeds"):
+        timing.TimingSettings.from_settings({"timing_seeds": 0})
+
+
+def test_timing_seeds_times_only_the_named_seeds_models():
+    log: list[str] = []
+    settings = {"latency_repeats": 2, "timing_max_repeats": 3, "latency_max_seconds": 1.0, "timing_seeds": [0]}
+    r = FakeRunner(SimpleNamespace(settings=settings, raw={}), {"a": ToyGen(0.0, log, "a")})
+    r.store.done_jobs = lambda: {"toy/a/seed0", "toy/a/seed1"}
+    timing.run_timing_phase(r, [_job("a", [None], seed=0), _job("a", [None], seed=1)])
+    assert {x["job"] for x in r.store.recs} == {"toy/a/seed0"}
+    assert {x["metric"] for x in r.store.recs} >= {"latency_ms", "latency_b1_ms", "flops_per_sample"}
 
 
 def test_timing_phase_leaves_out_a_broken_row(capsys):
