@@ -63,6 +63,12 @@ def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return mu, (xc.T * w) @ xc / (n - 1)
 
 
+def _weighted_fid(xr: np.ndarray, wr: np.ndarray, xf: np.ndarray, wf: np.ndarray) -> float:
+    m1, s1 = _weighted_stats(xr, wr)
+    m2, s2 = _weighted_stats(xf, wf)
+    return max(_fd_and_eigs(m1, s1, m2, s2)[0], 0.0)
+
+
 def bootstrap_fid(real, fake, b: int = 200, seed: int = 0, level: float = 0.95, estimate: float | None = None) -> tuple[float, float]:
     """95% (``level``) interval of FID(real, fake): ``estimate`` ± z · bootstrap std, the lower end clipped at 0.
 
@@ -74,17 +80,13 @@ def bootstrap_fid(real, fake, b: int = 200, seed: int = 0, level: float = 0.95, 
     if b < 2:
         raise ValueError(f"bootstrap of FID needs b >= 2 resamples (a std), got {b}")
     rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(b):
-        wr = np.bincount(rng.integers(0, len(xr), len(xr)), minlength=len(xr)).astype(np.float64)
-        wf = np.bincount(rng.integers(0, len(xf), len(xf)), minlength=len(xf)).astype(np.float64)
-        m1, s1 = _weighted_stats(xr, wr)
-        m2, s2 = _weighted_stats(xf, wf)
-        vals.append(max(_fd_and_eigs(m1, s1, m2, s2)[0], 0.0))
+
+    def weights(n: int) -> np.ndarray:  # resample multiplicities
+        return np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
+
+    vals = [_weighted_fid(xr, weights(len(xr)), xf, weights(len(xf))) for _ in range(b)]
     if estimate is None:
-        m1, s1 = _weighted_stats(xr, np.ones(len(xr)))
-        m2, s2 = _weighted_stats(xf, np.ones(len(xf)))
-        estimate = max(_fd_and_eigs(m1, s1, m2, s2)[0], 0.0)
+        estimate = _weighted_fid(xr, np.ones(len(xr)), xf, np.ones(len(xf)))
     sd = float(np.std(vals, ddof=1))
     half = float(_stats.norm.ppf(0.5 + level / 2)) * sd
     return max(estimate - half, 0.0), estimate + half
