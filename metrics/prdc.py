@@ -27,11 +27,14 @@ features of any magnitude cannot overflow:
 * k-NN radii: candidates from a float32 pass, their distances recomputed
   exactly as sum((a - b)^2) in float64 (rows whose float32 margin is too
   thin are computed wholly in float64); self-distances are exactly 0;
-* real x fake distances: |a|^2 + |b|^2 - 2 a.b from a float64 matmul per
-  block. A distance within that formula's rounding bound of a radius is a
-  tie: inside for the ``<=`` tests, outside for the strict ones. So a sample
-  identical to a real point's k-th neighbour lies exactly on its ball, and a
-  set scored against itself gives P = R = D = C = 1 exactly.
+* real x fake distances: a float32 pass (|a|^2 + |b|^2 - 2 a.b, one matmul
+  per block) finds every pair that could lie inside a ball: within the
+  float32 rounding bound of the largest radius that applies to it. Only those
+  pairs (a few per sample) get their distance recomputed exactly as
+  sum((a - b)^2) in float64 and tested. A distance within float64 rounding of
+  a radius is a tie: inside for the ``<=`` tests, outside for the strict
+  ones. So a sample identical to a real point's k-th neighbour lies exactly on
+  its ball, and a set scored against itself gives P = R = D = C = 1 exactly.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import torch
 from torch import Tensor
 
 DEFAULT_CHUNK = 1024
+_PAIR_BLOCK = 65536  # candidate pairs per exact float64 block: (block, D) differences, ~64 MB at D = 128
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -99,6 +103,21 @@ def _rounding(d: int, dtype: torch.dtype, max_sq: float) -> float:
     return 8.0 * d * torch.finfo(dtype).eps * 2.0 * max_sq
 
 
+def _sparse_nonzero(mask: Tensor, seg: int = 128) -> Tensor:
+    """Flat indices of the True entries of a mostly-False boolean tensor.
+
+    ``Tensor.nonzero`` scans every element at a few ns each; here a max over
+    segments of ``seg`` elements (a fast byte reduction) finds the segments
+    that hold a True, and only those are scanned.
+    """
+    flat = mask.reshape(-1)
+    full = flat.numel() // seg * seg
+    hit = flat[:full].view(-1, seg).view(torch.uint8).amax(1).nonzero().squeeze(1)
+    inner = flat[:full].view(-1, seg)[hit].nonzero()
+    tail = flat[full:].nonzero().squeeze(1) + full
+    return torch.cat([hit[inner[:, 0]] * seg + inner[:, 1], tail])
+
+
 def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor, extra: int = 8) -> dict[int, Tensor]:
     """Squared distance of every row of ``x`` to its k-th nearest neighbour (self excluded), accurate to float64.
 
@@ -117,9 +136,11 @@ def _knn_sq_radii(x: Tensor, ks: tuple[int, ...], chunk: int, x_sq: Tensor, extr
     step = max(1, min(chunk, int(2e7 // max(1, m * d))))  # (rows, m, D) float64 differences stay below ~160 MB
     for i in range(0, n, step):
         rows = torch.arange(i, min(i + step, n))
-        d32 = sq_dists(x32[rows], x32, x32_sq[rows], x32_sq)
-        d32[torch.arange(len(rows)), rows] = 0.0
+        # |b|^2 - 2 a.b: the row's own |a|^2 shifts the whole row, so the ranking needs no add or clamp pass
+        d32 = torch.addmm(x32_sq[None], x32[rows], x32.T, alpha=-2)
+        d32[torch.arange(len(rows)), rows] = -x32_sq[rows]  # self: distance 0
         vals, idx = torch.topk(d32, m, dim=1, largest=False, sorted=True)
+        vals += x32_sq[rows, None]
         diff = x[rows][:, None, :] - x[idx]  # (c, m, D) float64
         exact = (diff * diff).sum(-1)
         exact[idx == rows[:, None]] = 0.0  # self-distance exactly 0
@@ -193,24 +214,32 @@ def prdc(real, fake, k_prc: int = 3, k_dc: int = 5, chunk: int = DEFAULT_CHUNK, 
     r_real = _knn_sq_radii(x, ks, chunk, x_sq)
     r_fake = _knn_sq_radii(y, (k_prc,), chunk, y_sq)[k_prc]
 
-    # the cross distances come from a float64 matmul; a radius within its rounding error of a distance is a tie
-    # (so a sample identical to a real point's k-th neighbour lies exactly on that point's ball)
-    tau = _rounding(x.shape[1], torch.float64, max(float(x_sq.max()), float(y_sq.max())))
+    # a float32 pass keeps the pairs that may lie inside a ball; their exact float64 distances decide
+    tau = _rounding(x.shape[1], torch.float64, max(float(x_sq.max()), float(y_sq.max())))  # float64 tie band
+    tau32 = _rounding(x.shape[1], torch.float32, max(float(x_sq.max()), float(y_sq.max()))) + tau
+    r_row = torch.maximum(r_real[k_prc], r_real[k_dc]) if with_dc else r_real[k_prc]
+    row_thr = (r_row + tau32).float()[:, None]  # real ball i (precision, density, coverage)
+    col_thr = (r_fake + tau32).float()[None]  # fake ball j (recall)
+    x32, y32 = x.float(), y.float()
+    x32_sq, y32_sq = (x32 * x32).sum(1), (y32 * y32).sum(1)
     prec = torch.zeros(n, dtype=torch.bool)
-    dens = torch.zeros(n, dtype=torch.int32)
-    rec = torch.empty(m, dtype=torch.bool)
-    cov = torch.empty(m, dtype=torch.bool)
-    r_prc_hi = r_real[k_prc] + tau  # "<=" with ties included
-    r_fake_hi = (r_fake + tau)[None]
-    r_dc_lo = r_real[k_dc] - tau if with_dc else None  # "<" with ties excluded
+    dens = torch.zeros(n, dtype=torch.int64)
+    rec = torch.zeros(m, dtype=torch.bool)
+    cov = torch.zeros(m, dtype=torch.bool)
     for i in range(0, m, chunk):  # rows = real samples
-        d2 = sq_dists(x[i : i + chunk], y, x_sq[i : i + chunk], y_sq)  # (c, N) float64
-        prec |= (d2 <= r_prc_hi[i : i + chunk, None]).any(0)
-        rec[i : i + chunk] = (d2 <= r_fake_hi).any(1)
-        if with_dc:
-            inside = d2 < r_dc_lo[i : i + chunk, None]
-            dens += inside.sum(0, dtype=torch.int32)
-            cov[i : i + chunk] = inside.any(1)
+        d2 = torch.addmm(y32_sq[None], x32[i : i + chunk], y32.T, alpha=-2).add_(x32_sq[i : i + chunk, None])  # (c, N) float32
+        pos = _sparse_nonzero((d2 <= row_thr[i : i + chunk]) | (d2 <= col_thr))
+        ri, fj = pos // n, pos % n
+        for s in range(0, len(ri), _PAIR_BLOCK):  # candidate pairs, exactly
+            a, b = ri[s : s + _PAIR_BLOCK] + i, fj[s : s + _PAIR_BLOCK]
+            d2x = ((x[a] - y[b]) ** 2).sum(1)
+            hit = d2x <= r_real[k_prc][a] + tau  # "<=" with ties included
+            prec[b[hit]] = True
+            rec[a[d2x <= r_fake[b] + tau]] = True
+            if with_dc:
+                inside = d2x < r_real[k_dc][a] - tau  # "<" with ties excluded
+                dens += torch.bincount(b[inside], minlength=n)
+                cov[a[inside]] = True
     precision_ind = prec.double()
     recall_ind = rec.double()
     if with_dc:

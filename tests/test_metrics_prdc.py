@@ -119,3 +119,47 @@ def test_bootstrap_interval_brackets_value_and_shrinks_with_n():
     # binomial standard error sets the width: about 2 * 1.96 * sqrt(p (1 - p) / N)
     se = math.sqrt(r.precision * (1 - r.precision) / 800)
     assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.25)
+
+
+def _brute_prdc(real, fake, k_prc=3, k_dc=5):
+    """The four definitions on full float64 distance matrices, sum((a - b)^2) per pair (no expansion)."""
+    real, fake = real.double(), fake.double()
+
+    def d2(a, b):
+        return ((a[:, None, :] - b[None]) ** 2).sum(-1)
+
+    rr, ff, rf = d2(real, real), d2(fake, fake), d2(real, fake)
+    r_prc = rr.sort(1).values[:, k_prc]  # column 0 is the point itself
+    r_dc = rr.sort(1).values[:, k_dc]
+    f_prc = ff.sort(1).values[:, k_prc]
+    precision = (rf <= r_prc[:, None]).any(0).double().mean()
+    recall = (rf <= f_prc[None]).any(1).double().mean()
+    density = (rf < r_dc[:, None]).sum(0).double().mean() / k_dc
+    coverage = (rf < r_dc[:, None]).any(1).double().mean()
+    return [float(v) for v in (precision, recall, density, coverage)]
+
+
+@pytest.mark.parametrize("case", ["spread", "collapsed"])
+def test_float32_screen_then_exact_pairs_match_brute_force(monkeypatch, case):
+    """The cross pass screens pairs in float32 and decides them in float64; tiny blocks force every code path."""
+    import metrics.prdc as P
+
+    g = torch.Generator().manual_seed(3)
+    real = torch.randn(300, 12, generator=g) + 40.0  # a common offset: the float32 screen must not lose pairs
+    if case == "spread":
+        fake = torch.randn(250, 12, generator=g) * 1.2 + 40.1
+    else:  # mode collapse plus copies of real points: many pairs inside balls, exact ties on the radii
+        fake = torch.cat([real[:1].repeat(120, 1), real[10:90], torch.randn(50, 12, generator=g) * 0.1 + 40.0])
+    monkeypatch.setattr(P, "_PAIR_BLOCK", 7)
+    r = prdc(real, fake, k_prc=3, k_dc=5, chunk=64)
+    assert [r.precision, r.recall, r.density, r.coverage] == pytest.approx(_brute_prdc(real, fake), abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (64, 128), (3, 1000), (1, 5)])
+def test_sparse_nonzero_equals_nonzero(shape):
+    from metrics.prdc import _sparse_nonzero
+
+    g = torch.Generator().manual_seed(shape[0])
+    for p in (0.0, 0.01, 0.5, 1.0):
+        mask = torch.rand(shape, generator=g) < p
+        assert torch.equal(_sparse_nonzero(mask).sort().values, mask.reshape(-1).nonzero().squeeze(1))
