@@ -215,8 +215,9 @@ def prdc(real, fake, k_prc: int = 3, k_dc: int = 5, chunk: int = DEFAULT_CHUNK, 
     r_fake = _knn_sq_radii(y, (k_prc,), chunk, y_sq)[k_prc]
 
     # a float32 pass keeps the pairs that may lie inside a ball; their exact float64 distances decide
-    tau = _rounding(x.shape[1], torch.float64, max(float(x_sq.max()), float(y_sq.max())))  # float64 tie band
-    tau32 = _rounding(x.shape[1], torch.float32, max(float(x_sq.max()), float(y_sq.max()))) + tau
+    max_sq = max(float(x_sq.max()), float(y_sq.max()))
+    tau = _rounding(x.shape[1], torch.float64, max_sq)  # float64 tie band
+    tau32 = _rounding(x.shape[1], torch.float32, max_sq) + tau
     r_row = torch.maximum(r_real[k_prc], r_real[k_dc]) if with_dc else r_real[k_prc]
     row_thr = (r_row + tau32).float()[:, None]  # real ball i (precision, density, coverage)
     col_thr = (r_fake + tau32).float()[None]  # fake ball j (recall)
@@ -227,7 +228,7 @@ def prdc(real, fake, k_prc: int = 3, k_dc: int = 5, chunk: int = DEFAULT_CHUNK, 
     rec = torch.zeros(m, dtype=torch.bool)
     cov = torch.zeros(m, dtype=torch.bool)
     for i in range(0, m, chunk):  # rows = real samples
-        d2 = torch.addmm(y32_sq[None], x32[i : i + chunk], y32.T, alpha=-2).add_(x32_sq[i : i + chunk, None])  # (c, N) float32
+        d2 = sq_dists(x32[i : i + chunk], y32, x32_sq[i : i + chunk], y32_sq)  # (c, N) float32
         pos = _sparse_nonzero((d2 <= row_thr[i : i + chunk]) | (d2 <= col_thr))
         ri, fj = pos // n, pos % n
         for s in range(0, len(ri), _PAIR_BLOCK):  # candidate pairs, exactly
