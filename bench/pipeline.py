@@ -123,12 +123,18 @@ class Job:
         ds, g = dict(d["dataset"]), dict(d["gen"])
         ds["metrics"] = tuple(ds["metrics"])
         g["steps"] = tuple(g["steps"])
-        for k in ("datasets", "metrics"):
+        for k in ("datasets", "metrics", "seeds"):
             g[k] = tuple(g[k]) if g.get(k) is not None else None
         return cls(
             suite=d["suite"], dataset=DatasetSpec(**ds), gen=GeneratorSpec(**g), seed=int(d["seed"]),
             figure_seeds=tuple(d.get("figure_seeds", ())), latent_seed=d.get("latent_seed"),
         )  # fmt: skip
+
+
+def _config_hash(job: Job) -> str:
+    """Hash of the row's and data set's configuration; the row's list of seeds is not part of a job (it has one seed)."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
+    return content_hash({"gen": gen, "dataset": job.dataset.__dict__})
 
 
 def seed_everything(seed: int) -> None:
@@ -202,7 +208,7 @@ class JobContext:
         rec = {
             "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
             "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
-            "config_hash": content_hash({"gen": job.gen.__dict__, "dataset": job.dataset.__dict__}), "timestamp": time.time(),
+            "config_hash": _config_hash(job), "timestamp": time.time(),
             **self.provenance, **fields,
         }  # fmt: skip
         self.emit(rec)

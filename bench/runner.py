@@ -46,9 +46,12 @@ def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
 
     A generator is planned only on the data kinds it supports (e.g. PixelCNN
     on images, not on 2-D points), as declared when it was registered.
-    ``seeds`` (e.g. ``--seeds``) replaces the suite's seeds; duplicates are dropped.
+    A generator's own ``seeds`` replace the suite's for its rows; ``seeds``
+    (e.g. ``--seeds``) replaces both, for every row; duplicates are dropped.
+    Sample grids and the latent figure come from the suite's seeds
+    (``figure_seeds``, ``latent_seed``) whatever a row lists.
     """
-    seeds = list(dict.fromkeys(seeds)) if seeds else list(suite.seeds)
+    override = list(dict.fromkeys(seeds)) if seeds else None
     figure_seeds = tuple(dict.fromkeys((suite.seeds[0], min(suite.seeds)))) if suite.seeds else ()
     latent_seed = min(suite.seeds) if suite.seeds else None
     jobs = []
@@ -56,7 +59,7 @@ def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
         kind = dreg.load(d.name, **d.params).info.kind
         for g in suite.generators_for(d.name):
             if kind in greg.get(g.model).kinds:
-                jobs += [Job(suite.name, d, g, s, figure_seeds, latent_seed) for s in seeds]
+                jobs += [Job(suite.name, d, g, s, figure_seeds, latent_seed) for s in override or g.seeds or suite.seeds]
     return jobs
 
 

@@ -58,6 +58,7 @@ class GeneratorSpec:
     datasets: tuple[str, ...] | None = None
     metrics: tuple[str, ...] | None = None  # restrict the dataset's metrics for this row
     dataset_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset overrides of params
+    seeds: tuple[int, ...] | None = None  # this row's seeds, replacing the suite's (a sweep whose ordering needs more)
 
     def params_for(self, dataset: str) -> dict[str, Any]:
         return {**self.params, **self.dataset_params.get(dataset, {})}
@@ -154,7 +155,7 @@ class _Fields:
 
 
 _DATASET_KEYS = {"name", "extractor", "metrics", "n_fake", "params", "settings"}
-_GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params"}
+_GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params", "seeds"}
 _TOP_KEYS = {"name", "description", "seeds", "settings", "datasets", "generators", "quoted", "sections", "experiment"}
 
 
@@ -205,6 +206,7 @@ def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
         lst = steps_raw if isinstance(steps_raw, list) else [steps_raw]
         steps = tuple(dict.fromkeys(c.integer(s, f"{f}.steps[{j}]", lo=1) for j, s in enumerate(lst))) or (None,)
     dparams = c.table(g.get("dataset_params"), f"{f}.dataset_params")
+    seeds = _seeds(g["seeds"], f"{f}.seeds", c) if "seeds" in g else None
     return GeneratorSpec(
         name=name,
         model=c.string(g.get("model", name), f"{f}.model"),
@@ -215,7 +217,17 @@ def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
         datasets=c.strings(g["datasets"], f"{f}.datasets") if "datasets" in g else None,
         metrics=c.strings(g["metrics"], f"{f}.metrics") if "metrics" in g else None,
         dataset_params={k: c.table(x, f"{f}.dataset_params.{k}") for k, x in dparams.items()},
+        seeds=seeds,
     )
+
+
+def _seeds(v: Any, f: str, c: _Fields) -> tuple[int, ...]:
+    """A non-empty list (or one integer) of seeds in [0, 2**32), duplicates dropped."""
+    lst = v if isinstance(v, list) else [v]
+    seeds = tuple(dict.fromkeys(c.integer(s, f"{f}[{i}]", lo=0, hi=SEED_LIMIT) for i, s in enumerate(lst)))
+    if not seeds:
+        raise c.fail(f, "must list at least one seed")
+    return seeds
 
 
 def load_suite(name: str) -> Suite:
@@ -257,12 +269,7 @@ def load_suite(name: str) -> Suite:
         gens.append(spec)
     if not experiment and (not datasets or not gens):
         raise SuiteError(f"{path}: a suite needs at least one [[datasets]] and one [[generators]] entry")
-    seeds_raw = raw.get("seeds", [0])
-    if not isinstance(seeds_raw, list):
-        seeds_raw = [seeds_raw]
-    seeds = tuple(dict.fromkeys(c.integer(s, f"seeds[{i}]", lo=0, hi=SEED_LIMIT) for i, s in enumerate(seeds_raw)))
-    if not seeds:
-        raise c.fail("seeds", "must list at least one seed")
+    seeds = _seeds(raw.get("seeds", [0]), "seeds", c)
     quoted = raw.get("quoted", [])
     if not isinstance(quoted, list) or not all(isinstance(q, dict) for q in quoted):
         raise c.fail("quoted", "must be an array of tables ([[quoted]])")

@@ -127,7 +127,7 @@ import types  # noqa: E402
 from baselines import registry as greg  # noqa: E402
 from bench import executors  # noqa: E402
 from bench import runner as runner_mod  # noqa: E402
-from bench.pipeline import Job  # noqa: E402
+from bench.pipeline import Job, _config_hash  # noqa: E402
 from bench.store import JOB_DONE, ResultStore  # noqa: E402
 from bench.suite import load_suite  # noqa: E402
 from genbench.protocol import GeneratorInfo, HeldOutReference, LabeledSampler, SamplerChoice  # noqa: E402
@@ -162,6 +162,22 @@ def test_job_is_plain_data_and_round_trips(tiny):
     d = json.loads(json.dumps(j.to_dict()))  # JSON-able: a worker needs nothing else
     assert Job.from_dict(d) == j and Job.from_dict(d).id == "ring8/gmm/seed5"
     assert j.figure_seeds == (0,) and j.latent_seed == 0
+
+
+def test_a_row_may_list_its_own_seeds(tmp_path, tiny):
+    p = tmp_path / "rows.toml"
+    p.write_text(TINY.replace("params = { n_components = 8 }", "params = { n_components = 8 }\nseeds = [5, 9, 0, 9]"))
+    suite = load_suite(str(p))
+    jobs = runner_mod.plan(suite)
+    # gmm's seeds replace the suite's (order kept, duplicates dropped); data keeps the suite's
+    assert [(j.gen.name, j.seed) for j in jobs] == [("data", 0), ("data", 5), ("gmm", 5), ("gmm", 9), ("gmm", 0)]
+    assert all(j.figure_seeds == (0,) and j.latent_seed == 0 for j in jobs)  # figures come from the suite's seeds
+    assert [(j.gen.name, j.seed) for j in runner_mod.plan(suite, seeds=[3])] == [("data", 3), ("gmm", 3)]  # --seeds: every row
+    j = jobs[-1]
+    assert Job.from_dict(json.loads(json.dumps(j.to_dict()))) == j
+    # the list of seeds is not part of a job's configuration: the record's config_hash is the one without it
+    plain = next(x for x in runner_mod.plan(tiny) if x.gen.name == "gmm" and x.seed == 0)
+    assert _config_hash(j) == _config_hash(plain)
 
 
 def test_no_import_cycle_between_runner_executors_experiments():

@@ -31,6 +31,7 @@ steps = 4
 datasets = ["ring8"]
 metrics = ["fid"]
 dataset_params = { ring8 = { n_components = 8 } }
+seeds = [3, 1, 3]
 [[quoted]]
 dataset = "ring8"
 """
@@ -53,6 +54,19 @@ def test_every_optional_field(tmp_path):
     (g,) = s.generators
     assert g.steps == (4,) and g.params_for("ring8") == {"n_components": 8} and g.budget["max_seconds"] == 1.5
     assert s.datasets[0].settings == {"latency_repeats": 2, "k_prc": 3}
+    assert g.seeds == (3, 1)  # a row's own seeds: duplicates dropped, order kept
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("[]", r"generators\[0\] \(g1\)\.seeds must list at least one seed"), ("[1, -2]", r"seeds\[1\] must be in \[0, 4294967296\), got -2"),
+     ('["a"]', r"seeds\[0\] must be an integer, got str 'a'")],
+)  # fmt: skip
+def test_a_rows_seeds_are_checked(tmp_path, value, message):
+    p = tmp_path / "full.toml"
+    p.write_text(FULL.replace("seeds = [3, 1, 3]", f"seeds = {value}"))
+    with pytest.raises(SuiteError, match=message):
+        load_suite(str(p))
 
 
 def test_section_table_only_for_listed_sections(tmp_path):
