@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
+from scipy import stats
 
+from bench.leaderboard import fmt_num
 from bench.sections.speed_quality import _pareto, section
 
 SUITE = {
@@ -195,3 +199,32 @@ def test_section_states_which_sweep_orderings_are_resolved(tmp_path):
     one = section(_records(seeds=(0,)), SUITE, tmp_path / "one")
     assert "(not tested)" in _line(one, "- `ddim` (steps):")
     assert "FID orderings along w" in md and "w=0→w=3.00" in md
+
+
+def test_rows_of_the_reference_network_are_paired_by_seed(tmp_path):
+    """Three seeds: ddpm@1000 FID (8, 10, 5), ddim@10 (16, 15, 10) -> per-seed ratios 2, 1.5, 2; FD∞ likewise paired.
+    The expected interval comes from scipy's t interval on the log ratios; flow matching (another network) is not paired."""
+    recs = _records(seeds=(0, 1, 2))
+    fid = {"ddpm@1000": [8.0, 10.0, 5.0], "ddim@10": [16.0, 15.0, 10.0], "ddim@100": [8.0, 10.0, 5.0]}
+    for row, vals in fid.items():
+        recs.loc[(recs["generator"] == row) & (recs["metric"] == "fid"), "value"] = vals
+    fd = {"ddpm@1000": [1.0, -2.0, 0.5], "ddim@10": [4.0, 2.0, 3.5]}  # differences 3, 4, 3
+    extra = recs[(recs["metric"] == "fid") & recs["generator"].isin(list(fd))].copy()
+    extra["metric"] = "fd_inf"
+    extra["value"] = [fd[g][s] for g, s in zip(extra["generator"], extra["seed"])]
+    recs = pd.concat([recs, extra], ignore_index=True)
+    suite = {**SUITE, "speed_quality": {**SUITE["speed_quality"], "fid_ratio_target": 1.3}}
+    md = section(recs, suite, tmp_path)
+    part = md.split("Paired by seed against **ddpm@1000**")[1].split("\n\n")[1]
+    logs = [math.log(2.0), math.log(1.5), math.log(2.0)]
+    lo, hi = stats.t.interval(0.95, 2, loc=sum(logs) / 3, scale=stats.sem(logs))
+    gm = math.exp(sum(logs) / 3)
+    dlo, dhi = stats.t.interval(0.95, 2, loc=10 / 3, scale=stats.sem([3.0, 4.0, 3.0]))
+    line = _line(part, "| ddim@10 |")
+    f = fmt_num
+    assert line.startswith(f"| ddim@10 | 3 | {f(gm)}× [{f(math.exp(lo))}, {f(math.exp(hi))}] | 2.00, 1.50, 2.00 | 3.33 [{f(dlo)}, {f(dhi)}] |")
+    assert math.exp(lo) < 1.3 < math.exp(hi) and line.endswith("| unresolved (interval contains 1.30×) |")
+    # identical FIDs on every seed: ratio exactly 1, zero-width interval below the target; no FD∞ records: n/a
+    assert _line(part, "| ddim@100 |") == "| ddim@100 | 3 | 1.00× [1.00, 1.00] | 1.00, 1.00, 1.00 | n/a | ≤ 1.30× (resolved) |"
+    assert "| ddim@1 | 3 |" in part and "> 1.30× (resolved)" in _line(part, "| ddim@1 |")
+    assert "flow-matching" not in part and "ddpm@1000 |" not in part.split("\n", 2)[2]

@@ -14,6 +14,8 @@ run it builds, per data set:
 * latency ratios between the reference row (DDPM at its largest step count)
   and the best-FID row of every other generator, each ratio taken within one
   seed (so within one run) and then averaged;
+* the rows that sample the reference's network, paired with it by seed: FID
+  ratio (geometric mean, 95% t-interval) and FD∞ difference;
 * a Pareto plot of FID against latency and against FLOPs per sample (log x)
   saved in ``assets_dir``, with the step sweeps drawn as curves and the
   Pareto front marked;
@@ -23,7 +25,8 @@ run it builds, per data set:
 
 Optional suite table ``[speed_quality]``: ``fid_thresholds`` (list),
 ``reference`` (row label, default: the ``ddpm`` row with sampler "ddpm" at its
-largest step count), ``nfe`` (network evaluations per sample of
+largest step count), ``fid_ratio_target`` (e.g. 1.3: the paired table says
+whether each row's FID / reference FID interval lies below it), ``nfe`` (network evaluations per sample of
 non-iterative rows, e.g. ``{ pixelcnn = 64 }``; default 1).
 """
 
@@ -35,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from scipy import stats as _stats
 
-from bench.leaderboard import cell_stats, fmt_num, is_reference_model, tied_with_best
+from bench.leaderboard import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
 
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
@@ -347,6 +351,63 @@ def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) 
     return rows
 
 
+def _t_interval(vals: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% Student-t interval of the mean (nan bounds with one value)."""
+    n = len(vals)
+    mean = sum(vals) / n
+    if n < 2:
+        return mean, float("nan"), float("nan")
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    h = float(_stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - h, mean + h
+
+
+def _paired(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict], target: float | None) -> list[list[str]]:
+    """Rows that sample the reference row's network, compared with it seed by seed.
+
+    Within a seed both rows use the same trained network (their own sample
+    sets), so the network's seed-to-seed variation cancels in the pair:
+    FID ratio = exp(mean of log(FID_row / FID_ref)) with a 95% t-interval over
+    seeds (log-ratios assumed normal), FD∞ difference row - ref likewise (FD∞
+    can be <= 0, so no ratio). ``target`` (e.g. 1.3): the verdict says whether
+    the ratio's interval lies below it, above it, or straddles it.
+    """
+    base = m.loc[m["generator"] == ref, "base"]
+    if base.empty or base.iloc[0] not in specs:
+        return []
+    key = _network_key(specs[base.iloc[0]])
+    rw = w[w["generator"] == ref].set_index("seed")
+    out = []
+    for _, r in m.iterrows():
+        if r["generator"] == ref or r["base"] not in specs or _network_key(specs[r["base"]]) != key:
+            continue
+        ow = w[w["generator"] == r["generator"]].set_index("seed")
+        seeds = sorted(s for s in ow.index if s in rw.index and ow.at[s, "fid"] > 0 and rw.at[s, "fid"] > 0)
+        if not seeds:
+            continue
+        per_seed = [float(ow.at[s, "fid"] / rw.at[s, "fid"]) for s in seeds]
+        lm, llo, lhi = _t_interval([math.log(v) for v in per_seed])
+        ratio = f"{_fmt(math.exp(lm))}× [{_fmt(math.exp(llo))}, {_fmt(math.exp(lhi))}]" if len(seeds) > 1 else f"{_fmt(math.exp(lm))}×"
+        fd_seeds = [s for s in seeds if _present(ow.at[s, "fd_inf"]) and _present(rw.at[s, "fd_inf"])]
+        fd = "n/a"
+        if fd_seeds:
+            dm, dlo, dhi = _t_interval([float(ow.at[s, "fd_inf"] - rw.at[s, "fd_inf"]) for s in fd_seeds])
+            fd = f"{_fmt(dm)} [{_fmt(dlo)}, {_fmt(dhi)}]" if len(fd_seeds) > 1 else _fmt(dm)
+        row = [r["generator"], str(len(seeds)), ratio, ", ".join(_fmt(v) for v in per_seed), fd]
+        if target is not None:
+            if len(seeds) < 2:
+                verdict = "not tested (one seed)"
+            elif math.exp(lhi) <= target:
+                verdict = f"≤ {_fmt(target)}× (resolved)"
+            elif math.exp(llo) > target:
+                verdict = f"> {_fmt(target)}× (resolved)"
+            else:
+                verdict = f"unresolved (interval contains {_fmt(target)}×)"
+            row.append(verdict)
+        out.append(row)
+    return out
+
+
 def _fastest(m: pd.DataFrame, thresholds: list[float]) -> list[list[str]]:
     rows = []
     cand = m[~m["model"].map(is_reference_model) & m["fid"].notna()]
@@ -440,6 +501,19 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                         "(ratio within each seed's run, then averaged):",
                         "",
                         _table(rr, ["row", "FID ↓", "ms/sample @b1", f"ms/sample @b{batch}", f"{ref} / row @b1", f"{ref} / row @b{batch}"]),
+                        "",
+                    ]
+                target = cfg.get("fid_ratio_target")
+                pr = _paired(w, main, ref, specs, None if target is None else float(target))
+                if pr:
+                    md += [
+                        f"Paired by seed against **{ref}**: rows that sample its trained network, each seed's FID ratio taken with that "
+                        "seed's network (so the seed-to-seed spread of the network cancels), then the geometric mean over seeds with a "
+                        f"95% t-interval of the mean log ratio; FD∞ as the mean paired difference (row − {ref}) with its 95% t-interval"
+                        + (f"; verdict: is the ratio's interval below {_fmt(float(target))}×?" if target is not None else "")
+                        + ":",
+                        "",
+                        _table(pr, ["row", "seeds", f"FID row / {ref}", "per seed", f"FD∞ row − {ref}"] + (["verdict"] if target is not None else [])),
                         "",
                     ]
             sl = _sweep_lines(records, ds, main)
