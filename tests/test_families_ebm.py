@@ -84,4 +84,4 @@ def test_flop_count_of_langevin_sampling_is_forward_plus_input_gradient(ring_ebm
     fwd = 2 * (2 * 32 + 32 * 32 + 32 * 1)
     for steps in (1, 4):
         g = torch.Generator().manual_seed(0)
-        assert count_flops(lambda s=steps: ring_ebm.sample(3, steps=s, generator=g)) == 3 * steps * 2 * fwd
+        assert count_flops(lambda s=steps, g=g: ring_ebm.sample(3, steps=s, generator=g)) == 3 * steps * 2 * fwd
