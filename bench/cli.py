@@ -1,4 +1,4 @@
-"""Command line: ``bench run | list | leaderboard | eval``.
+"""Command line: ``bench run | list | leaderboard | eval | check | compare``.
 
 Exit codes: 0 success, 1 a job or evaluation failed (recorded, others kept),
 2 bad usage (unknown suite/dataset/metric/generator names, bad flags).
@@ -18,6 +18,7 @@ from metrics import registry as mreg
 
 from . import data
 from .check import check_generator
+from .compare import compare_runs
 from .evaluate import format_eval, run_eval
 from .leaderboard import check_output, write_leaderboard
 from .runner import run_suite
@@ -156,6 +157,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``bench compare --suite S A B``: exit 0 when every non-timing record of S agrees within the tolerance, 1 otherwise."""
+    try:
+        name = load_suite(args.suite).name
+    except SuiteError as e:
+        return _err(str(e))
+    try:
+        report = compare_runs(args.first, args.second, name, rtol=args.rtol, atol=args.atol)
+    except ValueError as e:
+        return _err(str(e))
+    except FileNotFoundError as e:
+        return _err(str(e), EXIT_FAILED)
+    print(report.format())
+    return 0 if report.ok else EXIT_FAILED
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """``bench check GENERATOR``: the protocol checklist (bench/check.py); exit 0 when every check passes, 1 otherwise."""
     try:
@@ -207,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--npz-key", default=None, help="the array to score when --samples is a .npz holding several")
     ev.set_defaults(fn=cmd_eval)
+
+    cp = sub.add_parser("compare", help="do two results directories (two machines) agree on a suite's non-timing records? (exit 0 yes, 1 no)")
+    cp.add_argument("--suite", required=True, help="suite name or .toml path (its records are RESULTS/<name>/records.jsonl)")
+    cp.add_argument("first", help="results directory of the first run")
+    cp.add_argument("second", help="results directory of the second run")
+    cp.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: bit-for-bit)")
+    cp.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    cp.set_defaults(fn=cmd_compare)
 
     ck = sub.add_parser("check", help="check that a generator satisfies the protocol (checklist; exit 0 pass, 1 fail)")
     ck.add_argument("generator", help="registered generator name (bench list generators) or module:factory")
