@@ -353,13 +353,11 @@ def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) 
 
 def _t_interval(vals: list[float]) -> tuple[float, float, float]:
     """Mean and 95% Student-t interval of the mean (nan bounds with one value)."""
-    n = len(vals)
-    mean = sum(vals) / n
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    h = float(_stats.t.ppf(0.5 + LEVEL / 2, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - h, mean + h
+    c = cell_stats(vals)  # mean, and with >= 2 values the standard error over them and its degrees of freedom
+    if c.n_seeds < 2:
+        return c.mean, float("nan"), float("nan")
+    h = float(_stats.t.ppf(0.5 + LEVEL / 2, c.df)) * c.se
+    return c.mean, c.mean - h, c.mean + h
 
 
 def _paired(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict], target: float | None) -> list[list[str]]:
