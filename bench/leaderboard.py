@@ -55,6 +55,7 @@ __all__ = [
     "fmt_num",
     "cell_stats",
     "tied_with_best",
+    "welch_halfwidth",
     "table_data",
     "dataset_table",
     "protocol_lines",
@@ -186,6 +187,23 @@ def _score(direction: str, v: float) -> float:
     return {"min": v, "max": -v, "zero": abs(v)}[direction]
 
 
+def welch_halfwidth(a: CellStats, b: CellStats, level: float = LEVEL) -> float:
+    """Half-width of the ``level`` interval of ``a.mean - b.mean`` (same units as the cells).
+
+    Welch's t-interval: standard error sqrt(se_a² + se_b²) times the t quantile
+    at the Welch–Satterthwaite degrees of freedom; the normal quantile when
+    neither cell has finite degrees of freedom (both from within-run bootstrap
+    intervals). Both cells need ``se`` (``testable``); 0 when both are exact.
+    """
+    var = a.se**2 + b.se**2
+    if var == 0:
+        return 0.0
+    terms = [s**4 / df for s, df in ((a.se, a.df), (b.se, b.df)) if df is not None and math.isfinite(df) and df > 0]
+    dof = var**2 / sum(terms) if terms else math.inf
+    q = _stats.norm.ppf(0.5 + level / 2) if math.isinf(dof) else _stats.t.ppf(0.5 + level / 2, dof)
+    return float(q * math.sqrt(var))
+
+
 def tied_with_best(cells: dict[str, CellStats], direction: str | None) -> tuple[set[str], bool]:
     """Rows to mark in a ranked column, and whether every tie was tested.
 
@@ -212,13 +230,7 @@ def tied_with_best(cells: dict[str, CellStats], direction: str | None) -> tuple[
         if not (c.testable and b.testable):
             all_tested = False
             continue
-        var = c.se**2 + b.se**2
-        if var == 0:
-            continue
-        terms = [s**4 / df for s, df in ((c.se, c.df), (b.se, b.df)) if df is not None and math.isfinite(df) and df > 0]
-        dof = var**2 / sum(terms) if terms else math.inf
-        q = _stats.norm.ppf(0.5 + LEVEL / 2) if math.isinf(dof) else _stats.t.ppf(0.5 + LEVEL / 2, dof)
-        if d <= q * math.sqrt(var):
+        if d <= welch_halfwidth(c, b):  # d > 0 here, so two exact cells (half-width 0) are never tied
             marked.add(r)
     return marked, all_tested
 

@@ -34,6 +34,16 @@ def test_ties_over_seeds_agree_with_welch_t_test(other):
     assert ("other" in marked) == (p > 0.05), p
 
 
+def test_welch_halfwidth_is_where_the_welch_test_reaches_5_percent():
+    """At a mean difference equal to the half-width, scipy's Welch t-test gives p = 0.05 exactly."""
+    a, b = lb.cell_stats([10.0, 11.0, 12.0]), lb.cell_stats([9.0, 13.5, 14.0, 17.0])
+    half = lb.welch_halfwidth(a, b)
+    p = stats.ttest_ind_from_stats(0.0, a.sd, a.n_seeds, half, b.sd, b.n_seeds, equal_var=False).pvalue
+    assert p == pytest.approx(0.05, abs=1e-9)
+    exact = lb.cell_stats([3.0], settings=[{"exact": True}])
+    assert lb.welch_halfwidth(exact, exact) == 0.0
+
+
 def test_single_seed_ties_use_the_bootstrap_interval():
     """One seed: se = interval width / (2 z); tied iff d <= z sqrt(se1^2 + se2^2) = sqrt(2) for three intervals of width 2."""
     ci = {"interval": "bootstrap 95% percentile", "bootstrap": 200}

@@ -17,13 +17,11 @@ Below the table, per failure type, the metrics that detect it.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
-from scipy import stats
 
-from bench.leaderboard import ARROW, CellStats, cell_stats, fmt_num
+from bench.leaderboard import ARROW, CellStats, cell_stats, fmt_num, welch_halfwidth
 
 __all__ = ["section", "verdict", "FAILURE_TYPES"]
 
@@ -51,15 +49,10 @@ def verdict(row: CellStats, base: CellStats, direction: str | None) -> str:
     if direction is None or row.mean is None or base.mean is None or row.se is None or base.se is None:
         return "–"
     worse = _worse(direction, row.mean - base.mean, abs(row.mean) - abs(base.mean))
-    var = row.se**2 + base.se**2
-    if var == 0:
-        return "✓" if worse > 0 else ("✗⁺" if worse < 0 else "✗")
-    terms = [s**4 / df for s, df in ((row.se, row.df), (base.se, base.df)) if df is not None and math.isfinite(df) and df > 0]
-    dof = var**2 / sum(terms) if terms else math.inf
-    q = stats.norm.ppf(0.5 + LEVEL / 2) if math.isinf(dof) else stats.t.ppf(0.5 + LEVEL / 2, dof)
-    if worse > q * math.sqrt(var):
+    half = welch_halfwidth(row, base, LEVEL)
+    if worse > half:
         return "✓"
-    if -worse > q * math.sqrt(var):
+    if -worse > half:
         return "✗⁺"
     return "✗"
 
