@@ -23,6 +23,8 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,11 +122,41 @@ def _process_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) ->
     return error, n
 
 
+PARENT_POLL_S = 1.0  # how often a pool worker checks that the driver is still alive
+
+
+def _exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> None:
+    """Pool-worker initializer: a daemon thread ends this worker once the driver is gone.
+
+    A driver killed by SIGTERM or SIGKILL (a scheduler's time limit, ``kill``)
+    does not take its spawned workers with it; orphaned, they would go on
+    burning the cores, and the next ``bench run`` (the driver's job locks died
+    with it) would run the same jobs beside them. The worker is then
+    reparented, so ``os.getppid()`` changes; the worker exits at once, like a
+    SIGKILL mid-job, which resuming already handles (the next run redoes the
+    job and keeps the records it already has).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def worker_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """``workers`` spawned processes that exit when this (driver) process dies."""
+    return cf.ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=mp.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+    )
+
+
 @EXECUTORS.register("process", description="a pool of local processes (--jobs N), each appending to the store")
 def execute_process(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     wcfg = WorkerConfig(**{**cfg.__dict__, "threads": threads, "progress": False})
-    with cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn")) as pool:
+    with worker_pool(workers) as pool:
         futs = {}
         for job in jobs:
             if hooks.start(job):

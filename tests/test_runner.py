@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,3 +246,46 @@ def test_plan_respects_supported_data_kinds(tmp_path):
     jobs = runner_mod.plan(load_suite(str(p)))
     assert "uniform" not in {j.gen.name for j in jobs}  # images only: not planned on ring8
     assert {j.gen.name for j in jobs} == {"data", "gaussian", "gmm"}
+
+
+_ORPHAN_DRIVER = """
+import os, time
+from bench.executors import worker_pool
+if __name__ == "__main__":
+    pool = worker_pool(1)
+    print(pool.submit(os.getpid).result(), flush=True)  # the worker is up and watching
+    pool.submit(time.sleep, 600)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return not any(line.startswith("State:") and "Z" in line.split()[1] for line in status.read_text().splitlines())
+    except OSError:
+        return not status.parent.parent.exists()  # no /proc (macOS): trust os.kill
+
+
+def test_pool_workers_exit_when_the_driver_is_killed(tmp_path):
+    """SIGKILL of the driver (a scheduler's time limit) must not leave its --jobs workers running."""
+    script = tmp_path / "driver.py"
+    script.write_text(_ORPHAN_DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(proc.stdout.readline())
+        assert _alive(worker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), f"worker {worker} outlived its killed driver"
+    finally:
+        proc.kill()
