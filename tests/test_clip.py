@@ -77,9 +77,15 @@ def test_embeddings_are_unit_vectors_and_match_their_class(clip):
 
 
 def test_cache_is_reused(clip, tmp_path):
-    from metrics.clip import _digits_clip_path
+    """The memoized model is the stored artifact's: the packaged weights when shipped, else the trained cache file.
 
-    path = _digits_clip_path(None)
+    (It used to look only at ~/.cache, which exists only on machines that trained digits-clip
+    before its weights were packaged, so it failed on a fresh machine.)
+    """
+    from metrics.clip import CLIP_DIGITS_VERSION, _digits_clip_path
+    from metrics.extractors import shipped_weights
+
+    path = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) or _digits_clip_path(None)
     assert path.exists()
     meta = read_artifact(path)["report"]  # one checksummed genbench.cache artifact: weights + report
     assert meta["weights_hash"] == clip.weights_hash
