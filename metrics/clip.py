@@ -305,10 +305,13 @@ class DigitsClip(ClipModel):
 
     name = "digits-clip"
 
-    def __init__(self, model, tokenizer: _CompactTokenizer, report: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model, tokenizer: _CompactTokenizer, report: dict[str, Any] | None = None, weights_path: str | None = None
+    ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.report = report or {}
+        self.weights_path = weights_path  # the artifact the weights came from (packaged, cache or user's file), like the extractors'
         self.weights_hash = state_hash({**model.state_dict(), "_vocab": torch.tensor(tokenizer.bpe_ids)})
 
     @property
@@ -405,7 +408,7 @@ def _load_or_train_digits_clip(
             model, tok, report = train_digits_clip(train_data=train_data)
             report["weights_hash"] = DigitsClip(model, tok, report).weights_hash
             write_artifact(path, {"state_dict": {**model.state_dict(), "_vocab": torch.tensor(tok.bpe_ids)}, "report": report}, "torch")
-    clip = DigitsClip(model, tok, report)
+    clip = DigitsClip(model, tok, report, weights_path=str(path))
     acc = report.get("zero_shot_accuracy")
     if acc is None or acc < MIN_ZERO_SHOT_ACCURACY:
         shown = "missing" if acc is None else f"{acc:.3f}"

@@ -7,6 +7,7 @@ it is already cached under $GENBENCH_CACHE / ~/.cache/genbench.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,10 +83,7 @@ def test_cache_is_reused(clip, tmp_path):
     (It used to look only at ~/.cache, which exists only on machines that trained digits-clip
     before its weights were packaged, so it failed on a fresh machine.)
     """
-    from metrics.clip import CLIP_DIGITS_VERSION, _digits_clip_path
-    from metrics.extractors import shipped_weights
-
-    path = shipped_weights("digits-clip", CLIP_DIGITS_VERSION) or _digits_clip_path(None)
+    path = Path(clip.weights_path)
     assert path.exists()
     meta = read_artifact(path)["report"]  # one checksummed genbench.cache artifact: weights + report
     assert meta["weights_hash"] == clip.weights_hash
