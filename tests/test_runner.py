@@ -170,6 +170,13 @@ class NaNGen:
 
 def test_bad_generator_is_recorded_not_fatal(tmp_path):
     registry.register("nan-gen", family="test")(lambda info: NaNGen(info))
+    try:
+        _run_bad_generator(tmp_path)
+    finally:  # the registry is global: test_check walks every registered generator and would find this one
+        registry.GENERATORS.unregister("nan-gen")
+
+
+def _run_bad_generator(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text(textwrap.dedent(SUITE.replace("seeds = [0, 1]", "seeds = [0]")) + '\n[[generators]]\nname = "nan-gen"\n')
     s = runner_mod.run_suite(load_suite(str(p)), results_dir=tmp_path / "r", progress=False)
