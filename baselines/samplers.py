@@ -15,6 +15,10 @@ the last run). Samplers here:
   with the posterior variance; fewer steps than T use strided timesteps with
   the respaced betas ``1 - abar_t / abar_s`` (Nichol & Dhariwal).
 * :class:`DDIMSampler`: Song et al. 2021, ``eta`` = 0 deterministic.
+
+Both take ``spacing``: which strided timesteps a run of fewer than T steps
+visits, ``"trailing"`` (default, starts at the last index) or ``"leading"``
+(the DDIM paper's, starts ``T / steps`` below it); see :func:`sampler_timesteps`.
 * :class:`EulerSampler`: explicit Euler integration of a velocity field from
   t = 0 (noise) to t = 1 (data), as in flow matching.
 * :class:`HeunSampler`: Heun's second-order method on the same ODE (two
@@ -49,6 +53,7 @@ __all__ = [
     "EulerSampler",
     "HeunSampler",
     "OnePassSampler",
+    "SPACINGS",
     "sampler_timesteps",
     "make_sampler",
 ]
@@ -191,29 +196,49 @@ class Sampler(ABC):
 
 
 # ----------------------------------------------------------------------------- diffusion
-def sampler_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` evenly spaced indices (t - 1) from T - 1 down, "trailing" spacing:
-    ``floor(T - k T / steps + 1/2) - 1`` for k = 0..steps-1 (all distinct, T - 1 first)."""
+SPACINGS = ("trailing", "leading")
+
+
+def sampler_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
+    """``steps`` distinct indices (t - 1) into a T-step chain, in sampling order.
+
+    ``"trailing"`` (default): evenly spaced from T - 1 down,
+    ``floor(T - k T / steps + 1/2) - 1`` for k = 0..steps-1, so the first step
+    starts at the chain's last index (zero signal). ``"leading"``: the indices
+    ``floor(k T / steps)``, largest first (the DDIM paper's and
+    improved-diffusion's respacing: T = 1000, 20 steps visits 950, 900, ..., 0),
+    so the first step skips the highest-noise stretch of the chain. With
+    ``steps = T`` both visit every index."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, T={T}], got {steps}")
     k = np.arange(steps)
-    return [int(v) for v in np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1]
+    if spacing == "trailing":
+        idx = np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1
+    elif spacing == "leading":
+        idx = (k * T // steps)[::-1]
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    return [int(v) for v in idx]
 
 
 class _EpsSampler(Sampler):
     """Shared part of DDPM and DDIM: a schedule, strided timesteps and the
     x_0 / eps estimate (x_0 clipped to the denoiser's ``x0_clip`` range when
-    ``clip_denoised``)."""
+    ``clip_denoised``). ``spacing`` picks the strided timesteps (see
+    :func:`sampler_timesteps`)."""
 
     kind = "eps"
 
-    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True) -> None:
+    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True, spacing: str = "trailing") -> None:
         super().__init__(guidance_scale)
+        if spacing not in SPACINGS:
+            raise ValueError(f"{self.name} sampler: unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
         self.schedule = schedule
         self.clip_denoised = bool(clip_denoised)
+        self.spacing = spacing
 
     def timesteps(self, steps: int) -> list[int]:
-        return sampler_timesteps(self.schedule.T, steps)
+        return sampler_timesteps(self.schedule.T, steps, self.spacing)
 
     def x0_eps(self, denoiser: Denoiser, x: Tensor, i: int, y: Tensor | None) -> tuple[Tensor, Tensor, float]:
         """(x_0 estimate, eps consistent with it, abar_t) at index i."""
@@ -227,7 +252,7 @@ class _EpsSampler(Sampler):
         return x0, eps, ab
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "clip_denoised": self.clip_denoised, "T": self.schedule.T}
+        return {**super().options(), "clip_denoised": self.clip_denoised, "spacing": self.spacing, "T": self.schedule.T}
 
 
 @SAMPLERS.register("ddpm", kind="eps")
@@ -258,8 +283,8 @@ class DDIMSampler(_EpsSampler):
 
     name = "ddim"
 
-    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True, eta: float = 0.0) -> None:
-        super().__init__(schedule, guidance_scale, clip_denoised)
+    def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True, eta: float = 0.0, spacing: str = "trailing") -> None:
+        super().__init__(schedule, guidance_scale, clip_denoised, spacing)
         if not 0.0 <= float(eta) <= 1.0:
             raise ValueError(f"ddim sampler: eta must be in [0, 1], got {eta}")
         self.eta = float(eta)

@@ -85,6 +85,27 @@ def test_timesteps_and_run_counts_nfe():
     assert "eta=0.0" in repr(DDIMSampler(NoiseSchedule("linear", 20)))
 
 
+def test_timestep_spacing():
+    # leading: floor(k T / steps), largest first (the DDIM paper's and improved-diffusion's respacing)
+    assert sampler_timesteps(1000, 20, "leading") == list(range(950, -1, -50))
+    assert sampler_timesteps(10, 4, "leading") == [7, 5, 2, 0]  # floor(2.5 k) for k = 3..0
+    assert sampler_timesteps(10, 3, "leading") == [6, 3, 0]
+    for T, n in ((10, 10), (1000, 1000), (7, 7)):  # every index once: both spacings agree
+        assert sampler_timesteps(T, n, "leading") == sampler_timesteps(T, n) == list(range(T - 1, -1, -1))
+    for T, n in ((1000, 20), (1000, 3), (17, 5)):
+        ts = sampler_timesteps(T, n, "leading")
+        assert len(set(ts)) == n and ts == sorted(ts, reverse=True) and ts[-1] == 0 and ts[0] < T - 1
+    with pytest.raises(ValueError, match="unknown timestep spacing 'middle'; valid: trailing, leading"):
+        sampler_timesteps(10, 2, "middle")
+    sch = NoiseSchedule("cosine", 100)
+    s = make_sampler("eps", "ddim", {"spacing": "leading"}, {"schedule": sch}, "m")
+    assert s.timesteps(4) == [75, 50, 25, 0] and "spacing='leading'" in repr(s)
+    assert make_sampler("eps", "ddpm", {"spacing": "leading"}, {"schedule": sch}, "m").timesteps(2) == [50, 0]
+    assert DDPMSampler(sch).timesteps(4) == [99, 74, 49, 24]  # trailing stays the default
+    with pytest.raises(ValueError, match="ddim sampler: unknown timestep spacing 'lead'"):
+        DDIMSampler(sch, spacing="lead")
+
+
 def test_one_pass_options():
     s = OnePassSampler("vae", {"temperature": 0.5})
     assert isinstance(s, Sampler) and s.nfe == 1 and s.get("temperature") == 0.5 and s.get("decoder", "sample") == "sample"
