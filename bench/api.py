@@ -42,6 +42,7 @@ from . import data as dreg
 from . import runner as _runner
 from .evaluate import default_extractor, format_eval, run_eval
 from .leaderboard import write_leaderboard
+from .pipeline import current_config
 from .provenance import device_description, git_commit, package_versions
 from .store import ResultStore
 from .suite import Suite, load_suite, validate_names
@@ -194,11 +195,11 @@ def evaluate(
 # ----------------------------------------------------------------------------- suites
 @dataclass
 class SuiteRun:
-    """What :func:`run_suite` returns: the run summary and every record of the suite.
+    """What :func:`run_suite` returns: the run summary and the records of the suite as configured for this run.
 
     ``summary`` counts planned / ran / skipped jobs and records added (wall
     time ``summary.wall_s`` in seconds); ``failed`` lists (job id, error
-    message); ``frame`` is :func:`load_results` for the suite after the run;
+    message); ``frame`` is :func:`load_results` for the suite (its current configuration) after the run;
     ``leaderboard`` the markdown file written, when asked for.
     """
 
@@ -261,15 +262,19 @@ def run_suite(
     lb = None
     if leaderboard:
         lb = Path(write_leaderboard(s, results_dir, out_dir, fmt=leaderboard_format))
-    return SuiteRun(s, summary, load_results(results_dir, suite=s.name), lb)
+    return SuiteRun(s, summary, load_results(results_dir, suite=s), lb)
 
 
-def load_results(results_dir: str | Path = "results", suite: str | None = None, *, include_internal: bool = False) -> pd.DataFrame:
+def load_results(results_dir: str | Path = "results", suite: str | Suite | None = None, *, include_internal: bool = False) -> pd.DataFrame:
     """Every record under ``results_dir`` (``<results_dir>/<suite>/records.jsonl``) as one DataFrame.
 
     Args:
         results_dir: the ``--results`` directory of ``bench run``.
-        suite: only this suite's records (default: every suite found).
+        suite: only this suite's records (default: every suite found). A
+            suite *name* gives every record in its file, those of earlier
+            configurations of the suite included; a :class:`Suite` gives only
+            the records of its current configuration, as its leaderboard does
+            (``bench.pipeline.CurrentConfig``).
         include_internal: also the bookkeeping records (``_job_done``, ``_error``).
 
     Returns:
@@ -279,6 +284,9 @@ def load_results(results_dir: str | Path = "results", suite: str | None = None, 
         Empty (with those columns) when there are no records.
     """
     root = Path(results_dir)
+    keep = None
+    if isinstance(suite, Suite):
+        suite, keep = suite.name, current_config(suite)
     if suite is not None:
         stores = [root / suite]
         if not (root / suite / "records.jsonl").is_file():
@@ -286,5 +294,5 @@ def load_results(results_dir: str | Path = "results", suite: str | None = None, 
             raise FileNotFoundError(f"no records for suite {suite!r} under {root}; suites with records: {', '.join(have) or '(none)'}")
     else:
         stores = sorted(p.parent for p in root.glob("*/records.jsonl"))
-    records = [r for d in stores for r in ResultStore(d).records(include_internal=include_internal)]
+    records = [r for d in stores for r in ResultStore(d, keep=keep).records(include_internal=include_internal)]
     return _frame(records)

@@ -43,6 +43,7 @@ from metrics import registry as mreg
 
 from .plots import save_loss_curves
 from .sections import SECTIONS
+from .pipeline import current_config
 from .store import ResultStore
 from .suite import Suite
 
@@ -558,7 +559,8 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
     for name in suite.sections:  # fail before any work on an unknown section
         SECTIONS.get(name)
     results_dir, out_dir = Path(results_dir), Path(out_dir)
-    records = ResultStore(results_dir / suite.name).records()
+    store = ResultStore(results_dir / suite.name, keep=current_config(suite))  # an edited suite: records of its earlier configuration left out
+    records = store.records()
     if not records:
         raise FileNotFoundError(f"no results for suite {suite.name!r} under {results_dir}; run `bench run --suite {suite.name}` first")
     df = records_frame(records)
@@ -573,7 +575,7 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
                        "provenance": _provenance(df), "significance": SIGNIFICANCE_NOTE, "rows": rows}  # fmt: skip
             out.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
         return out
-    return _write_markdown(suite, df, results_dir, out_dir)
+    return _write_markdown(suite, df, results_dir, out_dir, store.left_out())
 
 
 def _json_default(v: Any) -> Any:
@@ -597,7 +599,7 @@ def _provenance(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _write_markdown(suite: Suite, df: pd.DataFrame, results_dir: Path, out_dir: Path) -> Path:
+def _write_markdown(suite: Suite, df: pd.DataFrame, results_dir: Path, out_dir: Path, left_out: int = 0) -> Path:
     start = time.time() - 1.0  # mtime granularity
     assets = _assets_dir(out_dir, suite.name)
     if assets.is_symlink():
@@ -631,6 +633,8 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, results_dir: Path, out_dir: 
         f"- git commit(s) of the runs: {', '.join(f'`{c}`' for c in prov['git_commits']) or 'unknown'}",
         f"- device(s): {', '.join(prov['devices'])}",
         *run_lines(ResultStore(results_dir / suite.name).runs()),
+        *([f"- left out: {left_out} records of an earlier configuration of this suite (rows whose params, budget, sampling or data set "
+           f"changed since, or rows no longer in it); `bench run --suite {suite.name}` recomputes what the suite asks for now"] if left_out else []),
         f"- packages: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}",
         f"- seeds: {prov['seeds']}; cells are mean ± std over seeds (sample std) with the number of seeds in the `seeds` column, "
         "or, for one seed, the value with its 95% interval [lo, hi] when the run computed one",

@@ -68,12 +68,12 @@ from . import data as dreg
 from .figures import latent_figure_applies, vae_latent_figure
 from .plots import save_sample_grid, save_translation_grid
 from .provenance import device_description, git_commit, package_versions
-from .store import ERROR, JOB_DONE
-from .suite import DatasetSpec, GeneratorSpec
-from .timing import TIMING_METRICS
+from .store import ERROR, JOB_DONE, ResultStore
+from .suite import DatasetSpec, GeneratorSpec, Suite
+from .timing import TIMING_METRICS, TIMING_SETTING_KEYS
 
 __all__ = [
-    "Job", "JobContext", "Measurement", "RunSummary", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
 ]  # fmt: skip
 
@@ -135,6 +135,59 @@ def _config_hash(job: Job) -> str:
     """Hash of the row's and data set's configuration; the row's list of seeds is not part of a job (it has one seed)."""
     gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
     return content_hash({"gen": gen, "dataset": job.dataset.__dict__})
+
+
+def _row_hash(job: Job) -> str:
+    """What one row (one step count) of the job depends on: the configuration without the step list and without
+    the settings only the timing phase reads (its records carry those settings themselves)."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
+    ds = {**job.dataset.__dict__, "settings": {k: v for k, v in job.dataset.settings.items() if k not in TIMING_SETTING_KEYS}}
+    return content_hash({"gen": gen, "dataset": ds})
+
+
+class CurrentConfig:
+    """Which records of a results directory belong to the suite as it is configured now.
+
+    Every record of a job carries ``config_hash`` (the generator row's and data
+    set's configuration, step list and settings included) and ``row_hash``
+    (the same without the step list and the timing-phase settings). A record
+    is *current* when its (dataset, generator) pair is still in the suite, its
+    row label is one of the pair's rows now and its ``row_hash`` matches. A
+    job's done marker is current only when its ``config_hash`` matches, so
+    adding a step count re-opens the job, which then computes only the new
+    row. Records written before ``row_hash`` existed are kept when their pair
+    and row are current (their hash cannot be split); records with neither
+    hash (experiment suites such as personalization) are always kept.
+    Use it as a :class:`bench.store.ResultStore` ``keep`` predicate.
+    """
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._spec: dict[tuple[str, str], tuple[str, str, frozenset[str]]] = {}
+        for job in jobs:
+            labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
+            self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), labels)
+
+    def __call__(self, r: dict[str, Any]) -> bool:
+        if "config_hash" not in r and "row_hash" not in r:
+            return True
+        spec = self._spec.get((r.get("dataset"), r.get("base")))
+        if spec is None:
+            return False
+        full, row, labels = spec
+        if r.get("metric") == JOB_DONE:
+            return r.get("config_hash") == full
+        return r.get("generator") in labels and r.get("row_hash", row) == row
+
+
+def current_config(suite: Suite) -> CurrentConfig:
+    """The test of which records belong to ``suite`` as configured now (:class:`bench.pipeline.CurrentConfig`):
+    one job per (dataset, generator) pair; no data is loaded."""
+    return CurrentConfig(Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name))
+
+
+def current_records(suite: Suite, results_dir: str | Path, include_internal: bool = False) -> list[dict[str, Any]]:
+    """The records of ``suite`` under ``results_dir`` that belong to its current configuration."""
+    return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite)).records(include_internal=include_internal)
 
 
 def seed_everything(seed: int) -> None:
@@ -208,7 +261,7 @@ class JobContext:
         rec = {
             "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
             "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
-            "config_hash": _config_hash(job), "timestamp": time.time(),
+            "config_hash": _config_hash(job), "row_hash": _row_hash(job), "timestamp": time.time(),
             **self.provenance, **fields,
         }  # fmt: skip
         self.emit(rec)

@@ -32,14 +32,15 @@ from . import data as dreg
 from .check import require_complete_capabilities
 from .executors import WorkerConfig, get_executor, job_context
 from .experiments import run_experiment
-from .pipeline import Job, JobContext, RunSummary, SampleError, error_record, load_data, provenance, run_job, train, validate_samples
+from .pipeline import Job, JobContext, RunSummary, current_config, current_records, SampleError, error_record, load_data, provenance, run_job, train, validate_samples
 from .pipeline import choose_sampler as _choose_sampler
 from .provenance import resolve_device
 from .store import ResultStore
 from .suite import Suite, validate_names
 from .timing import run_timing_phase
 
-__all__ = ["Job", "RunSummary", "Runner", "SampleError", "plan", "run_suite", "validate_names", "validate_samples"]
+__all__ = ["Job", "RunSummary", "Runner", "SampleError", "current_config", "current_records", "plan", "run_suite", "validate_names", "validate_samples"]
+
 
 def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
     """All jobs of a suite, in a stable order.
@@ -71,7 +72,7 @@ class Runner:
     ) -> None:
         self.suite = suite
         self.results_dir = Path(results_dir)
-        self.store = ResultStore(self.results_dir / suite.name)
+        self.store = ResultStore(self.results_dir / suite.name, keep=current_config(suite))  # records of an earlier configuration: not done, not reused
         self.cache = Cache(self.results_dir / "cache")
         self.assets = self.results_dir / suite.name / "assets"
         self.device = resolve_device(device)

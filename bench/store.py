@@ -9,6 +9,13 @@ Damaged lines (garbled, invalid UTF-8, not a JSON object) are skipped and
 reported once with file and line number; the job they belong to is no longer
 counted as done, so it is recomputed: damage costs time, never records. Two
 runs on one results directory claim jobs with a per-job lock (:meth:`ResultStore.claim`).
+
+A store may be given ``keep``, a predicate on records: only records it keeps
+are read back (by ``records``, ``keys`` and ``done_jobs``), before duplicates
+are dropped. A runner and a leaderboard pass the suite's current-configuration
+test (:class:`bench.pipeline.CurrentConfig`), so after the suite is edited the
+records of its earlier configuration stay in the file but are neither shown
+nor counted as done.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,10 +60,14 @@ def _clean(v: Any) -> Any:
 
 
 class ResultStore:
-    """Records of one suite under ``root/records.jsonl``; one line per ``bench run`` invocation in ``root/runs.jsonl``."""
+    """Records of one suite under ``root/records.jsonl``; one line per ``bench run`` invocation in ``root/runs.jsonl``.
 
-    def __init__(self, root: str | Path) -> None:
+    ``keep``: read back only the records it returns True for (None: all).
+    """
+
+    def __init__(self, root: str | Path, keep: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.root = Path(root)
+        self.keep = keep
         self.path = self.root / "records.jsonl"
         self.runs_path = self.root / "runs.jsonl"
 
@@ -153,6 +164,8 @@ class ResultStore:
         """Readable records, first of each key; internal markers (``_job_done``, ``_error``) only with ``include_internal``."""
         out, seen = [], set()
         for r in self._read():
+            if self.keep is not None and not self.keep(r):
+                continue
             k = record_key(r)
             if k in seen:
                 continue
@@ -160,6 +173,13 @@ class ResultStore:
             if include_internal or not str(r.get("metric", "")).startswith("_"):
                 out.append(r)
         return out
+
+    def left_out(self) -> int:
+        """Readable records (internal markers not counted) that ``keep`` rejects: e.g. records of an earlier
+        configuration of the suite."""
+        if self.keep is None:
+            return 0
+        return sum(1 for r in self._read() if not str(r.get("metric", "")).startswith("_") and not self.keep(r))
 
     def keys(self) -> set[tuple]:
         return {record_key(r) for r in self.records(include_internal=True) if r.get("metric") != ERROR}

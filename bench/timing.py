@@ -64,6 +64,12 @@ def timing_outputs(metrics: list[str] | tuple[str, ...]) -> set[str]:
     return {o for m in metrics for o in TIMING_METRICS.get(m, ())}
 
 
+TIMING_SETTING_KEYS = (
+    "timing_threads", "latency_batch", "latency_warmup", "latency_repeats", "timing_max_repeats", "timing_rel_tol",
+    "latency_max_seconds", "timing_load_threshold", "cost_batch", "timing_seeds",
+)  # fmt: skip  # the suite settings only the timing phase reads (TimingSettings.from_settings)
+
+
 @dataclass(frozen=True)
 class TimingSettings:
     """Suite ``[settings]`` keys read by the timing phase (defaults in brackets).

@@ -1,0 +1,132 @@
+"""Editing a suite between runs into one results directory: a re-run recomputes
+exactly the rows whose configuration changed, and the leaderboard shows only
+records of the suite as it is now (never a stale value under a current name)."""
+
+import json
+
+from bench import api
+from bench import runner as runner_mod
+from bench.leaderboard import write_leaderboard
+from bench.store import ResultStore
+from bench.suite import load_suite
+
+BASE = """
+name = "edits"
+seeds = [0]
+[[datasets]]
+name = "ring8"
+extractor = "raw"
+n_fake = 200
+metrics = ["fid"]
+[[generators]]
+name = "gmm"
+params = { n_components = COMPONENTS }
+[[generators]]
+name = "ddpm"
+model = "ddpm"
+params = { width = 8, T = 20 }
+budget = { steps = 5, batch_size = 32 }
+sample_params = { sampler = "ddim", eta = ETA }
+steps = STEPS
+"""
+
+
+def _suite(tmp_path, components=8, eta=0.0, steps=(2,)):
+    p = tmp_path / "edits.toml"
+    p.write_text(BASE.replace("COMPONENTS", str(components)).replace("ETA", str(eta)).replace("STEPS", json.dumps(list(steps))))
+    return load_suite(str(p))
+
+
+def _fid_lines(res, row):
+    """Every FID line of ``row`` in the append-only file (records() would keep the first of each key)."""
+    lines = (json.loads(x) for x in (res / "edits" / "records.jsonl").read_text().splitlines())
+    return [r["value"] for r in lines if r["generator"] == row and r["metric"] == "fid"]
+
+
+def _current(suite, res):
+    return {(r["generator"], r["metric"]): r["value"] for r in runner_mod.current_records(suite, res)}
+
+
+def test_changed_params_are_recomputed_and_stale_records_left_out(tmp_path):
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path)
+    assert runner_mod.run_suite(s1, results_dir=res, progress=False).ran == 2
+    first = _current(s1, res)
+
+    s2 = _suite(tmp_path, components=2)  # the gmm row changes, the ddpm row does not
+    summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
+    assert summ.ran == 1 and summ.skipped == 1, "the edited row must be recomputed, the other kept"
+    now = _current(s2, res)
+    assert now[("ddpm@2", "fid")] == first[("ddpm@2", "fid")]
+    assert now[("gmm", "fid")] != first[("gmm", "fid")]  # 2 components on 8 modes: a different model
+    assert len(_fid_lines(res, "gmm")) == 2  # both kept in the append-only store
+
+    rows = json.loads(write_leaderboard(s2, res, tmp_path / "lb", fmt="json").read_text())["rows"]
+    gmm = [r for r in rows if r["generator"] == "gmm" and r["metric"] == "fid"]
+    assert len(gmm) == 1 and gmm[0]["mean"] == now[("gmm", "fid")]
+    df = api.load_results(res, s2)  # a Suite: its current records only; a name: every line's first of each key
+    assert set(df.loc[df["generator"] == "gmm", "value"].dropna()) >= {now[("gmm", "fid")]}
+    assert first[("gmm", "fid")] not in set(df["value"]) and first[("gmm", "fid")] in set(api.load_results(res, "edits")["value"])
+    md = write_leaderboard(s2, res, tmp_path / "lb").read_text()
+    assert "- left out: 2 records of an earlier configuration" in md  # the old gmm's fid and train_s
+
+    # back to the first configuration: its records are still there, nothing to run
+    again = runner_mod.run_suite(s1, results_dir=res, progress=False)
+    assert again.ran == 0 and _current(s1, res) == first
+
+
+def test_added_step_runs_only_the_new_row(tmp_path):
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path, steps=(2,))
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    before = {(r["generator"], r["metric"]): r["timestamp"] for r in ResultStore(res / "edits").records()}
+
+    s2 = _suite(tmp_path, steps=(2, 4))
+    summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
+    assert summ.ran == 1 and summ.records_added == 1  # ddim@4's FID; ddim@2 and train_s reused
+    now = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s2, res)}
+    assert now[("ddpm@2", "fid")]["timestamp"] == before[("ddpm@2", "fid")]
+    assert ("ddpm@4", "fid") in now
+    assert runner_mod.run_suite(s2, results_dir=res, progress=False).ran == 0
+
+    # dropping the step again hides its row (the suite no longer asks for it) but runs nothing
+    s3 = _suite(tmp_path, steps=(2,))
+    assert runner_mod.run_suite(s3, results_dir=res, progress=False).ran == 0
+    assert ("ddpm@4", "fid") not in _current(s3, res)
+
+
+def test_sampling_change_is_recomputed(tmp_path):
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path, eta=0.0)
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    s2 = _suite(tmp_path, eta=1.0)
+    assert runner_mod.run_suite(s2, results_dir=res, progress=False).ran == 1
+    a, b = _current(s1, res)[("ddpm@2", "fid")], _current(s2, res)[("ddpm@2", "fid")]
+    assert a != b
+
+
+def test_records_without_row_hash_still_count(tmp_path):
+    """Results written before records carried ``row_hash`` stay readable: kept while their row is in the suite."""
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path)
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    path = res / "edits" / "records.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in lines:
+        r.pop("row_hash", None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert runner_mod.run_suite(s1, results_dir=res, progress=False).ran == 0
+    assert len(runner_mod.current_records(s1, res)) == len([r for r in lines if not r["metric"].startswith("_")])
+
+
+def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
+    """Changing how latency is timed re-measures nothing else (the timing records carry their own settings)."""
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path)
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    first = _current(s1, res)
+    p = tmp_path / "edits.toml"
+    p.write_text(p.read_text().replace('seeds = [0]', 'seeds = [0]\n[settings]\nlatency_repeats = 7', 1))
+    s2 = load_suite(str(p))
+    summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
+    assert summ.records_added == 0 and _current(s2, res) == first
