@@ -160,11 +160,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """``bench compare --suite S A B``: exit 0 when every non-timing record of S agrees within the tolerance, 1 otherwise."""
     try:
-        name = load_suite(args.suite).name
+        suite = load_suite(args.suite)
     except SuiteError as e:
         return _err(str(e))
     try:
-        report = compare_runs(args.first, args.second, name, rtol=args.rtol, atol=args.atol)
+        report = compare_runs(args.first, args.second, suite, rtol=args.rtol, atol=args.atol)
     except ValueError as e:
         return _err(str(e))
     except FileNotFoundError as e:

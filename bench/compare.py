@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .pipeline import current_config
 from .store import ResultStore, record_key
+from .suite import Suite
 
 __all__ = ["WALL_CLOCK", "Comparison", "compare_runs"]
 
@@ -85,15 +87,20 @@ def _num(v: Any) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def _records(results_dir: str | Path, suite: str) -> dict[tuple, dict[str, Any]]:
+def _records(results_dir: str | Path, suite: str | Suite) -> dict[tuple, dict[str, Any]]:
+    keep = current_config(suite) if isinstance(suite, Suite) else None
+    suite = suite.name if isinstance(suite, Suite) else suite
     path = Path(results_dir) / suite / "records.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no records of suite {suite!r} under {results_dir}: {path} does not exist (run `bench run --suite {suite} --results {results_dir}` first)")
-    return {record_key(r): r for r in ResultStore(path.parent).records() if r.get("metric") not in WALL_CLOCK}
+    return {record_key(r): r for r in ResultStore(path.parent, keep=keep).records() if r.get("metric") not in WALL_CLOCK}
 
 
-def compare_runs(a: str | Path, b: str | Path, suite: str, *, rtol: float = 0.0, atol: float = 0.0) -> Comparison:
+def compare_runs(a: str | Path, b: str | Path, suite: str | Suite, *, rtol: float = 0.0, atol: float = 0.0) -> Comparison:
     """Compare the non-timing records of ``suite`` in two results directories (see the module docstring).
+
+    A :class:`Suite` compares only the records of its current configuration
+    (``bench.pipeline.CurrentConfig``); a suite name, every record in the files.
 
     ``rtol`` and ``atol`` must be >= 0; the defaults ask for bit-for-bit equality.
     """

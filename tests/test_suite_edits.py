@@ -130,3 +130,16 @@ def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
     s2 = load_suite(str(p))
     summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
     assert summ.records_added == 0 and _current(s2, res) == first
+
+
+def test_compare_uses_the_current_configuration(tmp_path):
+    """A directory that once ran an older configuration compares equal to a fresh run of the current one."""
+    from bench.compare import compare_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    runner_mod.run_suite(_suite(tmp_path, components=8), results_dir=a, progress=False)
+    s2 = _suite(tmp_path, components=2)
+    runner_mod.run_suite(s2, results_dir=a, progress=False)
+    runner_mod.run_suite(s2, results_dir=b, progress=False)
+    assert compare_runs(a, b, s2).ok
+    assert not compare_runs(a, b, "edits").ok  # by name: a's first gmm record is the 8-component one
