@@ -81,3 +81,21 @@ def test_dataset_params_must_name_a_listed_dataset(tmp_path):
     p.write_text(FULL.replace("dataset_params = { ring8 =", "dataset_params = { grid25 ="))
     with pytest.raises(SuiteError, match="names dataset 'grid25'"):
         validate_names(load_suite(str(p)))
+
+
+def test_ddim_probe_example_samples_the_speed_quality_networks():
+    """examples/ddim-probe.toml must reuse speed-quality's trained DDPMs (same model, params, budget, seeds),
+    or its numbers would not be about the table's networks; its samplers must all build."""
+    from pathlib import Path
+
+    from bench.data import load as load_data
+    from baselines import registry
+
+    probe = load_suite(str(Path(__file__).resolve().parents[1] / "examples" / "ddim-probe.toml"))
+    sq = {g.name: g for g in load_suite("speed-quality").generators}["ddpm"]
+    info = load_data("digits").info
+    for g in probe.generators:
+        assert (g.model, g.params, g.budget) == (sq.model, sq.params, sq.budget), g.name
+        assert set(g.seeds or probe.seeds) == set(sq.seeds), g.name
+        model = registry.build(g.model, info, **g.params)
+        model.make_sampler(**g.sample_params)  # unknown options / spacing fail here, before a 20-minute run
