@@ -70,7 +70,7 @@ from .plots import save_sample_grid, save_translation_grid
 from .provenance import device_description, git_commit, package_versions
 from .store import ERROR, JOB_DONE, ResultStore
 from .suite import DatasetSpec, GeneratorSpec, Suite
-from .timing import TIMING_METRICS, TIMING_SETTING_KEYS
+from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
 __all__ = [
     "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "SampleError", "load_data", "train", "sample", "features", "measure",
@@ -155,17 +155,20 @@ class CurrentConfig:
     row label is one of the pair's rows now and its ``row_hash`` matches. A
     job's done marker is current only when its ``config_hash`` matches, so
     adding a step count re-opens the job, which then computes only the new
-    row. Records written before ``row_hash`` existed are kept when their pair
+    row. Timing-phase records also carry ``timing_hash`` (the timing
+    settings, defaults filled in) and are current only while it matches, so a
+    changed ``latency_repeats`` re-times the rows and recomputes nothing else.
+    Records written before ``row_hash`` existed are kept when their pair
     and row are current (their hash cannot be split); records with neither
     hash (experiment suites such as personalization) are always kept.
     Use it as a :class:`bench.store.ResultStore` ``keep`` predicate.
     """
 
     def __init__(self, jobs: Iterable[Job]) -> None:
-        self._spec: dict[tuple[str, str], tuple[str, str, frozenset[str]]] = {}
+        self._spec: dict[tuple[str, str], tuple[str, str, str, frozenset[str]]] = {}
         for job in jobs:
             labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
-            self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), labels)
+            self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), timing_hash(job.dataset.settings), labels)
 
     def __call__(self, r: dict[str, Any]) -> bool:
         if "config_hash" not in r and "row_hash" not in r:
@@ -173,10 +176,10 @@ class CurrentConfig:
         spec = self._spec.get((r.get("dataset"), r.get("base")))
         if spec is None:
             return False
-        full, row, labels = spec
+        full, row, timing, labels = spec
         if r.get("metric") == JOB_DONE:
             return r.get("config_hash") == full
-        return r.get("generator") in labels and r.get("row_hash", row) == row
+        return r.get("generator") in labels and r.get("row_hash", row) == row and r.get("timing_hash", timing) == timing
 
 
 def current_config(suite: Suite) -> CurrentConfig:

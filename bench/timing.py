@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from genbench.cache import content_hash
 from genbench.precision import autocast, settings_for
 from genbench.protocol import Sampler
 from metrics.flops import COST_OUTPUTS, FLOPS_NOTE, count_flops, count_params, peak_memory
@@ -126,6 +127,13 @@ class TimingSettings:
         if t.max_repeats < t.min_repeats:
             raise ValueError(f"suite setting timing_max_repeats ({t.max_repeats}) must be >= latency_repeats ({t.min_repeats})")
         return t
+
+
+def timing_hash(settings: dict[str, Any]) -> str:
+    """Hash of the timing phase's settings (defaults filled in) of a data set's merged ``settings``: every timing
+    record carries it, and a record whose hash differs from the suite's now is timed again
+    (``bench.pipeline.CurrentConfig``)."""
+    return content_hash(asdict(TimingSettings.from_settings(settings)))
 
 
 def _seeds(v: Any) -> tuple[int, ...] | None:
@@ -237,6 +245,7 @@ def _latency_fields(lat: Latency, st: TimingSettings, load: Any, r: _Row, n_rows
 def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
     if r.nfe is not None:
         fields = {**fields, "nfe": r.nfe}
+    fields = {**fields, "timing_hash": timing_hash(r.job.dataset.settings)}
     runner.append(r.job, r.row, metric, {**OUTPUT_META[metric], **fields}, steps=r.steps)
     r.want.discard(metric)
 

@@ -143,3 +143,36 @@ def test_compare_uses_the_current_configuration(tmp_path):
     runner_mod.run_suite(s2, results_dir=b, progress=False)
     assert compare_runs(a, b, s2).ok
     assert not compare_runs(a, b, "edits").ok  # by name: a's first gmm record is the 8-component one
+
+
+def test_timing_settings_retime_only_the_timing_records(tmp_path):
+    """A changed latency_repeats re-times every row (the records say which settings timed them); FID stays."""
+    p = tmp_path / "t.toml"
+    base = BASE.split("[[generators]]\nname = \"ddpm\"")[0].replace('metrics = ["fid"]', 'metrics = ["fid", "latency"]').replace("COMPONENTS", "8")
+    p.write_text(base.replace("seeds = [0]", "seeds = [0]\n[settings]\nlatency_repeats = 2", 1))
+    res = tmp_path / "res"
+    s1 = load_suite(str(p))
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    before = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s1, res)}
+    assert before[("gmm", "latency_ms")]["settings"]["repeats"] >= 2
+
+    p.write_text(base.replace("seeds = [0]", "seeds = [0]\n[settings]\nlatency_repeats = 3\ntiming_max_repeats = 3", 1))
+    s2 = load_suite(str(p))
+    summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
+    after = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s2, res)}
+    assert after[("gmm", "fid")]["timestamp"] == before[("gmm", "fid")]["timestamp"]  # not recomputed
+    assert after[("gmm", "latency_ms")]["timestamp"] > before[("gmm", "latency_ms")]["timestamp"]  # timed again
+    assert after[("gmm", "latency_ms")]["settings"]["repeats"] == 3
+    assert summ.records_added == len([k for k in after if k[1] not in ("fid", "train_s")]) == 2  # latency_ms, ms_per_nfe only
+
+
+def test_every_timing_setting_key_changes_the_timing_hash():
+    from bench.timing import TIMING_SETTING_KEYS, timing_hash
+
+    changed = {"timing_threads": 2, "latency_batch": 7, "latency_warmup": 3, "latency_repeats": 6, "timing_max_repeats": 60,
+               "timing_rel_tol": 0.1, "latency_max_seconds": 3.0, "timing_load_threshold": 0.5, "cost_batch": 2, "timing_seeds": [1]}  # fmt: skip
+    assert set(changed) == set(TIMING_SETTING_KEYS)
+    h0 = timing_hash({})
+    for k, v in changed.items():
+        assert timing_hash({k: v}) != h0, k
+    assert timing_hash({"bootstrap": 100}) == h0 and timing_hash({"latency_repeats": 5}) == h0  # other keys, or a default spelled out
