@@ -441,10 +441,12 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
 def run_lines(runs: list[dict[str, Any]], most: int = 6) -> list[str]:
     """Provenance lines for the ``bench run`` invocations that did work (``runs.jsonl``): wall time and machine load.
 
-    No-op re-runs (every job already done, no record added) are left out; beyond
-    ``most`` runs only the total is given for the older ones.
+    Runs that added no record and had no failure are left out: no-op re-runs
+    (every job already done) and bookkeeping ones (jobs re-opened by a changed
+    setting whose rows were all current: they only re-write done markers).
+    Beyond ``most`` runs only the total is given for the older ones.
     """
-    work = [r for r in runs if (r.get("ran") or 0) > 0 or (r.get("records_added") or 0) > 0]
+    work = [r for r in runs if (r.get("records_added") or 0) > 0 or (r.get("failed") or 0) > 0]
     if not work:
         return []
 

@@ -550,6 +550,12 @@ def metric_names(job: Job) -> list[str]:
 def run_job(ctx: JobContext) -> None:
     """All stages of one job; records already present (``ctx.have``) are not recomputed. Ends with the job-done marker."""
     job = ctx.job
+    names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
+    row_keys = {(job.id, job.gen.row_label(s), o.name) for s in job.gen.steps for m in names for o in mreg.get_metric(m).outputs}
+    if row_keys and row_keys <= ctx.have:  # re-opened (its config_hash changed, e.g. a timing setting) with every row current
+        ctx.expected |= row_keys | ({(job.id, job.gen.name, "train_s")} & ctx.have)
+        ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})
+        return  # nothing to load, train or sample
     load_data(ctx)
     train_fields = train(ctx)
     choose_sampler(ctx)
@@ -559,7 +565,6 @@ def run_job(ctx: JobContext) -> None:
             ctx.append(None, "train_s", train_fields)
             if job.seed == job.latent_seed:
                 _latent_figure(ctx)
-    names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
     for steps in job.gen.steps:
         row = job.gen.row_label(steps)
         keys = {(job.id, row, o.name) for m in names for o in mreg.get_metric(m).outputs}

@@ -3,6 +3,7 @@ exactly the rows whose configuration changed, and the leaderboard shows only
 records of the suite as it is now (never a stale value under a current name)."""
 
 import json
+import shutil
 
 from bench import api
 from bench import runner as runner_mod
@@ -128,8 +129,13 @@ def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
     p = tmp_path / "edits.toml"
     p.write_text(p.read_text().replace('seeds = [0]', 'seeds = [0]\n[settings]\nlatency_repeats = 7', 1))
     s2 = load_suite(str(p))
+    shutil.rmtree(res / "cache")  # the re-opened jobs must not need their models: every row is current
     summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
     assert summ.records_added == 0 and _current(s2, res) == first
+    assert summ.ran == 2 and not any((res / "cache").rglob("*.pt")), "a re-opened job with every row current trained or sampled"
+    assert runner_mod.run_suite(s2, results_dir=res, progress=False).ran == 0
+    md = write_leaderboard(s2, res, tmp_path / "lb").read_text()
+    assert "- runs that did work (`bench run`, `runs.jsonl`): 1," in md  # the bookkeeping run is not listed
 
 
 def test_compare_uses_the_current_configuration(tmp_path):
