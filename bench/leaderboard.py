@@ -41,9 +41,9 @@ from baselines import registry as greg
 from genbench.registry import check_name
 from metrics import registry as mreg
 
+from .pipeline import current_config
 from .plots import save_loss_curves
 from .sections import SECTIONS
-from .pipeline import current_config
 from .store import ResultStore
 from .suite import Suite
 

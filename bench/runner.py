@@ -32,7 +32,20 @@ from . import data as dreg
 from .check import require_complete_capabilities
 from .executors import WorkerConfig, get_executor, job_context
 from .experiments import run_experiment
-from .pipeline import Job, JobContext, RunSummary, current_config, current_records, SampleError, error_record, load_data, provenance, run_job, train, validate_samples
+from .pipeline import (
+    Job,
+    JobContext,
+    RunSummary,
+    SampleError,
+    current_config,
+    current_records,
+    error_record,
+    load_data,
+    provenance,
+    run_job,
+    train,
+    validate_samples,
+)
 from .pipeline import choose_sampler as _choose_sampler
 from .provenance import resolve_device
 from .store import ResultStore

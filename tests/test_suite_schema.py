@@ -88,8 +88,8 @@ def test_ddim_probe_example_samples_the_speed_quality_networks():
     or its numbers would not be about the table's networks; its samplers must all build."""
     from pathlib import Path
 
-    from bench.data import load as load_data
     from baselines import registry
+    from bench.data import load as load_data
 
     probe = load_suite(str(Path(__file__).resolve().parents[1] / "examples" / "ddim-probe.toml"))
     sq = {g.name: g for g in load_suite("speed-quality").generators}["ddpm"]
