@@ -5,7 +5,10 @@ Experiments live in :data:`EXPERIMENTS` (a :class:`genbench.registry.Registry`
 with lazy ``"module:function"`` targets). An experiment function
 ``fn(suite: dict, results_dir: Path, cache_dir: Path, device: str,
 seeds: list[int]) -> list[dict]`` returns records; the harness stores each one
-(skipping keys already present), so a re-run adds nothing.
+(skipping keys already present), so a re-run adds nothing. Each record carries
+``experiment_hash`` (``bench.pipeline.experiment_hash``): after the suite is
+edited, the records of its earlier configuration no longer count, so the new
+ones are stored and shown.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from genbench.registry import Registry
 
-from .pipeline import RunSummary, provenance
+from .pipeline import RunSummary, current_config, experiment_hash, provenance
 from .store import ResultStore, record_key
 from .suite import Suite, SuiteError
 
@@ -31,15 +34,16 @@ def run_experiment(suite: Suite, *, seeds: list[int] | None, results_dir: Path, 
         raise SuiteError(f"{suite.path}: unknown experiment {suite.experiment!r}; valid: {', '.join(EXPERIMENTS.names())}")
     fn = EXPERIMENTS.load(suite.experiment)
     t0 = time.perf_counter()
-    store = ResultStore(results_dir / suite.name)
+    store = ResultStore(results_dir / suite.name, keep=current_config(suite))  # an edited experiment: its new records count
     have = store.keys()
+    ehash = experiment_hash(suite)
     seeds = list(seeds) if seeds else list(suite.seeds)
     records = fn(suite.raw, results_dir / suite.name, results_dir / "cache", device, seeds)
     summary = RunSummary(planned=len(seeds), ran=len(seeds))
     prov = provenance(device)
     for r in records:
         rec = {"suite": suite.name, "job": r.get("job", f"{r.get('dataset')}/{r.get('generator')}/seed{r.get('seed')}"), "base": r.get("generator"),
-               "timestamp": time.time(), **prov, **r}  # fmt: skip
+               "timestamp": time.time(), "experiment_hash": ehash, **prov, **r}  # fmt: skip
         if record_key(rec) not in have:
             store.append(rec)
             summary.records_added += 1

@@ -73,7 +73,7 @@ from .suite import DatasetSpec, GeneratorSpec, Suite
 from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
 __all__ = [
-    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "experiment_hash", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
 ]  # fmt: skip
 
@@ -160,17 +160,22 @@ class CurrentConfig:
     changed ``latency_repeats`` re-times the rows and recomputes nothing else.
     Records written before ``row_hash`` existed are kept when their pair
     and row are current (their hash cannot be split); records with neither
-    hash (experiment suites such as personalization) are always kept.
+    hash are always kept. Records of an experiment suite (personalization)
+    carry ``experiment_hash`` (:func:`experiment_hash`) and are current while
+    it matches.
     Use it as a :class:`bench.store.ResultStore` ``keep`` predicate.
     """
 
-    def __init__(self, jobs: Iterable[Job]) -> None:
+    def __init__(self, jobs: Iterable[Job], experiment: str | None = None) -> None:
+        self._experiment = experiment
         self._spec: dict[tuple[str, str], tuple[str, str, str, frozenset[str]]] = {}
         for job in jobs:
             labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
             self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), timing_hash(job.dataset.settings), labels)
 
     def __call__(self, r: dict[str, Any]) -> bool:
+        if "experiment_hash" in r:
+            return r["experiment_hash"] == self._experiment
         if "config_hash" not in r and "row_hash" not in r:
             return True
         spec = self._spec.get((r.get("dataset"), r.get("base")))
@@ -182,10 +187,18 @@ class CurrentConfig:
         return r.get("generator") in labels and r.get("row_hash", row) == row and r.get("timing_hash", timing) == timing
 
 
+def experiment_hash(suite: Suite) -> str | None:
+    """Hash of an experiment suite's configuration: everything in its file but its name, prose, seeds and the
+    leaderboard's rendering (``sections``, ``quoted``). None for a grid suite."""
+    if not suite.experiment:
+        return None
+    return content_hash({k: v for k, v in suite.raw.items() if k not in ("name", "description", "seeds", "sections", "quoted")})
+
+
 def current_config(suite: Suite) -> CurrentConfig:
     """The test of which records belong to ``suite`` as configured now (:class:`bench.pipeline.CurrentConfig`):
     one job per (dataset, generator) pair; no data is loaded."""
-    return CurrentConfig(Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name))
+    return CurrentConfig((Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name)), experiment_hash(suite))
 
 
 def current_records(suite: Suite, results_dir: str | Path, include_internal: bool = False) -> list[dict[str, Any]]:

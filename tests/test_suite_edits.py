@@ -182,3 +182,27 @@ def test_every_timing_setting_key_changes_the_timing_hash():
     for k, v in changed.items():
         assert timing_hash({k: v}) != h0, k
     assert timing_hash({"bootstrap": 100}) == h0 and timing_hash({"latency_repeats": 5}) == h0  # other keys, or a default spelled out
+
+
+def _toy_experiment(suite: dict, results_dir, cache_dir, device, seeds):
+    """A stand-in experiment: one record per seed whose value is the suite's setting x."""
+    return [{"dataset": "d", "generator": "g", "seed": s, "metric": "score", "value": float(suite["toy-exp"]["x"])} for s in seeds]
+
+
+def test_edited_experiment_suite_stores_and_shows_its_new_records(tmp_path):
+    from bench.experiments import EXPERIMENTS
+
+    EXPERIMENTS.register("toy-exp", _toy_experiment)
+    try:
+        p = tmp_path / "exp.toml"
+        res = tmp_path / "res"
+        values = []
+        for x in (1.0, 2.0, 1.0):
+            p.write_text(f'name = "exp"\nexperiment = "toy-exp"\nseeds = [0, 1]\n[toy-exp]\nx = {x}\n')
+            s = load_suite(str(p))
+            summ = runner_mod.run_suite(s, results_dir=res, progress=False)
+            values.append((summ.records_added, sorted(r["value"] for r in runner_mod.current_records(s, res))))
+        # the edit stores and shows the new values; going back finds the first run's records again
+        assert values == [(2, [1.0, 1.0]), (2, [2.0, 2.0]), (0, [1.0, 1.0])]
+    finally:
+        EXPERIMENTS.unregister("toy-exp")
