@@ -15,14 +15,15 @@ the last run). Samplers here:
   with the posterior variance; fewer steps than T use strided timesteps with
   the respaced betas ``1 - abar_t / abar_s`` (Nichol & Dhariwal).
 * :class:`DDIMSampler`: Song et al. 2021, ``eta`` = 0 deterministic.
-
-Both take ``spacing``: which strided timesteps a run of fewer than T steps
-visits, ``"trailing"`` (default, starts at the last index) or ``"leading"``
-(the DDIM paper's, starts ``T / steps`` below it); see :func:`sampler_timesteps`.
 * :class:`EulerSampler`: explicit Euler integration of a velocity field from
   t = 0 (noise) to t = 1 (data), as in flow matching.
 * :class:`HeunSampler`: Heun's second-order method on the same ODE (two
   evaluations per step).
+
+DDPM and DDIM take ``spacing``: which strided timesteps a run of fewer than T
+steps visits, ``"trailing"`` (default, starts at the last index) or
+``"leading"`` (the DDIM paper's, starts ``T / steps`` below it); see
+:func:`sampler_timesteps`.
 
 Each is registered in :data:`SAMPLERS` (a :class:`genbench.registry.Registry`)
 with the kind of model it drives (``"eps"`` or ``"velocity"``), so a model's
@@ -199,6 +200,12 @@ class Sampler(ABC):
 SPACINGS = ("trailing", "leading")
 
 
+def _check_spacing(spacing: str, who: str = "") -> str:
+    if spacing not in SPACINGS:
+        raise ValueError(f"{who}unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    return spacing
+
+
 def sampler_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
     """``steps`` distinct indices (t - 1) into a T-step chain, in sampling order.
 
@@ -212,12 +219,10 @@ def sampler_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, T={T}], got {steps}")
     k = np.arange(steps)
-    if spacing == "trailing":
+    if _check_spacing(spacing) == "trailing":
         idx = np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1
-    elif spacing == "leading":
-        idx = (k * T // steps)[::-1]
     else:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+        idx = (k * T // steps)[::-1]
     return [int(v) for v in idx]
 
 
@@ -231,11 +236,9 @@ class _EpsSampler(Sampler):
 
     def __init__(self, schedule: DiffusionSchedule, guidance_scale: float = 1.0, clip_denoised: bool = True, spacing: str = "trailing") -> None:
         super().__init__(guidance_scale)
-        if spacing not in SPACINGS:
-            raise ValueError(f"{self.name} sampler: unknown timestep spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
         self.schedule = schedule
         self.clip_denoised = bool(clip_denoised)
-        self.spacing = spacing
+        self.spacing = _check_spacing(spacing, f"{self.name} sampler: ")
 
     def timesteps(self, steps: int) -> list[int]:
         return sampler_timesteps(self.schedule.T, steps, self.spacing)

@@ -42,7 +42,7 @@ from . import data as dreg
 from . import runner as _runner
 from .evaluate import default_extractor, format_eval, run_eval
 from .leaderboard import write_leaderboard
-from .pipeline import current_config
+from .pipeline import suite_store
 from .provenance import device_description, git_commit, package_versions
 from .store import ResultStore
 from .suite import Suite, load_suite, validate_names
@@ -284,15 +284,12 @@ def load_results(results_dir: str | Path = "results", suite: str | Suite | None 
         Empty (with those columns) when there are no records.
     """
     root = Path(results_dir)
-    keep = None
-    if isinstance(suite, Suite):
-        suite, keep = suite.name, current_config(suite)
     if suite is not None:
-        stores = [root / suite]
-        if not (root / suite / "records.jsonl").is_file():
+        stores = [suite_store(root, suite)]
+        if not stores[0].path.is_file():
             have = sorted(p.parent.name for p in root.glob("*/records.jsonl"))
-            raise FileNotFoundError(f"no records for suite {suite!r} under {root}; suites with records: {', '.join(have) or '(none)'}")
+            raise FileNotFoundError(f"no records for suite {stores[0].root.name!r} under {root}; suites with records: {', '.join(have) or '(none)'}")
     else:
-        stores = sorted(p.parent for p in root.glob("*/records.jsonl"))
-    records = [r for d in stores for r in ResultStore(d, keep=keep).records(include_internal=include_internal)]
+        stores = [ResultStore(p.parent) for p in sorted(root.glob("*/records.jsonl"))]
+    records = [r for st in stores for r in st.records(include_internal=include_internal)]
     return _frame(records)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pipeline import current_config
-from .store import ResultStore, record_key
+from .pipeline import suite_store
+from .store import record_key
 from .suite import Suite
 
 __all__ = ["WALL_CLOCK", "Comparison", "compare_runs"]
@@ -88,12 +88,11 @@ def _num(v: Any) -> float | None:
 
 
 def _records(results_dir: str | Path, suite: str | Suite) -> dict[tuple, dict[str, Any]]:
-    keep = current_config(suite) if isinstance(suite, Suite) else None
-    suite = suite.name if isinstance(suite, Suite) else suite
-    path = Path(results_dir) / suite / "records.jsonl"
+    store = suite_store(results_dir, suite)
+    name, path = store.root.name, store.path
     if not path.is_file():
-        raise FileNotFoundError(f"no records of suite {suite!r} under {results_dir}: {path} does not exist (run `bench run --suite {suite} --results {results_dir}` first)")
-    return {record_key(r): r for r in ResultStore(path.parent, keep=keep).records() if r.get("metric") not in WALL_CLOCK}
+        raise FileNotFoundError(f"no records of suite {name!r} under {results_dir}: {path} does not exist (run `bench run --suite {name} --results {results_dir}` first)")
+    return {record_key(r): r for r in store.records() if r.get("metric") not in WALL_CLOCK}
 
 
 def compare_runs(a: str | Path, b: str | Path, suite: str | Suite, *, rtol: float = 0.0, atol: float = 0.0) -> Comparison:

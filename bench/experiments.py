@@ -18,8 +18,8 @@ from pathlib import Path
 
 from genbench.registry import Registry
 
-from .pipeline import RunSummary, current_config, experiment_hash, provenance
-from .store import ResultStore, record_key
+from .pipeline import RunSummary, experiment_hash, provenance, suite_store
+from .store import record_key
 from .suite import Suite, SuiteError
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
@@ -34,7 +34,7 @@ def run_experiment(suite: Suite, *, seeds: list[int] | None, results_dir: Path, 
         raise SuiteError(f"{suite.path}: unknown experiment {suite.experiment!r}; valid: {', '.join(EXPERIMENTS.names())}")
     fn = EXPERIMENTS.load(suite.experiment)
     t0 = time.perf_counter()
-    store = ResultStore(results_dir / suite.name, keep=current_config(suite))  # an edited experiment: its new records count
+    store = suite_store(results_dir, suite)  # an edited experiment: its new records count
     have = store.keys()
     ehash = experiment_hash(suite)
     seeds = list(seeds) if seeds else list(suite.seeds)

@@ -73,7 +73,7 @@ from .suite import DatasetSpec, GeneratorSpec, Suite
 from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
 __all__ = [
-    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "experiment_hash", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "experiment_hash", "suite_store", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
 ]  # fmt: skip
 
@@ -201,9 +201,17 @@ def current_config(suite: Suite) -> CurrentConfig:
     return CurrentConfig((Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name)), experiment_hash(suite))
 
 
+def suite_store(results_dir: str | Path, suite: str | Suite) -> ResultStore:
+    """The store of ``suite`` under ``results_dir``: for a :class:`Suite`, reading back only the records of its
+    current configuration (:class:`CurrentConfig`); for a suite name, every record in its file."""
+    if isinstance(suite, Suite):
+        return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite))
+    return ResultStore(Path(results_dir) / suite)
+
+
 def current_records(suite: Suite, results_dir: str | Path, include_internal: bool = False) -> list[dict[str, Any]]:
     """The records of ``suite`` under ``results_dir`` that belong to its current configuration."""
-    return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite)).records(include_internal=include_internal)
+    return suite_store(results_dir, suite).records(include_internal=include_internal)
 
 
 def seed_everything(seed: int) -> None:
@@ -564,9 +572,10 @@ def run_job(ctx: JobContext) -> None:
     """All stages of one job; records already present (``ctx.have``) are not recomputed. Ends with the job-done marker."""
     job = ctx.job
     names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
-    row_keys = {(job.id, job.gen.row_label(s), o.name) for s in job.gen.steps for m in names for o in mreg.get_metric(m).outputs}
-    if row_keys and row_keys <= ctx.have:  # re-opened (its config_hash changed, e.g. a timing setting) with every row current
-        ctx.expected |= row_keys | ({(job.id, job.gen.name, "train_s")} & ctx.have)
+    row_keys = {s: {(job.id, job.gen.row_label(s), o.name) for m in names for o in mreg.get_metric(m).outputs} for s in job.gen.steps}
+    every = set().union(*row_keys.values())
+    if every and every <= ctx.have:  # re-opened (its config_hash changed, e.g. a timing setting) with every row current
+        ctx.expected |= every | ({(job.id, job.gen.name, "train_s")} & ctx.have)
         ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})
         return  # nothing to load, train or sample
     load_data(ctx)
@@ -580,8 +589,7 @@ def run_job(ctx: JobContext) -> None:
                 _latent_figure(ctx)
     for steps in job.gen.steps:
         row = job.gen.row_label(steps)
-        keys = {(job.id, row, o.name) for m in names for o in mreg.get_metric(m).outputs}
-        ctx.expected |= keys
+        ctx.expected |= row_keys[steps]
         todo = [m for m in names if not all((job.id, row, o.name) in ctx.have for o in mreg.get_metric(m).outputs)]
         if not todo:
             continue

@@ -37,12 +37,12 @@ from .pipeline import (
     JobContext,
     RunSummary,
     SampleError,
-    current_config,
     current_records,
     error_record,
     load_data,
     provenance,
     run_job,
+    suite_store,
     train,
     validate_samples,
 )
@@ -52,7 +52,7 @@ from .store import ResultStore
 from .suite import Suite, validate_names
 from .timing import run_timing_phase
 
-__all__ = ["Job", "RunSummary", "Runner", "SampleError", "current_config", "current_records", "plan", "run_suite", "validate_names", "validate_samples"]
+__all__ = ["Job", "RunSummary", "Runner", "SampleError", "current_records", "plan", "run_suite", "validate_names", "validate_samples"]
 
 
 def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
@@ -85,7 +85,7 @@ class Runner:
     ) -> None:
         self.suite = suite
         self.results_dir = Path(results_dir)
-        self.store = ResultStore(self.results_dir / suite.name, keep=current_config(suite))  # records of an earlier configuration: not done, not reused
+        self.store = suite_store(self.results_dir, suite)  # records of an earlier configuration: not done, not reused
         self.cache = Cache(self.results_dir / "cache")
         self.assets = self.results_dir / suite.name / "assets"
         self.device = resolve_device(device)

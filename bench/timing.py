@@ -65,10 +65,18 @@ def timing_outputs(metrics: list[str] | tuple[str, ...]) -> set[str]:
     return {o for m in metrics for o in TIMING_METRICS.get(m, ())}
 
 
-TIMING_SETTING_KEYS = (
-    "timing_threads", "latency_batch", "latency_warmup", "latency_repeats", "timing_max_repeats", "timing_rel_tol",
-    "latency_max_seconds", "timing_load_threshold", "cost_batch", "timing_seeds",
-)  # fmt: skip  # the suite settings only the timing phase reads (TimingSettings.from_settings)
+_NUMERIC_SETTINGS = {  # TimingSettings field: (suite setting, default, type, lower bound)
+    "threads": ("timing_threads", 1, int, 1),
+    "batch": ("latency_batch", 64, int, 1),
+    "warmup": ("latency_warmup", 1, int, 0),
+    "min_repeats": ("latency_repeats", 5, int, 1),
+    "max_repeats": ("timing_max_repeats", 50, int, 1),
+    "rel_tol": ("timing_rel_tol", 0.05, float, 0.0),
+    "max_seconds": ("latency_max_seconds", 10.0, float, 0.0),
+    "load_threshold": ("timing_load_threshold", 0.25, float, 0.0),
+    "cost_batch": ("cost_batch", 1, int, 1),
+}
+TIMING_SETTING_KEYS = (*(spec[0] for spec in _NUMERIC_SETTINGS.values()), "timing_seeds")  # the suite settings only the timing phase reads
 
 
 @dataclass(frozen=True)
@@ -112,18 +120,7 @@ class TimingSettings:
                 raise ValueError(f"suite setting {key!r} must be >= {lo}, got {v}")
             return v
 
-        t = cls(
-            threads=num("timing_threads", 1, int, 1),
-            batch=num("latency_batch", 64, int, 1),
-            warmup=num("latency_warmup", 1, int, 0),
-            min_repeats=num("latency_repeats", 5, int, 1),
-            max_repeats=num("timing_max_repeats", 50, int, 1),
-            rel_tol=num("timing_rel_tol", 0.05, float, 0.0),
-            max_seconds=num("latency_max_seconds", 10.0, float, 0.0),
-            load_threshold=num("timing_load_threshold", 0.25, float, 0.0),
-            cost_batch=num("cost_batch", 1, int, 1),
-            seeds=_seeds(s.get("timing_seeds")),
-        )
+        t = cls(**{name: num(*spec) for name, spec in _NUMERIC_SETTINGS.items()}, seeds=_seeds(s.get("timing_seeds")))
         if t.max_repeats < t.min_repeats:
             raise ValueError(f"suite setting timing_max_repeats ({t.max_repeats}) must be >= latency_repeats ({t.min_repeats})")
         return t
