@@ -21,8 +21,9 @@ the last run). Samplers here:
   evaluations per step).
 
 DDPM and DDIM take ``spacing``: which strided timesteps a run of fewer than T
-steps visits, ``"trailing"`` (default, starts at the last index) or
-``"leading"`` (the DDIM paper's, starts ``T / steps`` below it); see
+steps visits, ``"trailing"`` (default, starts at the last index),
+``"leading"`` (the DDIM paper's linear one, starts ``T / steps`` below it) or
+``"quadratic"`` (the DDIM paper's quadratic one, denser near the data); see
 :func:`sampler_timesteps`.
 
 Each is registered in :data:`SAMPLERS` (a :class:`genbench.registry.Registry`)
@@ -197,7 +198,7 @@ class Sampler(ABC):
 
 
 # ----------------------------------------------------------------------------- diffusion
-SPACINGS = ("trailing", "leading")
+SPACINGS = ("trailing", "leading", "quadratic")
 
 
 def _check_spacing(spacing: str, who: str = "") -> str:
@@ -214,15 +215,25 @@ def sampler_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int
     starts at the chain's last index (zero signal). ``"leading"``: the indices
     ``floor(k T / steps)``, largest first (the DDIM paper's and
     improved-diffusion's respacing: T = 1000, 20 steps visits 950, 900, ..., 0),
-    so the first step skips the highest-noise stretch of the chain. With
-    ``steps = T`` both visit every index."""
+    so the first step skips the highest-noise stretch of the chain.
+    ``"quadratic"``: ``floor((T - 1) k^2 / (steps - 1)^2)``, the DDIM paper's
+    quadratic selection (its CIFAR-10 choice) with the constant chosen so the
+    first step is the chain's last index; short steps near the data, long ones
+    at high noise. Where two indices would coincide (fewer than about
+    ``sqrt(T)`` apart at small k), each is raised to one above the previous.
+    With ``steps = T`` every spacing visits every index."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, T={T}], got {steps}")
     k = np.arange(steps)
-    if _check_spacing(spacing) == "trailing":
+    spacing = _check_spacing(spacing)
+    if spacing == "trailing":
         idx = np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1
-    else:
+    elif spacing == "leading":
         idx = (k * T // steps)[::-1]
+    else:
+        idx = (T - 1) * k * k // max(steps - 1, 1) ** 2 if steps > 1 else np.array([T - 1])
+        idx = np.maximum(idx, k)  # strictly increasing: k-th index at least k (the top stays T - 1)
+        idx = idx[::-1]
     return [int(v) for v in idx]
 
 

@@ -90,12 +90,23 @@ def test_timestep_spacing():
     assert sampler_timesteps(1000, 20, "leading") == list(range(950, -1, -50))
     assert sampler_timesteps(10, 4, "leading") == [7, 5, 2, 0]  # floor(2.5 k) for k = 3..0
     assert sampler_timesteps(10, 3, "leading") == [6, 3, 0]
-    for T, n in ((10, 10), (1000, 1000), (7, 7)):  # every index once: both spacings agree
-        assert sampler_timesteps(T, n, "leading") == sampler_timesteps(T, n) == list(range(T - 1, -1, -1))
+    for T, n in ((10, 10), (1000, 1000), (7, 7)):  # every index once: all spacings agree
+        every = list(range(T - 1, -1, -1))
+        assert sampler_timesteps(T, n, "leading") == sampler_timesteps(T, n) == sampler_timesteps(T, n, "quadratic") == every
     for T, n in ((1000, 20), (1000, 3), (17, 5)):
         ts = sampler_timesteps(T, n, "leading")
         assert len(set(ts)) == n and ts == sorted(ts, reverse=True) and ts[-1] == 0 and ts[0] < T - 1
-    with pytest.raises(ValueError, match="unknown timestep spacing 'middle'; valid: trailing, leading"):
+    # quadratic: floor((T - 1) k^2 / (steps - 1)^2), largest first; the DDIM paper's other selection
+    assert sampler_timesteps(10, 4, "quadratic") == [9, 4, 1, 0]  # 9 k^2 / 9 for k = 3..0
+    assert sampler_timesteps(1000, 20, "quadratic")[:3] == [999, 896, 799]  # 999 * 18^2 / 19^2 = 896.6
+    assert sampler_timesteps(1000, 20, "quadratic")[-3:] == [11, 2, 0]  # 999 * 2^2 / 361 = 11.07, 999 / 361 = 2.77
+    assert sampler_timesteps(1000, 2, "quadratic") == [999, 0] and sampler_timesteps(1000, 1, "quadratic") == [999]
+    # where k^2 (T - 1) / (steps - 1)^2 < k the index is raised to k, keeping the indices distinct
+    assert sampler_timesteps(1000, 100, "quadratic")[-6:] == [5, 4, 3, 2, 1, 0]
+    for T, n in ((1000, 20), (1000, 40), (1000, 100), (1000, 999), (17, 5)):
+        ts = sampler_timesteps(T, n, "quadratic")
+        assert len(set(ts)) == n and ts == sorted(ts, reverse=True) and ts[-1] == 0 and ts[0] == T - 1
+    with pytest.raises(ValueError, match="unknown timestep spacing 'middle'; valid: trailing, leading, quadratic"):
         sampler_timesteps(10, 2, "middle")
     sch = NoiseSchedule("cosine", 100)
     s = make_sampler("eps", "ddim", {"spacing": "leading"}, {"schedule": sch}, "m")
