@@ -198,7 +198,22 @@ class Sampler(ABC):
 
 
 # ----------------------------------------------------------------------------- diffusion
-SPACINGS = ("trailing", "leading", "quadratic")
+def _trailing(T: int, steps: int, k: np.ndarray) -> np.ndarray:
+    return np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1
+
+
+def _leading(T: int, steps: int, k: np.ndarray) -> np.ndarray:
+    return (k * T // steps)[::-1]
+
+
+def _quadratic(T: int, steps: int, k: np.ndarray) -> np.ndarray:
+    if steps == 1:
+        return np.array([T - 1])
+    return np.maximum((T - 1) * k * k // (steps - 1) ** 2, k)[::-1]  # raised to k where the square gives less: distinct
+
+
+_SPACING_RULES = {"trailing": _trailing, "leading": _leading, "quadratic": _quadratic}  # name -> indices, largest first
+SPACINGS = tuple(_SPACING_RULES)
 
 
 def _check_spacing(spacing: str, who: str = "") -> str:
@@ -219,21 +234,12 @@ def sampler_timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int
     ``"quadratic"``: ``floor((T - 1) k^2 / (steps - 1)^2)``, the DDIM paper's
     quadratic selection (its CIFAR-10 choice) with the constant chosen so the
     first step is the chain's last index; short steps near the data, long ones
-    at high noise. Where two indices would coincide (fewer than about
-    ``sqrt(T)`` apart at small k), each is raised to one above the previous.
+    at high noise. Where two indices would coincide (at small k when steps
+    exceeds about ``sqrt(T)``), the k-th is raised to k, one above the previous.
     With ``steps = T`` every spacing visits every index."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, T={T}], got {steps}")
-    k = np.arange(steps)
-    spacing = _check_spacing(spacing)
-    if spacing == "trailing":
-        idx = np.floor(T - k * T / steps + 0.5).astype(np.int64) - 1
-    elif spacing == "leading":
-        idx = (k * T // steps)[::-1]
-    else:
-        idx = (T - 1) * k * k // max(steps - 1, 1) ** 2 if steps > 1 else np.array([T - 1])
-        idx = np.maximum(idx, k)  # strictly increasing: k-th index at least k (the top stays T - 1)
-        idx = idx[::-1]
+    idx = _SPACING_RULES[_check_spacing(spacing)](T, steps, np.arange(steps))
     return [int(v) for v in idx]
 
 

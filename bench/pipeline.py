@@ -73,7 +73,7 @@ from .suite import DatasetSpec, GeneratorSpec, Suite
 from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
 __all__ = [
-    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "current_records", "experiment_hash", "suite_store", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "experiment_hash", "suite_store", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
 ]  # fmt: skip
 
@@ -207,11 +207,6 @@ def suite_store(results_dir: str | Path, suite: str | Suite) -> ResultStore:
     if isinstance(suite, Suite):
         return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite))
     return ResultStore(Path(results_dir) / suite)
-
-
-def current_records(suite: Suite, results_dir: str | Path, include_internal: bool = False) -> list[dict[str, Any]]:
-    """The records of ``suite`` under ``results_dir`` that belong to its current configuration."""
-    return suite_store(results_dir, suite).records(include_internal=include_internal)
 
 
 def seed_everything(seed: int) -> None:

@@ -37,7 +37,6 @@ from .pipeline import (
     JobContext,
     RunSummary,
     SampleError,
-    current_records,
     error_record,
     load_data,
     provenance,
@@ -52,7 +51,7 @@ from .store import ResultStore
 from .suite import Suite, validate_names
 from .timing import run_timing_phase
 
-__all__ = ["Job", "RunSummary", "Runner", "SampleError", "current_records", "plan", "run_suite", "validate_names", "validate_samples"]
+__all__ = ["Job", "RunSummary", "Runner", "SampleError", "plan", "run_suite", "validate_names", "validate_samples"]
 
 
 def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:

@@ -8,6 +8,7 @@ import shutil
 from bench import api
 from bench import runner as runner_mod
 from bench.leaderboard import write_leaderboard
+from bench.pipeline import suite_store
 from bench.store import ResultStore
 from bench.suite import load_suite
 
@@ -45,7 +46,7 @@ def _fid_lines(res, row):
 
 
 def _current(suite, res):
-    return {(r["generator"], r["metric"]): r["value"] for r in runner_mod.current_records(suite, res)}
+    return {(r["generator"], r["metric"]): r["value"] for r in suite_store(res, suite).records()}
 
 
 def test_changed_params_are_recomputed_and_stale_records_left_out(tmp_path):
@@ -85,7 +86,7 @@ def test_added_step_runs_only_the_new_row(tmp_path):
     s2 = _suite(tmp_path, steps=(2, 4))
     summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
     assert summ.ran == 1 and summ.records_added == 1  # ddim@4's FID; ddim@2 and train_s reused
-    now = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s2, res)}
+    now = {(r["generator"], r["metric"]): r for r in suite_store(res, s2).records()}
     assert now[("ddpm@2", "fid")]["timestamp"] == before[("ddpm@2", "fid")]
     assert ("ddpm@4", "fid") in now
     assert runner_mod.run_suite(s2, results_dir=res, progress=False).ran == 0
@@ -117,7 +118,7 @@ def test_records_without_row_hash_still_count(tmp_path):
         r.pop("row_hash", None)
     path.write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert runner_mod.run_suite(s1, results_dir=res, progress=False).ran == 0
-    assert len(runner_mod.current_records(s1, res)) == len([r for r in lines if not r["metric"].startswith("_")])
+    assert len(suite_store(res, s1).records()) == len([r for r in lines if not r["metric"].startswith("_")])
 
 
 def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
@@ -159,13 +160,13 @@ def test_timing_settings_retime_only_the_timing_records(tmp_path):
     res = tmp_path / "res"
     s1 = load_suite(str(p))
     runner_mod.run_suite(s1, results_dir=res, progress=False)
-    before = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s1, res)}
+    before = {(r["generator"], r["metric"]): r for r in suite_store(res, s1).records()}
     assert before[("gmm", "latency_ms")]["settings"]["repeats"] >= 2
 
     p.write_text(base.replace("seeds = [0]", "seeds = [0]\n[settings]\nlatency_repeats = 3\ntiming_max_repeats = 3", 1))
     s2 = load_suite(str(p))
     summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
-    after = {(r["generator"], r["metric"]): r for r in runner_mod.current_records(s2, res)}
+    after = {(r["generator"], r["metric"]): r for r in suite_store(res, s2).records()}
     assert after[("gmm", "fid")]["timestamp"] == before[("gmm", "fid")]["timestamp"]  # not recomputed
     assert after[("gmm", "latency_ms")]["timestamp"] > before[("gmm", "latency_ms")]["timestamp"]  # timed again
     assert after[("gmm", "latency_ms")]["settings"]["repeats"] == 3
@@ -201,7 +202,7 @@ def test_edited_experiment_suite_stores_and_shows_its_new_records(tmp_path):
             p.write_text(f'name = "exp"\nexperiment = "toy-exp"\nseeds = [0, 1]\n[toy-exp]\nx = {x}\n')
             s = load_suite(str(p))
             summ = runner_mod.run_suite(s, results_dir=res, progress=False)
-            values.append((summ.records_added, sorted(r["value"] for r in runner_mod.current_records(s, res))))
+            values.append((summ.records_added, sorted(r["value"] for r in suite_store(res, s).records())))
         # the edit stores and shows the new values; going back finds the first run's records again
         assert values == [(2, [1.0, 1.0]), (2, [2.0, 2.0]), (0, [1.0, 1.0])]
     finally:
