@@ -14,7 +14,8 @@ One trained network, several samplers (diffusers' scheduler/model split):
 * **Samplers** (objects from :mod:`baselines.samplers`, chosen per call with
   ``sample(..., sampler=model.make_sampler(sampler="ddim", eta=0.0))``):
   ancestral ``"ddpm"`` with the posterior variance beta~_t (the default), and
-  ``"ddim"`` (Song et al. 2021) with ``eta = 0`` by default. ``sample(n, steps=S)``: S network evaluations
+  ``"ddim"`` (Song et al. 2021) with ``eta = 0`` by default, and ``"dpm++2m"``
+  (DPM-Solver++(2M), the same ODE as DDIM at second order). ``sample(n, steps=S)``: S network evaluations
   (S sampler steps; 2 S evaluations, batched in pairs, under classifier-free
   guidance with a scale other than 0 or 1). DDIM accepts any 1 <= S <= T on
   evenly spaced ("trailing") timesteps ``floor(T - i T / S + 1/2) - 1``; DDPM
@@ -191,7 +192,10 @@ class DDPM(DenoisingModel):
         """A sampler object for :meth:`sample` (training is unaffected).
 
         Args:
-            sampler: ``"ddpm"`` (ancestral, T steps by default) or ``"ddim"``.
+            sampler: ``"ddpm"`` (ancestral, T steps by default), ``"ddim"`` or
+                ``"dpm++2m"`` (DPM-Solver++(2M), 20 steps by default).
+            spacing: (all three) timesteps of a run shorter than T:
+                ``"trailing"``, ``"leading"`` or ``"quadratic"``.
             eta: (DDIM) stochasticity in [0, 1] (0 = deterministic, 1 = DDPM-like noise).
             guidance_scale: classifier-free guidance weight w >= 0 of a
                 conditional model (0 unconditional, 1 conditional).

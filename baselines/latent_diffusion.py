@@ -252,7 +252,7 @@ class LatentDiffusion:
         return {"latent_shape": list(self.latent_shape), "downsampling": self.data_info.shape[1] // h, "compression": self.data_info.dim / d_z}
 
     def make_sampler(self, **params: Any) -> Sampler:
-        """A sampler from ``baselines/samplers.py``: ``sampler`` = ddpm | ddim (eps objective) or euler | heun
+        """A sampler from ``baselines/samplers.py``: ``sampler`` = ddpm | ddim | dpm++2m (eps objective) or euler | heun
         (velocity objective), plus its options (``guidance_scale``, ``eta`` ...)."""
         params = dict(params)
         name = params.pop("sampler", None) or _OBJECTIVES[self.objective]

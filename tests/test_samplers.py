@@ -11,6 +11,7 @@ from baselines.samplers import (
     DDIMSampler,
     DDPMSampler,
     Denoiser,
+    DPMSolverPP2MSampler,
     EulerSampler,
     HeunSampler,
     OnePassSampler,
@@ -59,7 +60,8 @@ def test_registry_and_make_sampler():
     assert isinstance(s, Sampler)  # genbench.protocol.Sampler: name and nfe
     assert isinstance(make_sampler("eps", "ddpm", {}, {"schedule": sch}, "m"), DDPMSampler)
     assert make_sampler("velocity", "euler", {}, {"default_steps": 7}, "m").default_steps() == 7
-    with pytest.raises(ValueError, match="m: unknown sampler 'euler'; valid: ddim, ddpm"):
+    assert isinstance(make_sampler("eps", "dpm++2m", {"spacing": "leading"}, {"schedule": sch}, "m"), DPMSolverPP2MSampler)
+    with pytest.raises(ValueError, match=r"m: unknown sampler 'euler'; valid: ddim, ddpm, dpm\+\+2m"):
         make_sampler("eps", "euler", {}, {"schedule": sch}, "m")
     with pytest.raises(TypeError, match=r"unknown options \['temperature'\]"):
         make_sampler("velocity", "heun", {"temperature": 1.0}, {}, "m")
@@ -115,6 +117,51 @@ def test_timestep_spacing():
     assert DDPMSampler(sch).timesteps(4) == [99, 74, 49, 24]  # trailing stays the default
     with pytest.raises(ValueError, match="ddim sampler: unknown timestep spacing 'lead'"):
         DDIMSampler(sch, spacing="lead")
+
+
+class GaussianEps(torch.nn.Module):
+    """The exact eps-prediction for data x_0 ~ N(mu, s^2) per coordinate:
+    E[eps | x_t] = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar s^2 + 1 - abar)."""
+
+    def __init__(self, schedule: NoiseSchedule, mu: float, s: float) -> None:
+        super().__init__()
+        self.abar = torch.as_tensor(schedule.alphas_bar).to(torch.float64)
+        self.mu, self.s = mu, s
+
+    def forward(self, x, t):
+        ab = self.abar[t][:, None]
+        return (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
+
+
+def test_dpm_solver_is_a_second_order_ddim():
+    """On Gaussian data the probability-flow ODE has a closed form: the
+    standardized value z = (x_t - sqrt(abar) mu) / sqrt(abar s^2 + 1 - abar)
+    is constant along it. So from x at the last index the exact result (the
+    ODE to index 0, then the x_0 estimate there, as the samplers' last step)
+    is known; DDIM's error halves when the steps double (first order) and
+    DPM-Solver++(2M)'s is far below it."""
+    sch = NoiseSchedule("cosine", 1000)
+    mu, s = 0.3, 0.5
+    d = Denoiser(GaussianEps(sch, mu, s), time_dtype=torch.long)
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ab_T, ab_0 = sch.abar(999), sch.abar(0)
+    x = ab_T**0.5 * mu + (ab_T * s**2 + 1 - ab_T) ** 0.5 * z
+    exact = mu + s**2 * ab_0**0.5 * z / (ab_0 * s**2 + 1 - ab_0) ** 0.5
+
+    def error(sampler, steps):
+        return (sampler.run(d, x.clone(), steps) - exact).abs().max().item()
+
+    ddim, dpm = DDIMSampler(sch, clip_denoised=False), DPMSolverPP2MSampler(sch, clip_denoised=False)
+    e_ddim = [error(ddim, n) for n in (20, 40, 80)]
+    e_dpm = [error(dpm, n) for n in (20, 40, 80)]
+    assert all(1.8 < a / b < 2.1 for a, b in zip(e_ddim, e_ddim[1:]))  # 0.119, 0.061, 0.031
+    assert all(p < a / 10 for p, a in zip(e_dpm, e_ddim))  # 4.6e-3, 2.8e-3, 9.3e-4
+    assert e_dpm[2] < e_dpm[0] / 4
+    assert dpm.nfe == 80 and dpm.default_steps() == 20
+    # two steps: a DDIM step, then the x_0 estimate: the same as DDIM
+    assert torch.allclose(dpm.run(d, x.clone(), 2), ddim.run(d, x.clone(), 2), rtol=0, atol=1e-12)
+    # the multistep history does not leak from one run into the next
+    assert torch.equal(dpm.run(d, x.clone(), 20), dpm.run(d, x.clone(), 20))
 
 
 def test_one_pass_options():
