@@ -99,3 +99,21 @@ def test_ddim_probe_example_samples_the_speed_quality_networks():
         assert set(g.seeds or probe.seeds) == set(sq.seeds), g.name
         model = registry.build(g.model, info, **g.params)
         model.make_sampler(**g.sample_params)  # unknown options / spacing fail here, before a 20-minute run
+
+
+def test_ddim_training_probe_changes_only_the_training_steps():
+    """examples/ddim-training-probe.toml: one network per seed shared by all its rows, speed-quality's U-Net and
+    recipe except the number of training steps (the one thing the probe varies); its samplers must all build."""
+    from pathlib import Path
+
+    from baselines import registry
+    from bench.data import load as load_data
+
+    probe = load_suite(str(Path(__file__).resolve().parents[1] / "examples" / "ddim-training-probe.toml"))
+    sq = {g.name: g for g in load_suite("speed-quality").generators}["ddpm"]
+    info = load_data("digits").info
+    assert len({(g.model, repr(g.params), repr(g.budget)) for g in probe.generators}) == 1
+    for g in probe.generators:
+        assert (g.model, g.params) == (sq.model, sq.params), g.name
+        assert {**g.budget, "steps": sq.budget["steps"]} == sq.budget and g.budget["steps"] > sq.budget["steps"], g.name
+        registry.build(g.model, info, **g.params).make_sampler(**g.sample_params)
