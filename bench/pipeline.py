@@ -355,19 +355,21 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
     model = build_model(ctx)
     if not isinstance(model, Trainable):
         return None
-    state = ctx.cache.get("models", ctx.model_key)
-    report = ctx.cache.get_json("models", ctx.model_key)
-    if state is not None and isinstance(report, dict):
-        try:
-            model.load_state_dict(state)
-            return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}}
-        except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
-            model = build_model(ctx)
-    seed_everything(job.seed)
-    with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
-        rep = model.fit(TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y, source=getattr(ctx.ds, "train_source", None)), Budget(**ctx.model_key["budget"]))
-    ctx.cache.put("models", ctx.model_key, model.state_dict())
-    ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
+    with ctx.cache.lock("models", ctx.model_key):  # rows sharing a network (ddpm/ddim) running at once: one trains, the other waits
+        state = ctx.cache.get("models", ctx.model_key)
+        report = ctx.cache.get_json("models", ctx.model_key)
+        if state is not None and isinstance(report, dict):
+            try:
+                model.load_state_dict(state)
+                return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}}
+            except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
+                model = build_model(ctx)
+        seed_everything(job.seed)
+        with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
+            data = TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y, source=getattr(ctx.ds, "train_source", None))
+            rep = model.fit(data, Budget(**ctx.model_key["budget"]))
+        ctx.cache.put("models", ctx.model_key, model.state_dict())
+        ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
     return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": ctx.model_key["budget"]}}
 
 

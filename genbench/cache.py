@@ -18,6 +18,9 @@ weights, personalization checkpoints.
   ``genbench.cache`` logger: metric code that silences ``warnings`` cannot
   hide it), the file is removed and the caller recomputes it. Tensors load with
   ``torch.load(weights_only=True)``: no cached file can run code.
+  :meth:`Cache.lock` serialises the making of one artifact across processes
+  (jobs that share a trained network train it once: the second waits, then
+  loads it).
 
 Trust: cached files are data, never code; a damaged or tampered cache costs a
 recomputation, never a wrong number.
@@ -25,13 +28,15 @@ recomputation, never a wrong number.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +210,21 @@ class Cache:
     def put_json(self, kind: str, key: Any, obj: Any) -> Path:
         """Store a JSON-able object (checksummed)."""
         return write_artifact(self.path(kind, key, ".json"), obj, "json")
+
+    @contextmanager
+    def lock(self, kind: str, key: Any) -> Iterator[None]:
+        """Hold the exclusive lock of artifact ``(kind, key)`` (``fcntl.flock`` on
+        ``root/<kind>/<hash>.lock``), waiting while another process or thread holds
+        it. Check the cache inside the lock: whoever waited finds the artifact
+        made. The lock vanishes with its process, so a killed run blocks nobody."""
+        p = self.path(kind, key).with_suffix(".lock")
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def discard(self, kind: str, key: Any) -> None:
         """Remove both the tensor and the JSON artifact of ``(kind, key)`` (e.g. a cache hit that failed validation)."""

@@ -329,3 +329,66 @@ def test_latent_figure_decided_from_metadata():
     keep = d.train_y != 7
     d2 = types.SimpleNamespace(info=d.info, train_x=d.train_x[keep], train_y=d.train_y[keep], test_x=d.test_x, test_y=d.test_y)
     assert not latent_figure_applies(d2)  # a class the figure needs is missing: no figure, no special case on num_classes
+
+
+def test_cache_lock_excludes_other_holders(tmp_path):
+    """Cache.lock: a second holder of the same artifact's lock waits until the first lets go; other keys do not."""
+    import threading
+    import time
+
+    cache = Cache(tmp_path)
+    got = threading.Event()
+
+    def second():
+        with cache.lock("models", {"k": 1}):
+            got.set()
+
+    with cache.lock("models", {"k": 1}):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        assert not got.is_set()  # still waiting
+        with cache.lock("models", {"k": 2}):  # another artifact: free
+            pass
+    t.join(timeout=10)
+    assert got.is_set()
+
+
+def test_rows_sharing_a_network_train_it_once(tmp_path, tiny, monkeypatch):
+    """Two jobs whose rows share a trained network (same model, params, budget, seed; e.g. ddpm and ddim rows)
+    running at once: one trains, the other waits for the cache and loads it (before, both trained)."""
+    import threading
+    import time
+
+    from bench.pipeline import JobContext, load_data
+    from bench.pipeline import train as train_stage
+
+    p = tmp_path / "twin.toml"
+    p.write_text(TINY.replace('name = "gmm"', 'name = "gmm"\nmodel = "gmm"') + '[[generators]]\nname = "gmm-b"\nmodel = "gmm"\nparams = { n_components = 8 }\n')
+    jobs = [j for j in runner_mod.plan(load_suite(str(p)), seeds=[0]) if j.gen.model == "gmm"]
+    assert [j.gen.name for j in jobs] == ["gmm", "gmm-b"]
+    fits = []
+    cls = type(greg.build("gmm", load_data(JobContext(jobs[0], Cache(tmp_path), "cpu", tmp_path, print)).info, n_components=8))
+    real_fit = cls.fit
+
+    def slow_fit(self, *a, **k):
+        fits.append(1)
+        time.sleep(0.5)  # the other job starts while this one trains
+        return real_fit(self, *a, **k)
+
+    monkeypatch.setattr(cls, "fit", slow_fit)
+    cache, out = Cache(tmp_path / "cache"), {}
+
+    def run(job):
+        ctx = JobContext(job, cache, "cpu", tmp_path, lambda r: None)
+        load_data(ctx)
+        out[job.gen.name] = train_stage(ctx)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(timeout=60)
+    assert len(fits) == 1
+    assert sorted(r["extra"]["cached"] for r in out.values()) == [False, True]
