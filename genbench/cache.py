@@ -214,10 +214,12 @@ class Cache:
     @contextmanager
     def lock(self, kind: str, key: Any) -> Iterator[None]:
         """Hold the exclusive lock of artifact ``(kind, key)`` (``fcntl.flock`` on
-        ``root/<kind>/<hash>.lock``), waiting while another process or thread holds
-        it. Check the cache inside the lock: whoever waited finds the artifact
-        made. The lock vanishes with its process, so a killed run blocks nobody."""
-        p = self.path(kind, key).with_suffix(".lock")
+        ``root/.locks/<kind>-<hash>.lock``, beside the artifact folders, which hold
+        artifacts only), waiting while another process or thread holds it. Check
+        the cache inside the lock: whoever waited finds the artifact made. The
+        lock vanishes with its process, so a killed run blocks nobody."""
+        art = self.path(kind, key)
+        p = self.root / ".locks" / f"{kind}-{art.stem}.lock"
         p.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
         try:
