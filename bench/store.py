@@ -20,7 +20,6 @@ nor counted as done.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -30,6 +29,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from genbench import filelock
 
 JOB_DONE = "_job_done"  # carries n_records: the job counts as done only when that many of its records are readable
 ERROR = "_error"
@@ -93,17 +94,15 @@ class ResultStore:
         return out
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(_clean(record), sort_keys=True) + "\n").encode()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = filelock.acquire(path, append=True)
+        assert fd is not None  # a waiting acquire returns a descriptor or raises
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             self._repair_tail(fd)
             os.write(fd, line)
             os.fsync(fd)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+            filelock.release(fd)
 
     @staticmethod
     def _repair_tail(fd: int) -> None:
@@ -204,24 +203,13 @@ class ResultStore:
         """Take the per-job lock of ``job_id`` (``fcntl.flock`` on ``locks/<sha256>.lock``); returns its handle for
         :meth:`release`, or None when another process holds it (``wait=False``). Locks vanish with their process,
         so a killed run leaves no stale claim."""
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(job_id.encode()).hexdigest()[:24] + ".lock"
-        fd = os.open(locks / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        return filelock.acquire(self.root / "locks" / name, wait)
 
     @staticmethod
     def release(handle: int) -> None:
         """Give back a claim taken with :meth:`try_claim`."""
-        try:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        finally:
-            os.close(handle)
+        filelock.release(handle)
 
     @contextmanager
     def claim(self, job_id: str, wait: bool = False) -> Iterator[bool]:

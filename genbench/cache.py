@@ -28,7 +28,6 @@ recomputation, never a wrong number.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -42,6 +41,7 @@ from typing import Any
 
 import torch
 
+from . import filelock
 from .registry import check_name
 
 __all__ = [
@@ -219,14 +219,8 @@ class Cache:
         the cache inside the lock: whoever waited finds the artifact made. The
         lock vanishes with its process, so a killed run blocks nobody."""
         art = self.path(kind, key)
-        p = self.root / ".locks" / f"{kind}-{art.stem}.lock"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with filelock.held(self.root / ".locks" / f"{kind}-{art.stem}.lock"):
             yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
 
     def discard(self, kind: str, key: Any) -> None:
         """Remove both the tensor and the JSON artifact of ``(kind, key)`` (e.g. a cache hit that failed validation)."""
