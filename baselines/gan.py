@@ -170,10 +170,15 @@ class CondBatchNorm(nn.Module):
 
 # ============================================================================ networks
 def _n_up(h: int, w: int) -> int:
-    """Number of 2x upsamplings from a ~2x2 start to at least (h, w)."""
+    """Number of 2x upsamplings from the start map to (h, w).
+
+    The side is halved while it is even and larger than 2, so a power of two
+    starts from 2x2 (8 -> 4 -> 2) and 28x28 from 7x7 (28 -> 14 -> 7, the
+    DCGAN layout for MNIST), with no upsampling past the image that would be
+    cropped. An odd side still gets one upsampling."""
     n, s = 0, min(h, w)
-    while s > 2:
-        s = (s + 1) // 2
+    while s > 2 and s % 2 == 0:
+        s //= 2
         n += 1
     return max(n, 1)
 
