@@ -2,10 +2,15 @@
 
 Model: z ~ N(0, I_d), x ~ p(x | z); amortized posterior q(z | x) = N(mu(x), diag exp(logvar(x))).
 
-* Images: the decoder is *discrete*: a categorical distribution over the K
-  intensity levels for every pixel (``C * K`` logits per position), so the
-  bounds are bounds on the discrete log-likelihood log P(x_int) directly
-  (no dequantization).
+* Images: the decoder is *discrete*, so the bounds are bounds on the
+  discrete log-likelihood log P(x_int) directly (no dequantization). Two
+  heads (``likelihood``): ``"categorical"``, a softmax over the K intensity
+  levels for every pixel (``C * K`` logits per position), or ``"logistic"``,
+  a discretized logistic per pixel (Salimans et al. 2017, one component): 2
+  outputs per pixel (mean mu in [0, 1] units and log-scale), P(x_int = k) the
+  logistic mass of the bin [k - 1/2, k + 1/2] / (K - 1), the two end bins
+  taking the tails. The logistic head costs 2 instead of K outputs per pixel
+  (the difference between 17-level digits and 256-level MNIST).
 * 2-D points: a Gaussian decoder with a mean and a diagonal log-variance per
   point (clamped below at ``min_logvar``), on standardized coordinates; the
   standardization's Jacobian is included, so numbers are nats per point of
@@ -43,6 +48,8 @@ __all__ = ["VAE", "make_vae"]
 
 LOG_2PI = math.log(2 * math.pi)
 _DECODERS = ("sample", "mean")
+_LIKELIHOODS = ("categorical", "logistic")
+_MIN_LOG_SCALE = -7.0  # lower clamp of the logistic head's log-scale (pixel units), as in PixelCNN++
 
 
 
@@ -52,18 +59,61 @@ def _std_normal_logpdf(z: Tensor) -> Tensor:
     return -0.5 * (z**2 + LOG_2PI).sum(-1)
 
 
+def discretized_logistic_logp(x: Tensor, mu: Tensor, log_s: Tensor, levels: int) -> Tensor:
+    """log P(x_int) in nats per pixel under a discretized logistic (Salimans et al. 2017).
+
+    ``x`` in [0, 1] on the K = ``levels`` grid k / (K - 1); ``mu`` and ``log_s``
+    (broadcastable to x) in the same units. The bin of level k is
+    [x - h, x + h] with h = 1 / (2 (K - 1)); level 0 takes the mass below
+    0 + h and level K - 1 the mass above 1 - h, so the K probabilities sum to 1.
+    """
+    h = 0.5 / (levels - 1)
+    inv_s = torch.exp(-log_s)
+    centred = x - mu
+    plus, minus = inv_s * (centred + h), inv_s * (centred - h)
+    log_cdf_plus = -F.softplus(-plus)  # log sigmoid(plus): the mass below x + h
+    log_sf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)): the mass above x - h
+    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    mid = inv_s * centred
+    log_mid = mid - log_s - 2 * F.softplus(mid) + math.log(2 * h)  # density at the centre x bin width, for tiny bins
+    inner = torch.where(delta > 1e-5, torch.log(delta.clamp_min(1e-12)), log_mid)
+    low, high = x < h, x > 1 - h
+    return torch.where(low, log_cdf_plus, torch.where(high, log_sf_minus, inner))
+
+
+def discretized_logistic_mean(mu: Tensor, log_s: Tensor, levels: int) -> Tensor:
+    """E[x_int] / (K - 1) in [0, 1] under :func:`discretized_logistic_logp`:
+    sum over k = 1..K-1 of P(x_int >= k), accumulated level by level (no K-sized tensor)."""
+    h = 0.5 / (levels - 1)
+    inv_s = torch.exp(-log_s)
+    total = torch.zeros_like(mu)
+    for k in range(1, levels):
+        total += torch.sigmoid(-inv_s * (k / (levels - 1) - h - mu))
+    return total / (levels - 1)
+
+
+def discretized_logistic_sample(mu: Tensor, log_s: Tensor, levels: int, generator: torch.Generator | None) -> Tensor:
+    """Exact samples x_int / (K - 1): a continuous logistic draw (uniforms on the CPU
+    from ``generator``), rounded to the nearest level and clamped to [0, 1]."""
+    u = torch.rand(mu.shape, generator=generator).to(mu.device).clamp(1e-6, 1 - 1e-6)
+    y = mu + torch.exp(log_s) * (torch.log(u) - torch.log1p(-u))
+    return torch.round(y.clamp(0, 1) * (levels - 1)) / (levels - 1)
+
+
 class _VAENet(nn.Module):
-    def __init__(self, info: DataInfo, latent_dim: int, width: int, hidden: Sequence[int], min_logvar: float) -> None:
+    def __init__(self, info: DataInfo, latent_dim: int, width: int, hidden: Sequence[int], min_logvar: float, likelihood: str) -> None:
         super().__init__()
         self.is_image = info.is_image
         self.shape = tuple(info.shape)
         self.latent_dim = latent_dim
         self.min_logvar = min_logvar
+        self.likelihood = likelihood
         if self.is_image:
             self.levels = int(info.levels)
             c = self.shape[0]
+            per_pixel = self.levels if likelihood == "categorical" else 2
             self.encoder = ConvEncoder(self.shape, 2 * latent_dim, width=width)
-            self.decoder = ConvDecoder(latent_dim, self.shape, out_channels=c * self.levels, width=width)
+            self.decoder = ConvDecoder(latent_dim, self.shape, out_channels=c * per_pixel, width=width)
         else:
             d = info.dim
             self.encoder = mlp(d, 2 * latent_dim, hidden)
@@ -78,11 +128,16 @@ class _VAENet(nn.Module):
         return mu, logvar.clamp(-12.0, 8.0)
 
     def decoder_params(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """Images: log-probabilities (..., C, H, W, K); points: (mean, logvar) in standardized units."""
+        """Images, categorical head: log-probabilities (..., C, H, W, K); logistic
+        head: (mu, log_scale), each (..., C, H, W) in [0, 1] pixel units;
+        points: (mean, logvar) in standardized units."""
         lead = z.shape[:-1]
         out = self.decoder(z.reshape(-1, self.latent_dim))
         if self.is_image:
             c, h, w = self.shape
+            if self.likelihood == "logistic":
+                mu, log_s = out.reshape(*lead, c, 2, h, w).unbind(-3)
+                return 0.5 + mu, log_s.clamp(min=_MIN_LOG_SCALE)
             out = out.reshape(*lead, c, self.levels, h, w).movedim(-3, -1)
             return F.log_softmax(out, dim=-1)
         mean, logvar = out.reshape(*lead, -1).chunk(2, dim=-1)
@@ -91,6 +146,9 @@ class _VAENet(nn.Module):
     def log_px_given_z(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x | z) in nats for x (N, ...) and z (..., N, d): shape z.shape[:-1]."""
         if self.is_image:
+            if self.likelihood == "logistic":
+                mu, log_s = self.decoder_params(z)
+                return discretized_logistic_logp(x, mu, log_s, self.levels).flatten(-3).sum(-1)
             logp = self.decoder_params(z)  # (..., N, C, H, W, K)
             idx = to_levels(x, self.levels).expand(*logp.shape[:-1])
             return logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).flatten(-3).sum(-1)
@@ -115,6 +173,8 @@ class VAE:
         iwae_k: default k of :meth:`iwae_bound`.
         kl_warmup: fraction of the training steps over which the KL weight ramps
             linearly from 0 to ``beta`` (0 = no warm-up); counters posterior collapse.
+        likelihood: the image decoder's head, ``"categorical"`` (K-way softmax
+            per pixel) or ``"logistic"`` (discretized logistic, 2 outputs per pixel).
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
@@ -132,8 +192,11 @@ class VAE:
         min_logvar: float = -9.0,
         iwae_k: int = 64,
         kl_warmup: float = 0.0,
+        likelihood: str = "categorical",
         device: str | None = None,
     ) -> None:
+        if likelihood not in _LIKELIHOODS:
+            raise ValueError(f"vae: likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
         if info.is_image and not info.levels:
             raise ValueError("vae: image data needs info.levels (number of intensity levels K)")
         if latent_dim is None:
@@ -152,7 +215,8 @@ class VAE:
         self.beta = float(beta)
         self.iwae_k = int(iwae_k)
         self.device = pick_device(device)
-        self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar).to(self.device)
+        self.likelihood = likelihood
+        self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar, likelihood).to(self.device)
         self.last_nfe = 0
         self._fitted = False
         self._warm_steps = 0.0  # KL warm-up length of the current fit, in steps
@@ -258,11 +322,17 @@ class VAE:
         with torch.no_grad():
             params = self.net.decoder_params(z.float().to(self.device))
             if self.data_info.is_image:
-                k = self.net.levels
-                levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
-                return (params.exp() * levels).sum(-1).float().cpu()
+                return self._image_mean(params).float().cpu()
             mean, _ = params
             return (mean * self.net.scale + self.net.shift).float().cpu()
+
+    def _image_mean(self, params: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        """The decoder's mean image in [0, 1] (not rounded) from :meth:`_VAENet.decoder_params`."""
+        k = self.net.levels
+        if self.likelihood == "logistic":
+            return discretized_logistic_mean(*params, k)
+        levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
+        return (params.exp() * levels).sum(-1)
 
     def sample(
         self,
@@ -287,12 +357,13 @@ class VAE:
             if self.data_info.is_image:
                 k = self.net.levels
                 if decoder_mode == "mean":
-                    levels = torch.arange(k, device=params.device, dtype=params.dtype)
-                    x_int = torch.round((params.exp() * levels).sum(-1))
-                else:  # inverse-CDF sampling with CPU uniforms: reproducible on any device
-                    u = torch.rand(params.shape[:-1], generator=generator).to(params.device)
-                    cdf = params.exp().cumsum(-1)
-                    x_int = (cdf < u.unsqueeze(-1)).sum(-1).clamp(max=k - 1).float()
+                    return (torch.round(self._image_mean(params) * (k - 1)) / (k - 1)).float().cpu()
+                if self.likelihood == "logistic":
+                    return discretized_logistic_sample(*params, k, generator).float().cpu()
+                # inverse-CDF sampling with CPU uniforms: reproducible on any device
+                u = torch.rand(params.shape[:-1], generator=generator).to(params.device)
+                cdf = params.exp().cumsum(-1)
+                x_int = (cdf < u.unsqueeze(-1)).sum(-1).clamp(max=k - 1).float()
                 return (x_int / (k - 1)).float().cpu()
             mean, logvar = params
             y = mean
@@ -325,9 +396,10 @@ def make_vae(
     min_logvar: float = -9.0,
     iwae_k: int = 64,
     kl_warmup: float = 0.0,
+    likelihood: str = "categorical",
     device: str | None = None,
 ) -> VAE:
-    """VAE: Gaussian encoder, categorical-over-K decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
+    """VAE: Gaussian encoder, categorical-over-K or discretized-logistic decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
     return VAE(
         info,
         latent_dim=latent_dim,
@@ -338,5 +410,6 @@ def make_vae(
         min_logvar=min_logvar,
         iwae_k=iwae_k,
         kl_warmup=kl_warmup,
+        likelihood=likelihood,
         device=device,
     )
