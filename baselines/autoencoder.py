@@ -12,8 +12,16 @@ the sample metrics show it: nothing here hides that.
   must reconstruct the clean x, which pushes the map towards a projection onto
   the data manifold (the seeds' "nullspace" of the autoencoder).
 
-Data: images are fed as x in [0, 1] (scaled to [-1, 1] inside), decoded with a
-sigmoid and an MSE loss, and samples are rounded to the K levels. 2-D points
+Data: images are fed as x in [0, 1] (scaled to [-1, 1] inside) and decoded
+with a sigmoid; samples are rounded to the K levels. The image loss
+(``recon_loss``) is the squared error in [-1, 1] units (``"mse"``) or the
+binary cross-entropy of the pixel intensities in [0, 1] against the
+decoder's logits (``"bce"``, the usual MNIST autoencoder loss). Both are
+summed over pixels. Through a sigmoid, the summed squared error can saturate:
+on 28x28 MNIST (mostly black) it drives the logits of every pixel far below
+zero within a few hundred steps, the sigmoid's gradient vanishes and the
+decoder stays black; the cross-entropy's gradient (sigmoid - x) does not
+vanish there. 2-D points
 are standardized with the training mean/std (stored in the state) and use MLPs.
 Neither model has a likelihood (its NLL columns read n/a).
 """
@@ -24,6 +32,7 @@ import time
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
@@ -35,6 +44,7 @@ from .training import Batch, train
 __all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
 
 _PRIORS = ("gaussian", "gmm")
+_RECON_LOSSES = ("mse", "bce")
 
 
 
@@ -86,6 +96,8 @@ class AutoencoderGenerator:
         gmm_components: mixture components when ``latent_prior="gmm"``.
         noise_std: input corruption std for the denoising variant, in [0, 1]
             pixel units for images, in standardized units for 2-D (0 = plain AE).
+        recon_loss: images: ``"mse"`` (squared error in [-1, 1] units) or
+            ``"bce"`` (binary cross-entropy on [0, 1] intensities); 2-D data always use MSE.
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
@@ -103,8 +115,11 @@ class AutoencoderGenerator:
         latent_prior: str = "gaussian",
         gmm_components: int = 10,
         noise_std: float = 0.0,
+        recon_loss: str = "mse",
         device: str | None = None,
     ) -> None:
+        if recon_loss not in _RECON_LOSSES:
+            raise ValueError(f"{name}: recon_loss must be one of {_RECON_LOSSES}, got {recon_loss!r}")
         if latent_prior not in _PRIORS:
             raise ValueError(f"{name}: latent_prior must be one of {_PRIORS}, got {latent_prior!r}")
         if latent_dim is None:
@@ -122,6 +137,7 @@ class AutoencoderGenerator:
         self.latent_prior = latent_prior
         self.gmm_components = gmm_components
         self.noise_std = float(noise_std)
+        self.recon_loss = recon_loss if info.is_image else "mse"
         self.device = pick_device(device)
         self.net = _AENet(info, latent_dim, width, tuple(hidden)).to(self.device)
         # latent densities, both fitted after training: {name: (weights, means, cholesky factors)}
@@ -178,15 +194,21 @@ class AutoencoderGenerator:
         return report
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Squared reconstruction error summed over dimensions, mean over the batch
-        (``"loss"``, also reported as ``"recon"``), of the (noised, for ``dae``) input."""
+        """Reconstruction loss summed over dimensions, mean over the batch (``"loss"``,
+        also reported as ``"recon"``), of the (noised, for ``dae``) input: squared
+        error, or binary cross-entropy with ``recon_loss="bce"``."""
         target = self.net.to_net(batch.x.to(self.device))
         inp = target
         if self.noise_std > 0:
             scale = 2.0 if self.data_info.is_image else 1.0  # pixel units -> [-1, 1] units
             noise = torch.randn_like(target) if generator is None else torch.randn(target.shape, generator=generator).to(target.device)
             inp = target + scale * self.noise_std * noise
-        recon = self.net.decode_raw(self.net.encoder(inp))
+        code = self.net.encoder(inp)
+        if self.recon_loss == "bce":
+            logits = self.net.decoder(code)
+            loss = F.binary_cross_entropy_with_logits(logits, batch.x.to(self.device), reduction="none").flatten(1).sum(1).mean()
+            return {"loss": loss, "recon": loss}
+        recon = self.net.decode_raw(code)
         if self.data_info.is_image:
             recon = recon * 2 - 1
         loss = ((recon - target) ** 2).flatten(1).sum(1).mean()
@@ -267,6 +289,7 @@ def make_autoencoder(
     lr: float = 1e-3,
     latent_prior: str = "gaussian",
     gmm_components: int = 10,
+    recon_loss: str = "mse",
     device: str | None = None,
 ) -> AutoencoderGenerator:
     """Deterministic autoencoder; samples decode a Gaussian/GMM fitted to the latent codes."""
@@ -279,6 +302,7 @@ def make_autoencoder(
         lr=lr,
         latent_prior=latent_prior,
         gmm_components=gmm_components,
+        recon_loss=recon_loss,
         device=device,
     )
 
@@ -293,6 +317,7 @@ def make_dae(
     latent_prior: str = "gaussian",
     gmm_components: int = 10,
     noise_std: float | None = None,
+    recon_loss: str = "mse",
     device: str | None = None,
 ) -> AutoencoderGenerator:
     """Denoising autoencoder (Gaussian input noise; default std 0.2 of the pixel range, 0.1 standardized units for 2-D)."""
@@ -310,5 +335,6 @@ def make_dae(
         latent_prior=latent_prior,
         gmm_components=gmm_components,
         noise_std=noise_std,
+        recon_loss=recon_loss,
         device=device,
     )

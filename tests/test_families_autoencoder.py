@@ -89,3 +89,27 @@ def test_latent_figure_accepts_deterministic_codes(tmp_path):
     m, ds = _fit("autoencoder", "digits", steps=10, batch_size=64, width=8)
     path = vae_latent_figure(m, ds, tmp_path / "ae.png", n_steps=3)
     assert path.stat().st_size > 1000
+
+
+def test_bce_loss_learns_where_the_summed_mse_saturates():
+    """On 28x28 MNIST the summed squared error through a sigmoid drives every
+    logit negative and the decoder goes black (its reconstructions stay far from
+    the data); the cross-entropy loss keeps its gradient there and reconstructs."""
+    ds = data.load("mnist5k")
+    x = ds.train_x[:512]
+    errs = {}
+    for loss in ("mse", "bce"):
+        torch.manual_seed(0)
+        m = registry.build("autoencoder", ds.info, device="cpu", recon_loss=loss)
+        m.fit(TrainData(x, ds.info), Budget(steps=60, batch_size=64))
+        recon = m.decode(m.encode(ds.test_x[:64]))
+        errs[loss] = float(((recon - ds.test_x[:64]) ** 2).mean())
+    black = float((ds.test_x[:64] ** 2).mean())  # the error of an all-black output
+    assert errs["mse"] > 0.9 * black
+    assert errs["bce"] < 0.8 * black
+
+
+def test_recon_loss_is_checked():
+    ds = data.load("digits")
+    with pytest.raises(ValueError, match="recon_loss"):
+        registry.build("autoencoder", ds.info, recon_loss="l1")
