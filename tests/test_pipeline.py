@@ -15,6 +15,7 @@ from genbench.cache import (
     atomic_write,
     content_hash,
     file_hash,
+    key_hash,
     read_artifact,
     write_artifact,
 )
@@ -94,7 +95,7 @@ def test_truncated_and_foreign_files_are_not_trusted(tmp_path, caplog):
     assert _warned(caplog, lambda: cache.get("samples", {"k": 3}), "header") is None
     r = cache.path("features", {"k": 4}, ".json")
     r.parent.mkdir(parents=True)
-    r.write_bytes(b"GENBENCH-ARTIFACT 1 " + hashlib.sha256(b"{not json").hexdigest().encode() + b" json\n{not json")
+    r.write_bytes(b"GENBENCH-ARTIFACT 1 " + hashlib.sha256(b"{not json").hexdigest().encode() + b" json " + key_hash({"k": 4}).encode() + b"\n{not json")
     assert _warned(caplog, lambda: cache.get_json("features", {"k": 4}), "cannot be parsed") is None
 
 
