@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import torch
 
+from genbench import safeio
 from genbench.cache import Cache
 from genbench.registry import Registry
 
@@ -213,8 +214,7 @@ def _ray_loop(ray: Any, remote: Any, jobs: list[Job], cfg: WorkerConfig, wcfg: W
         assets = cfg.store_dir / "assets"
         for name, blob in files.items():
             if "/" not in name and not name.startswith("."):
-                assets.mkdir(parents=True, exist_ok=True)
-                (assets / name).write_bytes(blob)
+                safeio.atomic_write(assets / name, blob, root=cfg.store_dir)  # no link followed, never half-written
         hooks.finish(job, error, records, 0)
 
 
