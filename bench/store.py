@@ -78,8 +78,14 @@ class ResultStore:
         self._append_line(self.path, record)
 
     def log_run(self, entry: dict[str, Any]) -> None:
-        """Append one run's conditions (wall time, jobs, machine load; see ``bench.runner.run_suite``) to ``runs.jsonl``."""
-        self._append_line(self.runs_path, entry)
+        """Append one run's conditions (wall time, jobs, machine load; see ``bench.runner.run_suite``) to ``runs.jsonl``.
+
+        The log is informative, not a result: when it cannot be written (a full disk) a warning names the file and
+        the run's records, already written, still count."""
+        try:
+            self._append_line(self.runs_path, entry)
+        except OSError as e:
+            warnings.warn(f"{self.runs_path}: run log not written ({e.strerror or e})", RuntimeWarning, stacklevel=2)
 
     def runs(self) -> list[dict[str, Any]]:
         """Every readable line of ``runs.jsonl`` (damaged lines are skipped: the run log is informative, not a result)."""
