@@ -75,11 +75,14 @@ def ensure_dir(path: str | Path, root: str | Path | None = None) -> Path:
     return p
 
 
+_write_fd = os.write  # the one call that writes bytes (a seam for tests that simulate a full disk)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of ``data`` to ``fd``; ``OSError`` (ENOSPC) when the file system takes none of a remainder."""
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        n = _write_fd(fd, view)
         if n <= 0:
             raise OSError(errno.ENOSPC, "short write: no space left on device")
         view = view[n:]
