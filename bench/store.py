@@ -111,9 +111,9 @@ class ResultStore:
             try:
                 safeio.write_all(fd, line)
                 os.fsync(fd)
-            except OSError:
+            except OSError as e:
                 os.ftruncate(fd, size)  # a short write (full disk) leaves no cut record behind
-                raise
+                raise safeio.with_path(e, path) from None
         finally:
             filelock.release(fd)
 

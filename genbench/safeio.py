@@ -25,7 +25,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["UnsafePathError", "atomic_write", "ensure_dir", "open_append", "write_all"]
+__all__ = ["UnsafePathError", "atomic_write", "ensure_dir", "open_append", "with_path", "write_all"]
 
 
 class UnsafePathError(OSError):
@@ -109,10 +109,20 @@ def atomic_write(path: str | Path, data: bytes | str, root: str | Path | None = 
         finally:
             os.close(fd)
         os.replace(tmp, p)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise with_path(e, p) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def with_path(e: OSError, path: str | Path) -> OSError:
+    """``e`` itself when it names a file, else the same error (errno, message) naming ``path``."""
+    if e.filename is not None:
+        return e
+    return type(e)(e.errno, e.strerror or str(e), str(path)) if e.errno is not None else OSError(errno.EIO, str(e), str(path))
 
 
 def open_append(path: str | Path, root: str | Path | None = None, mode: int = 0o644) -> int:

@@ -7,7 +7,6 @@ cache folders it is given, or let a traceback reach the command line.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -201,40 +200,34 @@ def test_suite_name_with_final_newline_is_refused(tmp_path):
         load_suite(str(p))
 
 
-# ---------------------------------------------------------------- 5. csv/json written atomically
-@pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_full_disk_leaves_the_previous_leaderboard_whole(tmp_path, lb_suite, monkeypatch, fmt):
+# ---------------------------------------------------------------- 5. outputs written atomically
+FULL_DISK = """
+import resource, signal, sys
+from bench import cli
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "md"])
+def test_full_disk_leaves_the_previous_leaderboard_whole(tmp_path, lb_suite, fmt):
+    """A real short write (file-size limit of 64 bytes in a child process) while the leaderboard is rewritten:
+    the previous file stays whole, no temporary file is left, and the error is one line naming the path."""
+    import subprocess
+    import sys
+
     res = _lb_results(tmp_path)
     out = tmp_path / "lb"
     before = lb.write_leaderboard(lb_suite, res, out, fmt=fmt).read_bytes()
-
-    def full(fd, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(safeio, "_write_fd", full)
-    if fmt == "csv":
-        monkeypatch.setattr("pandas.DataFrame.to_csv", _to_csv_full())
-    with pytest.raises(OSError):
-        lb.write_leaderboard(lb_suite, res, out, fmt=fmt)
+    assert len(before) > 64
+    argv = ["leaderboard", "--suite", str(lb_suite.path), "--results", str(res), "--out", str(out), "--format", fmt]
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, *argv], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert (out / f"lbtest.{fmt}").read_bytes() == before
-    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
-
-
-def _to_csv_full():
-    """``DataFrame.to_csv`` that fails like a full disk when it writes a file itself (a path argument), and works
-    when asked for the text (no path): an in-place csv write cut by a full disk truncates the previous file."""
-    import pandas as pd
-
-    real = pd.DataFrame.to_csv
-
-    def to_csv(self, path_or_buf=None, *a, **kw):
-        if path_or_buf is None:
-            return real(self, None, *a, **kw)
-        with open(path_or_buf, "w") as f:
-            f.write("")  # truncated, then the disk is full
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    return to_csv
+    assert [p.name for p in out.rglob("*.tmp")] == []
 
 
 # ---------------------------------------------------------------- 6. a killed render never refers to a missing asset
@@ -247,17 +240,15 @@ def test_interrupted_render_keeps_the_markdown_and_its_assets_consistent(tmp_pat
     out = tmp_path / "lb"
     md = lb.write_leaderboard(lb_suite, res, out)
     (src / "digits__vae.png").unlink()  # the next render drops the vae grid
-    real = safeio.atomic_write
+    real = lb.dataset_table
 
-    def killed_at_markdown(path, data, root=None):
-        if str(path).endswith(".md"):
-            raise KeyboardInterrupt
-        return real(path, data, root)
+    def killed(*a, **kw):  # Ctrl-C while the tables are rendered: assets are being replaced, the markdown is not yet
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(safeio, "atomic_write", killed_at_markdown)
+    monkeypatch.setattr(lb, "dataset_table", killed)
     with pytest.raises(KeyboardInterrupt):
         lb.write_leaderboard(lb_suite, res, out)
-    monkeypatch.setattr(safeio, "atomic_write", real)
+    monkeypatch.setattr(lb, "dataset_table", real)
     for ref in __import__("re").findall(r"\]\((assets/[^)]+)\)", md.read_text()):
         assert (out / ref).exists(), f"{md} refers to {ref}, which is gone"
     lb.write_leaderboard(lb_suite, res, out)  # a complete render then removes the stale grid
