@@ -75,6 +75,10 @@ def ensure_dir(path: str | Path, root: str | Path | None = None) -> Path:
     return p
 
 
+_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give a new file: mkstemp's 0600 is for the temporary name only
+
 _write_fd = os.write  # the one call that writes bytes (a seam for tests that simulate a full disk)
 
 
@@ -104,6 +108,7 @@ def atomic_write(path: str | Path, data: bytes | str, root: str | Path | None = 
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name[:100]}.", suffix=".tmp", dir=p.parent)
     try:
         try:
+            os.fchmod(fd, FILE_MODE)
             write_all(fd, blob)
             os.fsync(fd)
         finally:

@@ -482,3 +482,9 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
         assert e.value.code == 2, argv
     assert cli.main(["check", "gaussian", "--device", "meta"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_atomic_outputs_get_the_usual_file_mode(tmp_path):
+    """A temporary file is created 0600; the renamed output gets what ``open`` would give (0666 less the umask)."""
+    p = safeio.atomic_write(tmp_path / "out" / "board.md", "x")
+    assert p.stat().st_mode & 0o777 == safeio.FILE_MODE
