@@ -1,7 +1,8 @@
 """Command line: ``bench run | list | leaderboard | eval | check | compare``.
 
 Exit codes: 0 success, 1 a job or evaluation failed (recorded, others kept),
-2 bad usage (unknown suite/dataset/metric/generator names, bad flags).
+2 bad usage (unknown suite/dataset/metric/generator names, bad flags, a device this
+machine lacks), 130 interrupted (Ctrl-C). File-system errors are one line naming the path.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from .check import check_generator
 from .compare import compare_runs
 from .evaluate import format_eval, run_eval
 from .leaderboard import check_output, write_leaderboard
+from .provenance import resolve_device
 from .runner import run_suite
 from .suite import SuiteError, available_suites, load_suite, validate_names
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def _err(msg: str, code: int = EXIT_USAGE) -> int:
@@ -48,6 +51,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_output(args.out, suite.name)
         except ValueError as e:
             return _err(f"--out {args.out}: {e}")
+    try:
+        resolve_device(args.device)  # a device this machine lacks is a usage error, before any work
+    except ValueError as e:
+        return _err(f"--device: {e}")
     if args.seeds:
         args.seeds = list(dict.fromkeys(args.seeds))  # --seeds 0 0 runs seed 0 once
     try:
@@ -107,6 +114,17 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
 
 
@@ -181,6 +199,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _err(f"--params is not valid JSON ({e}): give an object such as '{{\"width\": 32}}'")
     if not isinstance(params, dict):
         return _err(f"--params must be a JSON object, got {args.params!r}")
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        return _err(f"--device: {e}")
     report = check_generator(args.generator, args.dataset, params, n=args.n, budget_steps=args.budget_steps, device=args.device)
     print(report.format())
     return 0 if report.ok else EXIT_FAILED
@@ -221,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--extractor", default=None, help="feature extractor (default: the data set's embedded one)")
     ev.add_argument("--extractor-weights", default=None, help="local weights file for the extractor (machines without network)")
     ev.add_argument("--metrics", nargs="+", default=None, help="metrics to compute (default: the full panel)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=_seed, default=0, help="seed in [0, 2**32) (default 0)")
     ev.add_argument("--npz-key", default=None, help="the array to score when --samples is a .npz holding several")
     ev.set_defaults(fn=cmd_eval)
 
@@ -237,15 +259,34 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("generator", help="registered generator name (bench list generators) or module:factory")
     ck.add_argument("--dataset", default=None, help="data set to build and train on (default: digits for images, ring8 for 2-D points)")
     ck.add_argument("--params", default=None, help="factory hyperparameters as a JSON object, e.g. '{\"width\": 32}'")
-    ck.add_argument("--n", type=int, default=16, help="samples per check (default 16)")
-    ck.add_argument("--budget-steps", type=int, default=5, help="training steps of the tiny fit check (default 5)")
+    ck.add_argument("--n", type=_positive, default=16, help="samples per check (default 16)")
+    ck.add_argument("--budget-steps", type=_non_negative, default=5, help="training steps of the tiny fit check (default 5)")
     ck.add_argument("--device", default="cpu", help="device passed to factories that take one (default cpu)")
     ck.add_argument("--no-progress", action="store_true", help="no progress bars (none either when stderr is not a terminal)")
     ck.set_defaults(fn=cmd_check)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: D103
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``bench`` command; returns its exit code. A file-system error (``OSError``) reaching here is one
+    line naming the path (exit 1); Ctrl-C is one line and exit 130: no traceback either way."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("bench: interrupted; records written so far are kept (a re-run resumes)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as e:
+        return _err(os_error_line(e), EXIT_FAILED)
+
+
+def os_error_line(e: OSError) -> str:
+    """``path: reason`` for a file-system error (both paths for a rename), without a traceback."""
+    why = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {why}" if paths else f"{type(e).__name__}: {why}"
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         os.environ["GENBENCH_PROGRESS"] = "0"  # every bar (runner, families' training) honours it; bars only ever go to stderr

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import torch
 
+from genbench import safeio
 from genbench.cache import Cache
 from genbench.registry import Registry
 
@@ -170,6 +171,29 @@ def execute_process(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: i
             hooks.finish(job, error, None, n)
 
 
+RAY_CONNECT_TIMEOUT_S = 10.0  # how long an explicit --ray-address may take to accept a TCP connection
+
+
+def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """``RuntimeError`` naming ``address`` when nothing accepts a TCP connection there within ``timeout_s`` seconds.
+
+    ``address`` is ``host:port`` or ``ray://host:port``; ``auto``/``local`` (Ray finds or starts a cluster
+    itself) and addresses without a port are left to Ray.
+    """
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if address in ("auto", "local") or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise RuntimeError(f"--ray-address {address}: no Ray cluster answers at {host}:{port} within {timeout_s:g} s "
+                           f"({e.strerror or type(e).__name__}); start one (ray start --head) or leave --ray-address out for a local one") from None  # fmt: skip
+
+
 def _ray_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) -> tuple[str | None, list[dict[str, Any]], dict[str, bytes]]:
     error, records, _, files = run_in_worker(Job.from_dict(job), cfg, have, collect=True)
     return error, records or [], files
@@ -184,6 +208,8 @@ def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int =
     started = not ray.is_initialized()  # a Ray this run started is shut down when its jobs are done
     if started:
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
+        if address is not None:
+            check_ray_address(address)  # fail within RAY_CONNECT_TIMEOUT_S, not after Ray's own minutes of retries
         if address is None:  # a local instance: its workers are this run's main work, not background jobs (Ray's default nice is 15)
             os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=address, ignore_reinit_error=True, **({"include_dashboard": False} if address is None else {}))
@@ -213,8 +239,7 @@ def _ray_loop(ray: Any, remote: Any, jobs: list[Job], cfg: WorkerConfig, wcfg: W
         assets = cfg.store_dir / "assets"
         for name, blob in files.items():
             if "/" not in name and not name.startswith("."):
-                assets.mkdir(parents=True, exist_ok=True)
-                (assets / name).write_bytes(blob)
+                safeio.atomic_write(assets / name, blob, root=cfg.store_dir)  # no link followed, never half-written
         hooks.finish(job, error, records, 0)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .plots import _plt, image_grid
+from .plots import _plt, image_grid, save_figure
 
 __all__ = ["latent_codes", "latent_figure_applies", "vae_latent_figure"]
 
@@ -123,6 +123,6 @@ def vae_latent_figure(
     fig.subplots_adjust(left=label_w / fig_w, right=1 - 0.1 / fig_w, bottom=0.05 / fig_h, top=1 - 0.3 / fig_h, hspace=0.12)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

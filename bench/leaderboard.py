@@ -28,8 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import pandas as pd
 from scipy import stats as _stats
 
 from baselines import registry as greg
+from genbench import safeio
 from genbench.registry import check_name
 from metrics import registry as mreg
 
@@ -521,9 +520,9 @@ def _read_manifest(assets: Path) -> list[str]:
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
-def _remove_generated(assets: Path) -> None:
-    """Delete the files a previous render listed in the manifest: plain files directly in ``assets``, nothing else."""
-    for name in _read_manifest(assets):
+def _remove_generated(assets: Path, names: set[str]) -> None:
+    """Delete ``names`` (files a previous render listed in the manifest): plain files directly in ``assets``, nothing else."""
+    for name in sorted(names):
         try:
             check_name(name, "asset file name")
         except ValueError:
@@ -533,14 +532,22 @@ def _remove_generated(assets: Path) -> None:
             p.unlink()
 
 
-def _write_manifest(assets: Path, before: dict[str, float], start: float, copied: set[str]) -> None:
+def _sig(p: Path) -> tuple[int, int]:
+    """(inode, mtime in ns) of a file: changes when it is rewritten (atomic writes make a new inode)."""
+    st = p.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
+def _write_manifest(assets: Path, before: dict[str, tuple[int, int]], copied: set[str], also: set[str] = frozenset()) -> set[str]:
+    """Write the manifest: the assets this render wrote (returned), plus ``also`` (old ones not yet removed)."""
     names = set(copied)
     for p in assets.iterdir():
         if p.name == MANIFEST or not p.is_file() or p.is_symlink():
             continue
-        if p.name not in before or p.stat().st_mtime >= start:
+        if p.name not in before or _sig(p) != before[p.name]:
             names.add(p.name)
-    (assets / MANIFEST).write_text(json.dumps(sorted(names), indent=0) + "\n")
+    safeio.atomic_write(assets / MANIFEST, json.dumps(sorted(names | set(also)), indent=0) + "\n", root=assets)
+    return names
 
 
 # ---------------------------------------------------------------- writing
@@ -571,11 +578,11 @@ def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir
         rows = [r for d in suite.datasets for r in _table_records(df, suite, d.name)]
         out = out_dir / f"{suite.name}.{fmt}"
         if fmt == "csv":
-            pd.DataFrame(rows).to_csv(out, index=False)
+            safeio.atomic_write(out, pd.DataFrame(rows).to_csv(index=False), root=out_dir)
         else:
             payload = {"suite": suite.name, "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                        "provenance": _provenance(df), "significance": SIGNIFICANCE_NOTE, "rows": rows}  # fmt: skip
-            out.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
+            safeio.atomic_write(out, json.dumps(payload, indent=1, default=_json_default) + "\n", root=out_dir)
         return out
     return _write_markdown(suite, df, store, out_dir)
 
@@ -610,13 +617,12 @@ def left_out_lines(n: int, suite: str) -> list[str]:
 
 
 def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir: Path) -> Path:
-    start = time.time() - 1.0  # mtime granularity
     assets = _assets_dir(out_dir, suite.name)
     if assets.is_symlink():
         raise ValueError(f"refusing to write assets into {assets}: it is a symbolic link")
-    assets.mkdir(parents=True, exist_ok=True)
-    _remove_generated(assets)
-    before = {p.name: p.stat().st_mtime for p in assets.iterdir() if p.is_file()}
+    safeio.ensure_dir(assets, out_dir)
+    old = set(_read_manifest(assets))  # removed only once the new markdown no longer refers to them
+    before = {p.name: _sig(p) for p in assets.iterdir() if p.is_file()}
     copied: set[str] = set()
     src_assets = store.root / "assets"
     if src_assets.is_dir():
@@ -626,7 +632,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
                     check_name(p.name, "asset file name")
                 except ValueError:
                     continue
-                (assets / p.name).write_bytes(p.read_bytes())
+                safeio.atomic_write(assets / p.name, p.read_bytes(), root=assets)
                 copied.add(p.name)
     prov = _provenance(df)
     md = [
@@ -661,7 +667,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
     ]
     for d in suite.datasets:
         md += [f"## {d.name}", "", dataset_table(df, suite, d.name)]
-        grids = sorted(assets.glob(f"{d.name}__*.png"))
+        grids = sorted(g for g in assets.glob(f"{d.name}__*.png") if g.name not in old or _sig(g) != before.get(g.name))
         if grids:
             md += ["Samples (first seed):", "", " ".join(f"![{g.stem.split('__', 1)[1]}](assets/{suite.name}/{g.name})" for g in grids), ""]
         curves = _loss_curves(df, d.name)
@@ -675,11 +681,10 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
                 md += ["Training wall time (s, mean over seeds; cached runs report the original time): " + ", ".join(f"{k} {fmt_num(v)}" for k, v in t.items()), ""]
     for name in suite.sections:
         md += [SECTIONS.load(name)(df, suite.raw, assets), ""]
-    _write_manifest(assets, before, start, copied)
-    out = out_dir / f"{suite.name}.md"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(md).rstrip() + "\n")
-    os.replace(tmp, out)
+    new = _write_manifest(assets, before, copied, also=old)
+    out = safeio.atomic_write(out_dir / f"{suite.name}.md", "\n".join(md).rstrip() + "\n", root=out_dir)
+    _remove_generated(assets, old - new)  # the markdown now refers to the new assets only
+    _write_manifest(assets, before, copied)
     return out
 
 

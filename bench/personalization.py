@@ -63,8 +63,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import io
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -85,6 +85,7 @@ from baselines.lora import parameter_counts, parameter_report
 from baselines.protocol import Adaptable, Budget, TrainData, TrainReport
 from baselines.registry import build
 from baselines.training import thin_curve
+from genbench import safeio
 
 __all__ = [
     "run_personalization",
@@ -320,11 +321,10 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
             "cached": False,
             "classes": sorted(set(refs.pre_y.tolist())),
         }
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(ddpm.state_dict(), tmp)
-        os.replace(tmp, path)
-        meta_path.write_text(json.dumps(report))
+        buf = io.BytesIO()
+        torch.save(ddpm.state_dict(), buf)
+        safeio.atomic_write(path, buf.getvalue(), root=Path(cache_dir))  # no link followed below the cache
+        safeio.atomic_write(meta_path, json.dumps(report), root=Path(cache_dir))
     return ddpm, report
 
 
@@ -460,10 +460,7 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
                 res = json.loads(mpath.read_text())
             else:
                 res = _run_method(ddpm, base_net, method, refs, cfg, seed, prior_cache)
-                mpath.parent.mkdir(parents=True, exist_ok=True)
-                tmp = mpath.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps(res))
-                os.replace(tmp, mpath)
+                safeio.atomic_write(mpath, json.dumps(res), root=Path(cache_dir))
             if method["method"] == "none" and "na" not in res:
                 before = {"prior_fid": res["prior_fid"]}
             rows.append((method, res))

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from genbench import safeio
+
+
+def save_figure(fig: Any, path: str | Path, root: str | Path | None = None, **kwargs: Any) -> Path:
+    """Render matplotlib ``fig`` as PNG and write it atomically to ``path`` without following links below ``root``
+    (default: ``path``'s folder; see :func:`genbench.safeio.atomic_write`). ``kwargs`` go to ``savefig`` (e.g. ``dpi``)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kwargs)
+    return safeio.atomic_write(path, buf.getvalue(), root)
 
 
 def _plt():
@@ -51,7 +63,7 @@ def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n
     if title:
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -83,7 +95,7 @@ def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: to
     if title:
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -108,6 +120,6 @@ def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

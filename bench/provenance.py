@@ -44,9 +44,26 @@ def device_description(device: str | torch.device) -> str:
 
 
 def resolve_device(device: str | None) -> str:
+    """The torch device string for ``device`` (``auto``/None: ``cuda`` when available, else ``cpu``).
+
+    ``ValueError`` naming the device unless it exists on this machine: ``cpu``,
+    ``cuda``/``cuda:N`` with N below the number of CUDA devices, ``mps`` where
+    Apple's backend is available; anything else (``meta``, ``xla``, garbage) is refused.
+    """
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    d = torch.device(device)  # raises on garbage
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device; valid: auto, cpu, cuda, cuda:N, mps") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device {device!r} requested but the MPS backend is not available on this machine")
+    elif d.type != "cpu":
+        raise ValueError(f"device {device!r} cannot run jobs; valid: auto, cpu, cuda, cuda:N, mps")
     return str(d)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from genbench.cache import read_artifact
+from genbench.cache import file_hash, read_artifact
 from metrics.clip import CLIP_DIGITS_VERSION, _digits_clip_path, _load_or_train_digits_clip
 from metrics.extractors import SHIPPED_WEIGHTS_DIR, shipped_weights, training_data
 from metrics.extractors.digits_cnn import DigitsCNNExtractor
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             SHIPPED_WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
-            print(f"{name}: {ext.weights_hash} -> {dest} ({dest.stat().st_size} bytes)")
+            print(f"{name}: {ext.weights_hash} -> {dest} ({dest.stat().st_size} bytes); pin in SHIPPED_SHA256: {file_hash(dest, 64)}")
     return 0
 
 

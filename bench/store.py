@@ -30,7 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from genbench import filelock
+from genbench import filelock, safeio
+
+from .record_schema import check_record
 
 JOB_DONE = "_job_done"  # carries n_records: the job counts as done only when that many of its records are readable
 ERROR = "_error"
@@ -76,8 +78,14 @@ class ResultStore:
         self._append_line(self.path, record)
 
     def log_run(self, entry: dict[str, Any]) -> None:
-        """Append one run's conditions (wall time, jobs, machine load; see ``bench.runner.run_suite``) to ``runs.jsonl``."""
-        self._append_line(self.runs_path, entry)
+        """Append one run's conditions (wall time, jobs, machine load; see ``bench.runner.run_suite``) to ``runs.jsonl``.
+
+        The log is informative, not a result: when it cannot be written (a full disk) a warning names the file and
+        the run's records, already written, still count."""
+        try:
+            self._append_line(self.runs_path, entry)
+        except OSError as e:
+            warnings.warn(f"{self.runs_path}: run log not written ({e.strerror or e})", RuntimeWarning, stacklevel=2)
 
     def runs(self) -> list[dict[str, Any]]:
         """Every readable line of ``runs.jsonl`` (damaged lines are skipped: the run log is informative, not a result)."""
@@ -87,7 +95,7 @@ class ResultStore:
         for raw in self.runs_path.read_bytes().splitlines():
             try:
                 r = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 continue
             if isinstance(r, dict):
                 out.append(r)
@@ -95,12 +103,17 @@ class ResultStore:
 
     def _append_line(self, path: Path, record: dict[str, Any]) -> None:
         line = (json.dumps(_clean(record), sort_keys=True) + "\n").encode()
-        fd = filelock.acquire(path, append=True)
+        fd = filelock.acquire(path, append=True, root=self.root.parent)  # no link at the suite folder or the file
         assert fd is not None  # a waiting acquire returns a descriptor or raises
         try:
             self._repair_tail(fd)
-            os.write(fd, line)
-            os.fsync(fd)
+            size = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                safeio.write_all(fd, line)
+                os.fsync(fd)
+            except OSError as e:
+                os.ftruncate(fd, size)  # a short write (full disk) leaves no cut record behind
+                raise safeio.with_path(e, path) from None
         finally:
             filelock.release(fd)
 
@@ -141,12 +154,11 @@ class ResultStore:
                 if not raw.endswith(b"\n"):
                     break  # partial line from a crash
                 try:
-                    r = json.loads(raw.decode("utf-8"))
-                    if not isinstance(r, dict):
-                        raise ValueError(f"a JSON {type(r).__name__}, not an object")
-                    bad = [k for k in ("job", "metric") if not isinstance(r.get(k), str)] + [k for k in ("generator",) if not isinstance(r.get(k), (str, type(None)))]
-                    if bad:
-                        raise ValueError(f"field(s) {', '.join(bad)} missing or not strings")
+                    try:
+                        r = json.loads(raw.decode("utf-8"))
+                    except RecursionError:
+                        raise ValueError("nested too deeply") from None
+                    check_record(r)  # every field the readers use, with types and ranges
                 except (UnicodeDecodeError, ValueError) as e:
                     if not raw.strip():
                         continue
@@ -204,7 +216,7 @@ class ResultStore:
         :meth:`release`, or None when another process holds it (``wait=False``). Locks vanish with their process,
         so a killed run leaves no stale claim."""
         name = hashlib.sha256(job_id.encode()).hexdigest()[:24] + ".lock"
-        return filelock.acquire(self.root / "locks" / name, wait)
+        return filelock.acquire(self.root / "locks" / name, wait, root=self.root.parent)
 
     @staticmethod
     def release(handle: int) -> None:

@@ -29,6 +29,7 @@ from metrics import registry as mreg
 
 from . import data
 from .sections import SECTIONS
+from .suite_schema import check_depth, check_quoted, check_settings
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -169,6 +170,10 @@ def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpe
     c.keys(d, _DATASET_KEYS, f)
     n_fake = d.get("n_fake")
     merged = {**settings, **c.table(d.get("settings"), f"{f}.settings")}
+    try:
+        _check_settings_tables(d.get("settings"), c.where, f"{f}.settings")
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
     try:  # precision, [settings.cuda] / [settings.cpu] and their budget overrides (genbench.precision), checked up front
         validate_settings(merged)
     except PrecisionError as e:
@@ -181,6 +186,16 @@ def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpe
         params=c.table(d.get("params"), f"{f}.params"),
         settings=merged,
     )
+
+
+def _check_settings_tables(settings: Any, where: str, field_name: str = "settings") -> None:
+    """Types and ranges of a settings table and of its ``cuda``/``cpu`` device tables (``ValueError`` naming file and field)."""
+    if not isinstance(settings, dict):
+        return  # a non-table is refused, naming the field, by _Fields.table
+    check_settings(settings, where, field_name)
+    for dev in ("cuda", "cpu"):
+        if isinstance(settings.get(dev), dict):
+            check_settings(settings[dev], where, f"{field_name}.{dev}")
 
 
 def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
@@ -242,7 +257,14 @@ def load_suite(name: str) -> Suite:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SuiteError(f"{path}: invalid TOML: {e}") from e
+    except RecursionError:
+        raise SuiteError(f"{path}: invalid TOML: nested too deeply") from None
     c = _Fields(str(path))
+    try:  # nesting, then every listed [settings] field (types, ranges) of the suite and its device tables
+        check_depth(raw, str(path))
+        _check_settings_tables(raw.get("settings"), str(path))
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
     experiment = raw.get("experiment")
     if experiment is not None:
         c.string(experiment, "experiment", name=True)
@@ -273,6 +295,10 @@ def load_suite(name: str) -> Suite:
     quoted = raw.get("quoted", [])
     if not isinstance(quoted, list) or not all(isinstance(q, dict) for q in quoted):
         raise c.fail("quoted", "must be an array of tables ([[quoted]])")
+    try:
+        check_quoted(quoted, str(path))
+    except ValueError as e:
+        raise SuiteError(str(e)) from None
     return Suite(
         name=c.string(raw.get("name", path.stem), "name", name=True),
         path=path,

@@ -12,7 +12,7 @@ weights, personalization checkpoints.
 - :class:`Cache` stores content-addressed *artifacts*: a key (any JSON-able
   dict) names the file ``root/<kind>/<sha256(key)[:20]><suffix>``. Each
   artifact file carries the sha256 of its payload in a short header
-  (``GENBENCH-ARTIFACT 1 <sha256> <torch|json>``) that is verified on every
+  (``GENBENCH-ARTIFACT 1 <sha256> <torch|json> [<sha256 of the key>]``) that is verified on every
   read. A checksum mismatch, a truncated file or a payload that torch / JSON
   cannot parse is reported once (a warning naming the file on the
   ``genbench.cache`` logger: metric code that silences ``warnings`` cannot
@@ -33,7 +33,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 
 import torch
 
-from . import filelock
+from . import filelock, safeio
 from .registry import check_name
 
 __all__ = [
@@ -51,6 +50,7 @@ __all__ = [
     "content_hash",
     "default_cache_dir",
     "file_hash",
+    "key_hash",
     "read_artifact",
     "write_artifact",
 ]
@@ -95,26 +95,15 @@ def file_hash(path: str | Path, n: int = 16) -> str:
     return _FILE_HASHES[key][:n]
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
+def atomic_write(path: str | Path, data: bytes | str, root: str | Path | None = None) -> Path:
     """Write ``data`` (bytes, or str as UTF-8) to ``path`` atomically; creates parent folders; returns the path.
 
     The data goes to a temporary file in the same folder, is fsync-ed and then
     renamed over ``path``, so readers see the old file or the complete new one.
+    No link is followed below ``root`` (default: ``path``'s folder); see
+    :func:`genbench.safeio.atomic_write`.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    blob = data.encode() if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return safeio.atomic_write(path, data, root)
 
 
 def _encode(obj: Any, fmt: str) -> bytes:
@@ -127,26 +116,43 @@ def _encode(obj: Any, fmt: str) -> bytes:
     raise ValueError(f"unknown artifact format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
-def write_artifact(path: str | Path, obj: Any, fmt: str = "torch") -> Path:
-    """Atomically write ``obj`` as a checksummed artifact (``fmt``: ``torch`` for tensors/state dicts, ``json``)."""
+def key_hash(key: Any) -> str:
+    """The full sha256 (64 hex digits) of a cache key; the first 20 digits name its file."""
+    return content_hash(key, 64)
+
+
+def write_artifact(path: str | Path, obj: Any, fmt: str = "torch", key: Any = None, root: str | Path | None = None) -> Path:
+    """Atomically write ``obj`` as a checksummed artifact (``fmt``: ``torch`` for tensors/state dicts, ``json``).
+
+    With ``key``, the header also records :func:`key_hash` of the key the
+    artifact is written under, so a copy of it under another key's name is
+    detected on read. ``root``: no link is followed below it (see :func:`atomic_write`).
+    """
     payload = _encode(obj, fmt)
-    header = b" ".join([MAGIC, VERSION, hashlib.sha256(payload).hexdigest().encode(), fmt.encode()]) + b"\n"
-    return atomic_write(path, header + payload)
+    fields = [MAGIC, VERSION, hashlib.sha256(payload).hexdigest().encode(), fmt.encode()]
+    if key is not None:
+        fields.append(key_hash(key).encode())
+    return atomic_write(path, b" ".join(fields) + b"\n" + payload, root)
 
 
-def read_artifact(path: str | Path) -> Any:
+def read_artifact(path: str | Path, key: Any = None) -> Any:
     """The object in a checksummed artifact; :class:`ArtifactError` naming the file when it cannot be trusted.
 
-    Raises ``FileNotFoundError`` when the file does not exist.
+    With ``key``, the artifact must have been written under that same key
+    (see :func:`write_artifact`): one written under another key, or with no
+    key recorded, is an ``ArtifactError``. Raises ``FileNotFoundError`` when
+    the file does not exist.
     """
     p = Path(path)
     blob = p.read_bytes()
     head, sep, payload = blob.partition(b"\n")
     parts = head.split(b" ")
-    if not sep or len(parts) != 4 or parts[0] != MAGIC or parts[1] != VERSION or parts[3].decode(errors="replace") not in FORMATS:
+    if not sep or len(parts) not in (4, 5) or parts[0] != MAGIC or parts[1] != VERSION or parts[3].decode(errors="replace") not in FORMATS:
         raise ArtifactError(f"{p}: not a genbench artifact (bad or missing header)")
     if hashlib.sha256(payload).hexdigest().encode() != parts[2]:
         raise ArtifactError(f"{p}: checksum mismatch ({len(payload)} payload bytes): the file was damaged or modified")
+    if key is not None and (len(parts) != 5 or parts[4] != key_hash(key).encode()):
+        raise ArtifactError(f"{p}: written under another cache key (copied or renamed from another artifact), not the one it is read under")
     fmt = parts[3].decode()
     try:
         if fmt == "torch":
@@ -185,11 +191,11 @@ class Cache:
             raise ValueError(f"cache suffix must be .pt or .json, got {suffix!r}")
         return self.root / kind / f"{content_hash(key)}{suffix}"
 
-    def _get(self, p: Path) -> Any | None:
+    def _get(self, p: Path, key: Any) -> Any | None:
         if not p.exists():
             return None
         try:
-            return read_artifact(p)
+            return read_artifact(p, key)
         except (ArtifactError, OSError) as e:
             _report_corrupt(p, e)
             p.unlink(missing_ok=True)
@@ -197,19 +203,19 @@ class Cache:
 
     def get(self, kind: str, key: Any) -> Any | None:
         """The cached object, or None when absent or damaged (damage is warned about once and the file removed)."""
-        return self._get(self.path(kind, key))
+        return self._get(self.path(kind, key), key)
 
     def put(self, kind: str, key: Any, obj: Any) -> Path:
         """Store tensors / state dicts / plain containers (``torch.save`` format, checksummed)."""
-        return write_artifact(self.path(kind, key), obj, "torch")
+        return write_artifact(self.path(kind, key), obj, "torch", key=key, root=self.root)
 
     def get_json(self, kind: str, key: Any) -> Any | None:
         """Like :meth:`get` for a JSON artifact."""
-        return self._get(self.path(kind, key, ".json"))
+        return self._get(self.path(kind, key, ".json"), key)
 
     def put_json(self, kind: str, key: Any, obj: Any) -> Path:
         """Store a JSON-able object (checksummed)."""
-        return write_artifact(self.path(kind, key, ".json"), obj, "json")
+        return write_artifact(self.path(kind, key, ".json"), obj, "json", key=key, root=self.root)
 
     @contextmanager
     def lock(self, kind: str, key: Any) -> Iterator[None]:
@@ -219,7 +225,7 @@ class Cache:
         the cache inside the lock: whoever waited finds the artifact made. The
         lock vanishes with its process, so a killed run blocks nobody."""
         art = self.path(kind, key)
-        with filelock.held(self.root / ".locks" / f"{kind}-{art.stem}.lock"):
+        with filelock.held(self.root / ".locks" / f"{kind}-{art.stem}.lock", root=self.root):
             yield
 
     def discard(self, kind: str, key: Any) -> None:

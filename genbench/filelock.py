@@ -15,17 +15,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .safeio import open_append
 
-def acquire(path: Path, wait: bool = True, append: bool = False) -> int | None:
+
+def acquire(path: Path, wait: bool = True, append: bool = False, root: Path | None = None) -> int | None:
     """Open (creating it and its folder) ``path`` and take its exclusive lock.
 
     Returns the descriptor that holds the lock, for :func:`release`; with
     ``wait=False`` returns None at once when another holder has it. With
     ``append=True`` the descriptor writes at the end of the file (``O_APPEND``),
-    for a file that is both the lock and the data it guards.
+    for a file that is both the lock and the data it guards (lock files are
+    opened the same way: they stay empty). No link is followed: the file and
+    every folder below ``root`` (default: the file's folder) must be real
+    (:func:`genbench.safeio.open_append`), else ``UnsafePathError``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | (os.O_APPEND if append else 0), 0o644)
+    fd = open_append(path, root if root is not None else path.parent)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -46,9 +50,9 @@ def release(fd: int) -> None:
 
 
 @contextmanager
-def held(path: Path) -> Iterator[None]:
-    """``with held(path):`` -- hold the exclusive lock of ``path``, waiting for it."""
-    fd = acquire(path, wait=True)
+def held(path: Path, root: Path | None = None) -> Iterator[None]:
+    """``with held(path):`` -- hold the exclusive lock of ``path``, waiting for it (``root``: see :func:`acquire`)."""
+    fd = acquire(path, wait=True, root=root)
     assert fd is not None  # a waiting acquire returns a descriptor or raises
     try:
         yield

@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 # Registered names end up in file names (sample grids, cache folders): keep
 # them to a safe alphabet with no path separators and no leading dot.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+@=-]{0,99}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+@=-]{0,99}")  # used with fullmatch: `$` would accept a final newline
 
 
 class UnknownNameError(KeyError):
@@ -46,7 +46,7 @@ def check_name(name: str, what: str = "name") -> str:
     Allowed: letters, digits and ``_ . + @ = -``, not starting with ``.`` or
     ``-``, at most 100 characters; ``..`` is refused.
     """
-    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise ValueError(f"invalid {what} {name!r}: use letters, digits and _ . + @ = - (no path separators, no '..', at most 100 characters)")
     return name
 

@@ -15,6 +15,7 @@ from genbench.cache import (
     atomic_write,
     content_hash,
     file_hash,
+    key_hash,
     read_artifact,
     write_artifact,
 )
@@ -94,7 +95,7 @@ def test_truncated_and_foreign_files_are_not_trusted(tmp_path, caplog):
     assert _warned(caplog, lambda: cache.get("samples", {"k": 3}), "header") is None
     r = cache.path("features", {"k": 4}, ".json")
     r.parent.mkdir(parents=True)
-    r.write_bytes(b"GENBENCH-ARTIFACT 1 " + hashlib.sha256(b"{not json").hexdigest().encode() + b" json\n{not json")
+    r.write_bytes(b"GENBENCH-ARTIFACT 1 " + hashlib.sha256(b"{not json").hexdigest().encode() + b" json " + key_hash({"k": 4}).encode() + b"\n{not json")
     assert _warned(caplog, lambda: cache.get_json("features", {"k": 4}), "cannot be parsed") is None
 
 
@@ -305,6 +306,7 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
 
     monkeypatch.setattr(executors, "run_in_worker", worker_must_not_append)
     monkeypatch.setattr(ResultStore, "append", spy)
+    monkeypatch.setattr(executors, "check_ray_address", lambda address: None)  # the stand-in cluster has no socket
     s = runner_mod.run_suite(tiny, results_dir=tmp_path / "r", progress=False, executor="ray", ray_address="ray://head:10001")
     assert calls["init"] == "ray://head:10001" and calls["remote"]["max_retries"] >= 1
     assert calls.get("shutdown")  # the run started Ray, so it stops it

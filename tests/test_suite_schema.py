@@ -34,6 +34,7 @@ dataset_params = { ring8 = { n_components = 8 } }
 seeds = [3, 1, 3]
 [[quoted]]
 dataset = "ring8"
+label = "a paper's row"
 """
 
 

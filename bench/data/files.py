@@ -185,6 +185,18 @@ def _image_files(root: Path) -> list[Path]:
     return files
 
 
+def _declared_values(f: Path) -> int:
+    """Values (width x height x channels after decoding: 1 grey, else 3) an image file declares in its header; 0 when
+    the header cannot be read (decoding then reports the file)."""
+    try:
+        with Image.open(f) as im:
+            w, h = im.size
+            grey = im.mode in _GREY_8BIT or im.mode in _SIXTEEN_BIT or im.mode in ("I", "F")
+    except Exception:  # noqa: BLE001 - reported by _decode with the file name
+        return 0
+    return w * h * (1 if grey else 3)
+
+
 def _stack_images(files: list[Path], source: str) -> tuple[Tensor, int]:
     """Read ``files`` (all of one size) -> float32 NCHW in [0, 1] and the levels K (256, or 65536 when any is 16-bit)."""
     arrays: list[np.ndarray] = []
@@ -192,6 +204,8 @@ def _stack_images(files: list[Path], source: str) -> tuple[Tensor, int]:
     peaks: list[int] = []  # a lower bound of the largest value of each 16-bit file, on its 0..65535 scale
     first: tuple[Path, tuple[int, ...]] | None = None
     first16: Path | None = None
+    declared = sum(_declared_values(f) for f in files)  # from the headers, before any image is decoded
+    _check_size(declared, source, f"{len(files)} images ({declared} values)")
     for f in files:
         a, b, file_bits = _decode(f)
         if file_bits == 16:
@@ -228,19 +242,34 @@ def load_image_folder(path: str | Path) -> Tensor:
 
 # --------------------------------------------------------------------- npz
 def _npz_shapes(p: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of the arrays in a .npz, read from their headers (no data decoded)."""
+    """Shapes and dtypes of the arrays in a .npz, read from their headers (no data decoded).
+
+    Every member counts, whatever its name (numpy reads a member not named
+    ``*.npy`` too): one whose declared uncompressed size exceeds
+    :data:`MAX_BYTES` is refused (:class:`DataError`) before it is read, and
+    one that is not an ``.npy`` array is listed with shape ``()`` and dtype
+    ``object``, so it is never loaded.
+    """
     out = {}
     with zipfile.ZipFile(p) as zf:
-        for member in zf.namelist():
-            if not member.endswith(".npy"):
-                continue
+        for info in zf.infolist():
+            member = info.filename
+            name = member[:-4] if member.endswith(".npy") else member
+            if info.file_size > MAX_BYTES:
+                raise DataError(f"{p}[{name}]: member of {info.file_size / 2**30:.1f} GiB uncompressed, more than the limit of "
+                                f"{MAX_BYTES / 2**30:.1f} GiB (set GENBENCH_MAX_DATA_BYTES to raise it)")  # fmt: skip
             with zf.open(member) as f:
+                if f.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                    out[name] = ((), np.dtype(object))  # not an array: refused as an object array if asked for
+                    continue
+                f.seek(0)
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
                     shape, _, dtype = np.lib.format.read_array_header_1_0(f)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            out[member[:-4]] = (tuple(shape), dtype)
+            _check_size(math.prod(shape) * max(1, dtype.itemsize) // 4, f"{p}[{name}]", f"array of shape {shape}")
+            out[name] = (tuple(shape), dtype)
     return out
 
 
@@ -260,6 +289,8 @@ def load_npz(path: str | Path, key: str | None = None) -> Tensor:
         shapes = _npz_shapes(p)
         z = np.load(p, allow_pickle=False)
         names = list(z.keys())
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"{p}: not a readable .npz ({type(e).__name__}: {e})") from e
     if not names:
@@ -274,6 +305,8 @@ def load_npz(path: str | Path, key: str | None = None) -> Tensor:
                 raise DataError(f"{p}: holds {len(names)} arrays ({listing}); choose one with key=NAME (bench eval: --npz-key NAME)")
     elif key not in names:
         raise DataError(f"{p}: no array {key!r}; it holds {listing}")
+    if key not in shapes:
+        raise DataError(f"{p}[{key}]: not a member whose header could be read; refusing to load it")
     if key in shapes:
         shape, dtype = shapes[key]
         if dtype.hasobject:

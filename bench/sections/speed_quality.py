@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import stats as _stats
 
 from bench.leaderboard import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
+from bench.plots import save_figure
 
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
@@ -272,7 +273,7 @@ def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path 
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -297,7 +298,7 @@ def _plot_sweep(s: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,18 @@ from genbench.cache import default_cache_dir, file_hash
 from genbench.registry import Registry, UnknownNameError
 
 SHIPPED_WEIGHTS_DIR = Path(__file__).with_name("weights")
+# sha256 of each shipped weights file, pinned: a file that differs (damaged, or another valid file swapped in) is
+# reported and not used. `python -m bench.ship_weights` prints the values to pin when the weights are re-shipped.
+SHIPPED_SHA256 = {
+    "digits-clip-v1.pt": "aa4d3b18e5bf271c55a9ddf0df64c20c8e3100e11f19834a153af22aa489118f",
+    "digits-cnn-v2.pt": "08272a8d3d73dae26b9946a866369a950948bcfcb09bde4627a8d281d75394cc",
+    "mnist-cnn-v1.pt": "1b36c76a78ec774844c678f83b7ef1e933d694dc5a91d0c298a21fbd0a1edfd0",
+    "thick-digits-cnn-v1.pt": "fc3f5807b0504fb51ab12e7805243893ed0c2687e8574b36e897e3769a99833d",
+}
+
+
+class ShippedWeightsWarning(UserWarning):
+    """A shipped weights file whose sha256 is not the pinned one: it is not used (the message names the file)."""
 
 
 def load_failure_reason(e: BaseException) -> str:
@@ -62,9 +75,22 @@ def load_failure_reason(e: BaseException) -> str:
 
 
 def shipped_weights(name: str, version: int) -> Path | None:
-    """The packaged weights artifact of embedded extractor ``name`` at ``version``, or None when not shipped."""
+    """The packaged weights artifact of embedded extractor ``name`` at ``version``, or None when not shipped.
+
+    The file's sha256 must equal its pin in :data:`SHIPPED_SHA256`; otherwise a
+    :class:`ShippedWeightsWarning` names the file and None is returned, so the
+    caller falls back to its cache or its training recipe instead of silently
+    using weights that are not the shipped ones.
+    """
     p = SHIPPED_WEIGHTS_DIR / f"{name}-v{version}.pt"
-    return p if p.is_file() else None
+    if not p.is_file():
+        return None
+    pin, got = SHIPPED_SHA256.get(p.name), file_hash(p, 64)
+    if got != pin:
+        warnings.warn(f"{p}: shipped weights are unreadable as shipped: sha256 {got[:16]}... is not the pinned {pin[:16] + '...' if pin else '(none pinned)'}; "
+                      "not used (the cache or the training recipe is used instead)", ShippedWeightsWarning, stacklevel=2)  # fmt: skip
+        return None
+    return p
 
 __all__ = [
     "Extractor",
@@ -82,6 +108,8 @@ __all__ = [
     "state_hash",
     "to_uint8_rgb",
     "shipped_weights",
+    "SHIPPED_SHA256",
+    "ShippedWeightsWarning",
     "load_failure_reason",
     "SHIPPED_WEIGHTS_DIR",
 ]
