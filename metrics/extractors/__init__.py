@@ -71,6 +71,7 @@ def shipped_weights(name: str, version: int) -> Path | None:
 __all__ = [
     "Extractor",
     "ExtractorError",
+    "MissingExtraError",
     "EXTRACTORS",
     "TRAINING_DATA",
     "LabeledSplit",
@@ -91,6 +92,13 @@ __all__ = [
 
 class ExtractorError(RuntimeError):
     """An extractor cannot run (missing or corrupt weights, missing training data); the message says how to fix it."""
+
+
+class MissingExtraError(ExtractorError):
+    """An extractor needs an optional extra (``pip install 'genbench[EXTRA]'``) that is not installed; the message names it.
+
+    A usage error, not a failed run: the CLI exits 2.
+    """
 
 
 def state_hash(state: dict[str, Tensor]) -> str:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import Extractor, ExtractorError, load_failure_reason
+from . import Extractor, ExtractorError, MissingExtraError, load_failure_reason
 
 __all__ = [
     "EffNetLite0Extractor",
@@ -62,10 +62,6 @@ NORM_MEAN = 0.5  # (x - 0.5) / 0.5: [0, 1] -> [-1, 1]
 NORM_STD = 0.5
 DIM = 1280
 NUM_CLASSES = 1000
-
-
-class MissingExtraError(ExtractorError):
-    """An extractor needs an optional extra that is not installed; the message names it (the CLI exits 2)."""
 
 
 def is_installed() -> bool:
