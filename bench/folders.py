@@ -147,12 +147,13 @@ def score_sets(
     for metric, n_min in _min_samples(names, settings or {}).items():
         if len(x) < n_min:
             raise DataError(f"samples: {len(x)} images is too few for {metric} (needs at least {n_min})")
+    ref_source = f"{reference} ({len(ref)} images)" if isinstance(reference, (str, Path)) else f"array of {len(ref)} images"
     ext_name = extractor or default_extractor(SimpleNamespace(kind="image", shape=tuple(ref.shape[1:])))
     ext = get_extractor(ext_name, **({"weights": extractor_weights} if extractor_weights else {}))
     info = DataInfo(name="reference", shape=tuple(ref.shape[1:]), kind="image", levels=256)
     cache = Cache(Path(cache_dir) if cache_dir else default_cache_dir() / "fid")
     ctx = EvalContext(
-        data_info=info, fake=x, real=ref, extractor=ext, settings={"reference": "reference set", **(settings or {})}, seed=seed,
+        data_info=info, fake=x, real=ref, extractor=ext, settings=dict(settings or {}), seed=seed,
         feature_cache=_reference_cache(cache, content_key(ref), ext),
     )  # fmt: skip
     results: dict[str, MetricValue] = {}
@@ -163,7 +164,10 @@ def score_sets(
             continue
         for o in res.spec.outputs:
             if o.name in res.values:
-                results[o.name] = res.values[o.name]
+                v = res.values[o.name]
+                if "reference" in (v.settings or {}):
+                    v.settings["reference"] = ref_source
+                results[o.name] = v
     return results
 
 

@@ -44,6 +44,7 @@ def test_agrees_with_evaluate_on_the_same_arrays(digits, tmp_path):
     for m in ("fid", "kid", "precision", "recall", "density", "coverage"):
         assert ours[m].value == pytest.approx(ref[m], rel=1e-6, abs=1e-9), m
     assert ours["fid"].settings["n_fake"] == 360 and ours["fid"].settings["n_real"] == 1437
+    assert ours["fid"].settings["reference"] == "array of 1437 images"
 
 
 def test_folder_against_itself_is_zero_and_reference_cached_by_content(digits, tmp_path):
@@ -87,7 +88,7 @@ def test_cli_prints_zero_fid(digits, tmp_path, capsys):
     folder = _pngs(_u8(digits.test_x[:60]), tmp_path / "d", "L")
     assert cli.main(["fid", str(folder), str(folder), "--extractor", "digits-cnn", "--metrics", "fid", "kid"]) == 0
     out = capsys.readouterr().out
-    assert "FID[digits-cnn]" in out and "KID[digits-cnn]" in out
+    assert "FID[digits-cnn]" in out and "KID[digits-cnn]" in out and f"reference: {folder} (60 images)" in out
 
 
 def test_missing_extra_exits_2_naming_it(digits, tmp_path, monkeypatch, capsys):
