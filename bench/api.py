@@ -146,7 +146,8 @@ def evaluate(
             A requested metric that does not apply comes back as NaN with its
             reason in the record's ``settings["na"]``.
         extractor: feature extractor (default ``raw`` for 2-D points,
-            ``digits-cnn`` for 8x8 digits, ``inception-v3-compat`` otherwise).
+            ``digits-cnn`` for 8x8 digits, otherwise ``effnet-lite0`` when the
+            ``imagenet`` extra is installed, else ``inception-v3-compat``).
         extractor_weights: a local weights file for the extractor (offline machines).
         seed: seed of KID subsets, IS shuffling and bootstrap.
         reference: split the distribution metrics compare with, ``train``

@@ -17,7 +17,7 @@ from baselines import registry as greg
 from metrics import extractors as freg
 from metrics import registry as mreg
 
-from . import data
+from . import data, folders
 from .check import check_generator
 from .compare import compare_runs
 from .evaluate import format_eval, run_eval
@@ -167,6 +167,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _err(f"unknown dataset {args.dataset!r}; valid: {', '.join(data.available())}")
     try:
         res = run_eval(args.samples, args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics, seed=args.seed, npz_key=args.npz_key)
+    except freg.MissingExtraError as e:  # an optional extra to install: a usage error
+        return _err(str(e))
     except KeyError as e:
         return _err(str(e.args[0]) if e.args else str(e))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
@@ -246,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_seed, default=0, help="seed in [0, 2**32) (default 0)")
     ev.add_argument("--npz-key", default=None, help="the array to score when --samples is a .npz holding several")
     ev.set_defaults(fn=cmd_eval)
+
+    folders.add_parser(sub)  # bench fid SAMPLES REFERENCE (bench/folders.py)
 
     cp = sub.add_parser("compare", help="do two results directories (two machines) agree on a suite's non-timing records? (exit 0 yes, 1 no)")
     cp.add_argument("--suite", required=True, help="suite name or .toml path (its records are RESULTS/<name>/records.jsonl)")

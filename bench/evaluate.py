@@ -50,12 +50,16 @@ _GENERATOR_METRICS = ("nll", "latency", "latency_b1")
 
 def default_extractor(info: Any) -> str:
     """The extractor a data set is scored with by default: ``raw`` for 2-D points,
-    ``digits-cnn`` for 8x8 digits, ``inception-v3-compat`` for other images."""
+    ``digits-cnn`` for 8x8 digits; for other images ``effnet-lite0`` (ImageNet-1k, offline)
+    when the ``imagenet`` extra is installed, else ``inception-v3-compat`` (whose weights
+    must be downloaded or given with ``--extractor-weights``; its error says how)."""
     if info.kind == "points":
         return "raw"
     if tuple(info.shape[1:]) == (8, 8):
         return "digits-cnn"
-    return "inception-v3-compat"
+    from metrics.extractors.effnet import is_installed
+
+    return "effnet-lite0" if is_installed() else "inception-v3-compat"
 
 
 def load_samples(samples: str | Path | Tensor | np.ndarray, npz_key: str | None = None) -> Tensor:

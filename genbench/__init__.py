@@ -7,6 +7,7 @@ Python API in one import::
 
     import genbench
     res = genbench.evaluate(samples, dataset="digits")   # dict-like metric -> value; res.frame is a DataFrame
+    res = genbench.score_sets("samples/", "reference/", extractor="effnet-lite0")   # bench fid: folder vs folder
     run = genbench.run_suite("smoke")                     # bench run
     df = genbench.load_results("results")                 # every record as a DataFrame
     print(genbench.check_generator("my_pkg.models:make").format())   # bench check
@@ -25,6 +26,7 @@ from typing import Any
 # public name -> module that defines it (imported lazily)
 _API = {
     "evaluate": "bench.api",
+    "score_sets": "bench.folders",
     "run_suite": "bench.api",
     "load_results": "bench.api",
     "EvalResult": "bench.api",

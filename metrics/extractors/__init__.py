@@ -12,7 +12,9 @@ its extractor is built):
 * ``digits-cnn`` (:mod:`.digits_cnn`): the embedded classifier for 8x8 digits;
 * ``mnist-cnn`` (:mod:`.mnist_cnn`): the embedded classifier for 28x28 MNIST;
 * ``inception-v3-compat``, ``clip``, ``dinov2`` (:mod:`.fidelity`): through
-  torch-fidelity, with weights from a local file where there is no network.
+  torch-fidelity, with weights from a local file where there is no network;
+* ``effnet-lite0`` (:mod:`.effnet`): EfficientNet-Lite0 trained on ImageNet-1k,
+  weights from an installed package (the ``imagenet`` extra), no network.
 
 The embedded extractors' weights ship with the package
 (``metrics/extractors/weights/<name>-v<version>.pt``, checksummed genbench
@@ -95,6 +97,7 @@ def shipped_weights(name: str, version: int) -> Path | None:
 __all__ = [
     "Extractor",
     "ExtractorError",
+    "MissingExtraError",
     "EXTRACTORS",
     "TRAINING_DATA",
     "LabeledSplit",
@@ -117,6 +120,13 @@ __all__ = [
 
 class ExtractorError(RuntimeError):
     """An extractor cannot run (missing or corrupt weights, missing training data); the message says how to fix it."""
+
+
+class MissingExtraError(ExtractorError):
+    """An extractor needs an optional extra (``pip install 'genbench[EXTRA]'``) that is not installed; the message names it.
+
+    A usage error, not a failed run: the CLI exits 2.
+    """
 
 
 def state_hash(state: dict[str, Tensor]) -> str:
@@ -206,6 +216,8 @@ EXTRACTORS.register("inception-v3-compat", "metrics.extractors.fidelity:Inceptio
                     description="torch-fidelity InceptionV3 (2048-D, 1008 logits)", kinds=("image",))  # fmt: skip
 EXTRACTORS.register("clip", "metrics.extractors.fidelity:ClipExtractor", description="torch-fidelity CLIP image encoder", kinds=("image",))
 EXTRACTORS.register("dinov2", "metrics.extractors.dinov2:DinoV2Extractor", description="DINOv2 ViT CLS features", kinds=("image",))
+EXTRACTORS.register("effnet-lite0", "metrics.extractors.effnet:EffNetLite0Extractor",
+                    description="EfficientNet-Lite0 ImageNet-1k, offline (1280-D, 1000 logits; extra genbench[imagenet])", kinds=("image",))  # fmt: skip
 
 _INSTANCES: dict[tuple, Extractor] = {}
 
