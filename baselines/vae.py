@@ -47,7 +47,7 @@ from .training import Batch, train
 __all__ = ["VAE", "make_vae"]
 
 LOG_2PI = math.log(2 * math.pi)
-_DECODERS = ("sample", "mean")
+_DECODERS = ("sample", "mean", "mode")
 _LIKELIHOODS = ("categorical", "logistic")
 _MIN_LOG_SCALE = -7.0  # lower clamp of the logistic head's log-scale (pixel units), as in PixelCNN++
 
@@ -235,7 +235,8 @@ class VAE:
         Args:
             decoder: ``"sample"`` draws x ~ p(x|z) (the model whose bound is
                 reported); ``"mean"`` outputs the decoder mean (rounded to the
-                K levels for images), the usual "VAE sample" picture.
+                K levels for images), the usual "VAE sample" picture;
+                ``"mode"`` (images) the most likely level of each pixel.
             temperature: scale of the prior noise z = temperature * eps.
         """
         if decoder not in _DECODERS:
@@ -358,6 +359,10 @@ class VAE:
                 k = self.net.levels
                 if decoder_mode == "mean":
                     return (torch.round(self._image_mean(params) * (k - 1)) / (k - 1)).float().cpu()
+                if decoder_mode == "mode":
+                    if self.likelihood == "logistic":  # a logistic's bin mass peaks at the level nearest mu
+                        return (torch.round(params[0].clamp(0, 1) * (k - 1)) / (k - 1)).float().cpu()
+                    return (params.argmax(-1).float() / (k - 1)).float().cpu()
                 if self.likelihood == "logistic":
                     return discretized_logistic_sample(*params, k, generator).float().cpu()
                 # inverse-CDF sampling with CPU uniforms: reproducible on any device
