@@ -37,6 +37,7 @@ SECTIONS.register("likelihood", "bench.sections.likelihood:section", description
 SECTIONS.register("per_seed", "bench.sections.per_seed:section", description="Every seed's value of chosen metrics")
 SECTIONS.register("personalization", "bench.sections.personalization:section", description="Personalization methods: cost, new concept, prior preservation")
 SECTIONS.register("translation", "bench.sections.translation:section", description="Translation rows head to head, seed by seed (blur vs realism)")
+SECTIONS.register("claims", "bench.sections.claims:section", description="Textbook claims tested on the suite's runs: reproduced, within noise or not reproduced")
 SECTIONS.register("metric_sanity", "bench.sections.metric_sanity:section", description="Constructed failures vs every metric: which metric detects which failure")
 
 

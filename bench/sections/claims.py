@@ -1,0 +1,120 @@
+"""Leaderboard section: textbook claims tested on the suite's own runs.
+
+A suite lists its claims as ``[[claims]]`` tables, each a comparison of two
+rows of one data set on one metric::
+
+    [[claims]]
+    claim = "GAN samples are sharper than VAE samples"
+    cite = "Kynkaanniemi et al. 2019"
+    dataset = "mnist5k"
+    metric = "precision"
+    a = "gan"            # row labels as in the tables (``name@steps`` for iterative rows)
+    b = "vae"
+    relation = "better"  # "better": a beats b; "no_worse": a is at least as good as b
+
+The test is the one the tables use to mark ties (:func:`bench.leaderboard.welch_halfwidth`):
+the 95% Welch interval of the difference of the two rows' means, with the
+standard error over seeds (or a single seed's bootstrap interval). The
+metric's own direction (lower / higher / closest to zero is better) decides
+which row is ahead. Each claim gets a verdict:
+
+* ``reproduced``: row ``a`` is ahead of ``b`` and the interval excludes 0
+  (for ``no_worse`` a tie also counts, see below);
+* ``within noise``: the interval contains 0. For ``no_worse`` claims this
+  is marked ``reproduced (tie)``, since a tie is what the claim allows;
+* ``not reproduced``: ``b`` is ahead and the interval excludes 0;
+* ``untested``: a row, the metric or an uncertainty is missing.
+
+A claim that does not reproduce stays in the table with its numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.leaderboard import CellStats, cell_stats, fmt_num, welch_halfwidth
+
+RELATIONS = ("better", "no_worse")
+_KEYS = ("claim", "dataset", "metric", "a", "b")
+
+
+def _label(gen: Any, steps: Any) -> str:
+    if steps is None or (isinstance(steps, float) and steps != steps):
+        return str(gen)
+    return f"{gen}@{int(steps)}"
+
+
+def _cell(records: pd.DataFrame, dataset: str, metric: str, row: str) -> tuple[CellStats, str | None]:
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == metric)]
+    sub = sub[[_label(g, s) == row for g, s in zip(sub["generator"], sub["steps"])]]
+    if sub.empty:
+        return CellStats(None, None, 0), None
+    direction = next((d for d in sub["direction"] if isinstance(d, str)), None)
+    return cell_stats(list(sub["value"]), list(sub["lo"]), list(sub["hi"]), list(sub["settings"])), direction
+
+
+def _ahead(direction: str, a: float, b: float) -> float:
+    """How far a is ahead of b (> 0: a is better) under the metric's direction."""
+    if direction == "min":
+        return b - a
+    if direction == "max":
+        return a - b
+    return abs(b) - abs(a)  # "zero": closest to zero is best
+
+
+def verdict(a: CellStats, b: CellStats, direction: str | None, relation: str) -> tuple[str, float | None, float | None]:
+    """(verdict, how far a is ahead of b, 95% half-width) for one claim; see the module docstring."""
+    if relation not in RELATIONS:
+        raise ValueError(f"claims: relation must be one of {RELATIONS}, got {relation!r}")
+    if direction not in ("min", "max", "zero") or not (a.testable and b.testable):
+        return "untested", None, None
+    lead = _ahead(direction, a.mean, b.mean)
+    hw = welch_halfwidth(a, b)
+    if lead > hw:
+        return "reproduced", lead, hw
+    if lead < -hw:
+        return "not reproduced", lead, hw
+    return ("reproduced (tie)" if relation == "no_worse" else "within noise"), lead, hw
+
+
+def _cell_text(c: CellStats) -> str:
+    if c.mean is None:
+        return "—"
+    return fmt_num(c.mean) + (f" ± {fmt_num(c.sd)}" if c.sd is not None else "") + f" (n={c.n_seeds})"
+
+
+def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
+    claims = suite.get("claims") or []
+    out = ["## Claims", ""]
+    if not claims:
+        return "\n".join(out + ["_no claims listed in the suite_"])
+    out.append(
+        "Textbook claims tested on this suite's runs. Each compares row a with row b on one metric; the verdict uses the tables' "
+        "significance rule (95% Welch interval of the difference of the means, standard error over seeds). `better` claims need "
+        "a ahead with the interval excluding 0; `no_worse` claims also hold on a tie. Claims that do not reproduce stay listed."
+    )
+    out.append("")
+    rows = []
+    for i, c in enumerate(claims):
+        missing = [k for k in _KEYS if k not in c]
+        if missing:
+            raise ValueError(f"claims[{i}]: missing {', '.join(missing)}")
+        relation = c.get("relation", "better")
+        ca, dir_a = _cell(records, c["dataset"], c["metric"], c["a"])
+        cb, dir_b = _cell(records, c["dataset"], c["metric"], c["b"])
+        v, lead, hw = verdict(ca, cb, dir_a or dir_b, relation)
+        label = next((x for x in records.loc[records["metric"] == c["metric"], "label"] if isinstance(x, str)), c["metric"])
+        rows.append({
+            "claim": c["claim"] + (f" ({c['cite']})" if c.get("cite") else ""),
+            "test": f"{c['a']} {'>' if relation == 'better' else '≥'} {c['b']} on {label}, {c['dataset']}",
+            "a": _cell_text(ca), "b": _cell_text(cb),
+            "a ahead by [95% ±]": "—" if lead is None else f"{fmt_num(lead)} [± {fmt_num(hw)}]",
+            "verdict": f"**{v}**" if v.startswith("reproduced") else v,
+        })  # fmt: skip
+    out.append(pd.DataFrame(rows).to_markdown(index=False))
+    counts = pd.Series([r["verdict"].strip("*") for r in rows]).value_counts()
+    out += ["", "Summary: " + ", ".join(f"{k} {n}" for k, n in counts.items()) + f" of {len(rows)} claims."]
+    return "\n".join(out)
