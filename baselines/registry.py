@@ -1,9 +1,11 @@
 """Registry of generator factories, on the one registry type :class:`genbench.registry.Registry`.
 
 A factory is any callable ``factory(info: DataInfo, **hparams) -> Generator``.
-Families register themselves with :func:`register`; users can do the same, or
-publish a factory through the entry-point group ``genbench.generators`` (the
-object may carry ``family`` and ``kinds`` attributes).
+Families register themselves with :func:`register`; users can do the same (in
+a script that ``bench run --import`` imports), publish a factory through the
+entry-point group ``genbench.generators`` (the object may carry ``family`` and
+``kinds`` attributes), or name it as ``"module:factory"`` (:func:`get` imports
+it; see :mod:`genbench.plugins`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 
+from genbench.plugins import resolve_attribute
 from genbench.registry import Registry, UnknownNameError
 
 from .protocol import DataInfo, Generator
@@ -110,12 +113,38 @@ def available() -> dict[str, Entry]:
     return out
 
 
+IMPORT_HINT = (
+    "a model registered in your own script is known only once the script is imported: "
+    "pass --import MODULE (or a path to the .py file) to bench run / bench check, or name the factory as module:factory"
+)
+
+
+def _from_module(spec: str) -> Entry:
+    """The entry of ``"module:factory"``: the factory imported from the user's module (genbench.plugins), not registered."""
+    try:
+        factory = resolve_attribute(spec)
+    except (ImportError, AttributeError) as e:
+        raise UnknownGeneratorError(f"generator {spec!r}: {e}") from None
+    if not callable(factory):
+        raise UnknownGeneratorError(f"generator {spec!r} is not callable: a factory is factory(info: DataInfo, **params) -> generator")
+    return Entry(
+        name=spec,
+        family=str(getattr(factory, "family", "user")),
+        factory=factory,
+        description=(factory.__doc__ or "").strip().split("\n")[0],
+        kinds=tuple(getattr(factory, "kinds", DEFAULT_KINDS)),
+    )
+
+
 def get(name: str) -> Entry:
-    """The entry of generator ``name``; :class:`UnknownGeneratorError` lists the valid names."""
+    """The entry of generator ``name`` (a registered name, or ``"module:factory"``); :class:`UnknownGeneratorError`
+    lists the valid names."""
     entries = available()
-    if name not in entries:
-        raise UnknownGeneratorError(f"unknown generator {name!r}; valid: {', '.join(entries)}")
-    return entries[name]
+    if name in entries:
+        return entries[name]
+    if isinstance(name, str) and ":" in name:
+        return _from_module(name)
+    raise UnknownGeneratorError(f"unknown generator {name!r}; valid: {', '.join(entries)}; {IMPORT_HINT}")
 
 
 def build(name: str, info: DataInfo, **hparams: Any) -> Generator:

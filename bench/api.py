@@ -98,6 +98,11 @@ class EvalResult(Mapping[str, float]):
         """The records as a DataFrame (columns :data:`RECORD_COLUMNS`)."""
         return _frame(self.records)
 
+    @property
+    def notes(self) -> list[str]:
+        """Warnings about the evaluation as a whole (samples off the data's K levels, small N, an extractor that could not load)."""
+        return list(getattr(self.values, "notes", []))
+
     def interval(self, name: str) -> tuple[float, float] | None:
         """The (lo, hi) interval of metric ``name`` when it has one (bootstrap or subsets)."""
         return self.values[name].interval
@@ -133,6 +138,9 @@ def evaluate(
     dataset_params: dict[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     name: str = "samples",
+    device: str | None = None,
+    batch_size: int | None = None,
+    npz_key: str | None = None,
 ) -> EvalResult:
     """Score samples made anywhere against data set ``dataset`` (the ``bench eval`` panel).
 
@@ -145,9 +153,12 @@ def evaluate(
             panel that applies to samples without a model (no NLL, no latency).
             A requested metric that does not apply comes back as NaN with its
             reason in the record's ``settings["na"]``.
-        extractor: feature extractor (default ``raw`` for 2-D points,
-            ``digits-cnn`` for 8x8 digits, otherwise ``effnet-lite0`` when the
-            ``imagenet`` extra is installed, else ``inception-v3-compat``).
+        extractor: feature extractor (default: the data set's own, ``bench list
+            datasets``: every embedded data set has one that works offline, e.g.
+            ``mnist-cnn`` for ``mnist5k``; by shape for data from files: ``raw``
+            for 2-D points, ``digits-cnn`` for 8x8 digits, otherwise
+            ``effnet-lite0`` when the ``imagenet`` extra is installed, else
+            ``inception-v3-compat``).
         extractor_weights: a local weights file for the extractor (offline machines).
         seed: seed of KID subsets, IS shuffling and bootstrap.
         reference: split the distribution metrics compare with, ``train``
@@ -156,22 +167,31 @@ def evaluate(
         dataset_params: parameters of the data set loader.
         cache_dir: where reference features are cached (default under the genbench cache).
         name: the ``generator`` column of the records.
+        device: where the extractor runs (default: its own choice).
+        batch_size: samples per extractor forward pass.
+        npz_key: the array to score when ``samples`` is a ``.npz`` holding several.
 
     Returns:
         :class:`EvalResult`: ``result["fid"]`` is a float; ``result.frame`` a
         DataFrame with one record per metric (value, lo/hi, label, direction,
         unit, n_fake, n_real, extractor, settings, provenance).
 
-    Errors (unknown names, wrong shape, values outside [0, 1], NaN, too few
-    samples for a k-NN metric) raise ``KeyError`` / ``ValueError`` with a
-    message naming the problem.
+    Each metric fails alone: one whose precondition fails (FLS without held-out
+    test points, a k-NN metric with too few samples, an extractor that cannot
+    load) comes back as NaN with the reason in ``settings["na"]`` (the record's
+    ``na_reason``), and every other metric is computed. ``result.notes`` holds
+    warnings about the evaluation as a whole (samples off the data's intensity
+    levels, N below the test split's size). Bad input (unknown names, wrong
+    shape, values outside [0, 1], NaN) raises ``KeyError`` / ``ValueError``
+    with a message naming the problem.
     """
     t0 = time.time()
     values = run_eval(
         samples, dataset, extractor=extractor, extractor_weights=extractor_weights, metrics=metrics, seed=seed,
-        cache_dir=cache_dir, reference=reference, settings=settings, dataset_params=dataset_params,
+        cache_dir=cache_dir, reference=reference, settings=settings, dataset_params=dataset_params, device=device, batch_size=batch_size,
+        npz_key=npz_key,
     )  # fmt: skip
-    ext = extractor or default_extractor(dreg.load(dataset, **(dataset_params or {})).info)
+    ext = values.extractor or extractor or default_extractor(dreg.load(dataset, **(dataset_params or {})).info, dataset)
     outputs = mreg.all_outputs()
     config = {"samples": _samples_tag(samples), "dataset": dataset, "dataset_params": dataset_params or {}, "extractor": ext,
               "reference": reference, "settings": settings or {}, "seed": seed}  # fmt: skip
@@ -188,7 +208,8 @@ def evaluate(
             "lo": v.interval[0] if v.interval else None, "hi": v.interval[1] if v.interval else None,
             **(mreg.output_meta(out, v) if out is not None else {"label": metric, "direction": None, "unit": v.unit}),
             "n_fake": s.get("n_fake"), "n_real": s.get("n_real"), "extractor": s.get("extractor", ext), "settings": s,
-            "extra": dict(v.extra or {}), "na": na or None, "config_hash": config_hash, "timestamp": t0, **prov,
+            "extra": dict(v.extra or {}), "na": na or None, **({"na_reason": s.get("na")} if na and s.get("na") else {}),
+            "config_hash": config_hash, "timestamp": t0, **prov,
         })  # fmt: skip
     return EvalResult(values, records)
 
@@ -225,10 +246,11 @@ def run_suite(
     results_dir: str | Path = "results",
     device: str = "auto",
     progress: bool = False,
-    executor: str = "local",
-    workers: int = 1,
+    executor: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
     leaderboard: bool = False,
-    out_dir: str | Path = "leaderboards",
+    out_dir: str | Path | None = None,
     leaderboard_format: str = "md",
     **runner_options: Any,
 ) -> SuiteRun:
@@ -240,9 +262,13 @@ def run_suite(
         results_dir: where records (``<results_dir>/<suite>/records.jsonl``) and caches go.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` ...
         progress: draw progress bars on stderr (off by default in the API).
-        executor, workers: ``local``, ``process`` (``workers`` processes) or ``ray``.
+        executor, workers, threads: ``local``, ``process`` (``workers`` processes of
+            ``threads`` threads) or ``ray``; None (default) chooses as ``bench run``
+            does: one single-threaded worker process per usable core
+            (:mod:`bench.parallel`), in this process when only one job is left.
         leaderboard: also write the leaderboard, ``<out_dir>/<suite>.<leaderboard_format>``
-            (``md`` with figures, or the same tables as ``csv`` / ``json`` rows).
+            (``md`` with figures, or the same tables as ``csv`` / ``json`` rows);
+            ``out_dir`` defaults to ``<results_dir>/leaderboards``.
         runner_options: further options of :func:`bench.runner.run_suite`
             (e.g. ``save_samples=True`` where the runner offers it); an
             option it does not take raises ``TypeError`` naming it.
@@ -258,11 +284,12 @@ def run_suite(
     if unknown:
         raise TypeError(f"run_suite: unknown option(s) {unknown}; the runner takes {[p for p in accepted if p != 'suite']}")
     summary = _runner.run_suite(
-        s, seeds=seeds, results_dir=results_dir, device=device, progress=progress, executor=executor, workers=workers, **runner_options
-    )
+        s, seeds=seeds, results_dir=results_dir, device=device, progress=progress, executor=executor, workers=workers, threads=threads,
+        **runner_options,
+    )  # fmt: skip
     lb = None
     if leaderboard:
-        lb = Path(write_leaderboard(s, results_dir, out_dir, fmt=leaderboard_format))
+        lb = Path(write_leaderboard(s, results_dir, out_dir if out_dir is not None else Path(results_dir) / "leaderboards", fmt=leaderboard_format))
     return SuiteRun(s, summary, load_results(results_dir, suite=s), lb)
 
 

@@ -39,7 +39,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any
 
 import torch
@@ -136,27 +135,21 @@ def partial_capabilities(model: Any) -> list[str]:
 def resolve_factory(spec: str) -> tuple[str, Callable[..., Any], tuple[str, ...]]:
     """``(name, factory, kinds)`` for a registered generator name or ``"module:factory"``.
 
-    Raises ``KeyError`` (unknown name, listing the valid ones) or ``ValueError``
-    (a ``module:factory`` that cannot be imported or is not callable).
+    Raises ``KeyError`` (an unknown name, listing the valid ones and how to make a
+    script's registration visible) or ``ValueError`` (a ``module:factory`` that
+    cannot be imported or is not callable).
     """
-    if ":" in spec:
-        mod_name, _, attr = spec.partition(":")
-        try:
-            obj: Any = import_module(mod_name)
-        except ImportError as e:
-            raise ValueError(f"cannot import module {mod_name!r} of {spec!r}: {e}") from e
-        for part in attr.split("."):
-            if not hasattr(obj, part):
-                raise ValueError(f"module {mod_name!r} has no attribute {attr!r} (from {spec!r})")
-            obj = getattr(obj, part)
-        if not callable(obj):
-            raise ValueError(f"{spec!r} is not callable: a factory is factory(info: DataInfo, **params) -> generator")
-        return attr, obj, tuple(getattr(obj, "kinds", ("image", "points")))
-    entry = greg.get(spec)
+    try:
+        entry = greg.get(spec)
+    except KeyError as e:
+        if ":" in spec:
+            raise ValueError(str(e.args[0]) if e.args else str(e)) from None
+        raise
     factory = getattr(entry, "factory", None)
     if factory is None:  # genbench.registry.Entry: the target is the factory
         factory = entry.load()
-    return spec, factory, tuple(getattr(entry, "kinds", ("image", "points")))
+    name = spec.partition(":")[2] if ":" in spec else spec
+    return name, factory, tuple(getattr(entry, "kinds", ("image", "points")))
 
 
 def _build(factory: Callable[..., Any], ds: dreg.Dataset, params: dict[str, Any], device: str | None) -> Any:
@@ -251,7 +244,7 @@ class CheckReport:
     def format(self) -> str:
         """The checklist as text, one line per item, and a PASS / FAIL line."""
         mark = {"ok": "[ok]  ", "fail": "[FAIL]", "warn": "[warn]", "skip": "[--]  "}
-        lines = [f"bench check {self.generator} on {self.dataset}"]
+        lines = [f"bench check {self.generator}" + (f" on {self.dataset}" if self.dataset else "")]
         for i in self.items:
             t = f" ({i.seconds:.2f}s)" if i.seconds is not None else ""
             lines.append(f"  {mark.get(i.status, i.status)} {i.name}: {i.message}{t}")
@@ -311,13 +304,13 @@ def check_generator(
     try:
         name, factory, kinds = resolve_factory(spec)
     except (KeyError, ValueError) as e:
-        rep = CheckReport(spec, dataset or "?")
+        rep = CheckReport(spec, dataset or "")
         rep.add("resolve", "fail", str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
         return rep
     if dataset is None:
         kind = next((k for k in kinds if k in DEFAULT_DATASETS), None)
         if kind is None:
-            rep = CheckReport(spec, "?")
+            rep = CheckReport(spec, "")
             rep.add("dataset", "fail", f"no default data set for the kinds {kinds} it supports: pass --dataset")
             return rep
         dataset, default_params = DEFAULT_DATASETS[kind]
@@ -478,7 +471,7 @@ def check_generator(
 def _capability_list(model: Any) -> str:
     caps = [
         m
-        for m in ("fit", "log_prob", "elbo", "iwae_bound", "encode", "adapt", "make_sampler", "set_sampler", "translate")
+        for m in ("fit", "log_prob", "elbo", "iwae_bound", "encode", "adapt", "make_sampler", "translate")
         if _has(model, m)
     ]
     return "complete: " + (", ".join(caps) if caps else "sample only")

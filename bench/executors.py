@@ -6,7 +6,9 @@ each is a function ``execute(jobs, cfg, hooks, workers)``. They receive
 :class:`bench.pipeline.Job` objects, never job ids to re-plan. Before running a
 job an executor asks ``hooks.start(job)`` (the driver claims the job's lock and
 checks it is not done already); afterwards it calls ``hooks.finish(job, error,
-records, n_appended)``.
+records, n_appended, seconds=...)``. Workers limit their threads to
+``cfg.threads`` and import ``cfg.imports`` (the user's modules) first
+(:func:`prepare_worker`).
 
 - ``local`` and ``process`` workers append to the results directory on this
   machine themselves (the store is append-only under a file lock) and report
@@ -22,6 +24,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import socket
+import sys
 import tempfile
 import threading
 import time
@@ -34,8 +38,11 @@ import torch
 
 from genbench import safeio
 from genbench.cache import Cache
+from genbench.plugins import import_user_module
 from genbench.registry import Registry
+from metrics.latency import LoadMonitor
 
+from .parallel import limit_threads, thread_env
 from .pipeline import Job, JobContext, error_record, provenance, run_job
 from .store import ResultStore
 
@@ -54,6 +61,8 @@ class WorkerConfig:
     ray_address: str | None = None
     save_samples: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()  # user modules (--import, or a suite's module:factory) to import before a job runs
+    job_lines: bool = False  # one line on stderr when a job starts (the driver writes one when it ends)
 
     @property
     def store_dir(self) -> Path:
@@ -71,7 +80,7 @@ class Hooks(Protocol):
 
     def have(self, job: Job) -> set[tuple]: ...
 
-    def finish(self, job: Job, error: str | None, records: list[dict[str, Any]] | None, n_appended: int) -> None: ...
+    def finish(self, job: Job, error: str | None, records: list[dict[str, Any]] | None, n_appended: int, seconds: float | None = None) -> None: ...
 
 
 def job_context(job: Job, cfg: WorkerConfig, emit: Callable[[dict[str, Any]], None], have: set[tuple], assets: Path | None = None) -> JobContext:
@@ -83,15 +92,38 @@ def job_context(job: Job, cfg: WorkerConfig, emit: Callable[[dict[str, Any]], No
     )  # fmt: skip
 
 
-def run_in_worker(job: Job, cfg: WorkerConfig, have: set[tuple], collect: bool = False) -> tuple[str | None, list[dict[str, Any]] | None, int, dict[str, bytes]]:
+def job_line(text: str) -> None:
+    """One progress line on stderr (no bar, no redraw: readable in a log file)."""
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+_THREADS_SET: int | None = None
+
+
+def prepare_worker(cfg: WorkerConfig) -> None:
+    """What a worker process does once before its jobs: its thread limit (``cfg.threads``) and the user's modules
+    (``cfg.imports``), so that factories a script registers are known here too."""
+    global _THREADS_SET
+    if cfg.threads and _THREADS_SET != cfg.threads:
+        limit_threads(cfg.threads)
+        _THREADS_SET = cfg.threads
+    for spec in cfg.imports:
+        import_user_module(spec)
+
+
+def run_in_worker(
+    job: Job, cfg: WorkerConfig, have: set[tuple], collect: bool = False, label: str = ""
+) -> tuple[str | None, list[dict[str, Any]] | None, int, dict[str, bytes]]:
     """Run one job in this process: ``(error or None, records if collect else None, records appended, assets)``.
 
     With ``collect`` the records are returned instead of appended, and the
     figures are returned as ``{file name: PNG bytes}`` (written to a
     temporary folder here, by the driver into its assets folder).
+    ``label`` (e.g. ``"4/35"``) goes into the start line when ``cfg.job_lines``.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    prepare_worker(cfg)
+    if cfg.job_lines:
+        job_line(f"start {label + ' ' if label else ''}{job.id} (pid {os.getpid()}, {torch.get_num_threads()} thread(s))")
     records: list[dict[str, Any]] = []
     store = ResultStore(cfg.store_dir)
     with tempfile.TemporaryDirectory(prefix="genbench-assets-") as tmp:
@@ -110,17 +142,37 @@ EXECUTORS: Registry[Callable[..., None]] = Registry("executor")
 RAY_RETRIES = 3  # Ray re-runs a job whose worker died (jobs are idempotent; records come back only from a finished job)
 
 
+def _label(hooks: Hooks, job: Job) -> str:
+    label = getattr(hooks, "label", None)
+    return label(job) if callable(label) else ""
+
+
 @EXECUTORS.register("local", description="jobs one after another in this process")
 def execute_local(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
-    for job in jobs:
-        if hooks.start(job):
-            error, records, n, _ = run_in_worker(job, cfg, hooks.have(job))
-            hooks.finish(job, error, records, n)
+    global _THREADS_SET
+    old = torch.get_num_threads()
+    restore = None
+    try:
+        if cfg.threads:
+            restore = limit_threads(cfg.threads)
+            _THREADS_SET = cfg.threads
+        for job in jobs:
+            if hooks.start(job):
+                t0 = time.perf_counter()
+                error, records, n, _ = run_in_worker(job, cfg, hooks.have(job), label=_label(hooks, job))
+                hooks.finish(job, error, records, n, seconds=time.perf_counter() - t0)
+    finally:  # the driver (a notebook, the API) gets its own thread counts back
+        if cfg.threads:
+            torch.set_num_threads(old)
+            if restore is not None:
+                restore()
+            _THREADS_SET = None
 
 
-def _process_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) -> tuple[str | None, int]:
-    error, _, n, _ = run_in_worker(Job.from_dict(job), cfg, have)
-    return error, n
+def _process_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple], label: str = "") -> tuple[str | None, int, float]:
+    t0 = time.perf_counter()
+    error, _, n, _ = run_in_worker(Job.from_dict(job), cfg, have, label=label)
+    return error, n, time.perf_counter() - t0
 
 
 PARENT_POLL_S = 1.0  # how often a pool worker checks that the driver is still alive
@@ -155,20 +207,21 @@ def worker_pool(workers: int) -> cf.ProcessPoolExecutor:
 
 @EXECUTORS.register("process", description="a pool of local processes (--jobs N), each appending to the store")
 def execute_process(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int = 1) -> None:
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     wcfg = WorkerConfig(**{**cfg.__dict__, "threads": threads, "progress": False})
-    with worker_pool(workers) as pool:
+    # workers spawned with *_NUM_THREADS = threads: their BLAS/OpenMP pools start at that size (prepare_worker limits torch too)
+    with thread_env(threads), worker_pool(workers) as pool:
         futs = {}
         for job in jobs:
             if hooks.start(job):
-                futs[pool.submit(_process_worker, job.to_dict(), wcfg, hooks.have(job))] = job
+                futs[pool.submit(_process_worker, job.to_dict(), wcfg, hooks.have(job), _label(hooks, job))] = job
         for f in cf.as_completed(futs):
             job = futs[f]
             try:
-                error, n = f.result()
+                error, n, seconds = f.result()
             except Exception as e:  # noqa: BLE001 - a worker that died (e.g. out of memory): the job failed
-                error, n = f"{type(e).__name__}: {e}", 0
-            hooks.finish(job, error, None, n)
+                error, n, seconds = f"{type(e).__name__}: {e}", 0, None
+            hooks.finish(job, error, None, n, seconds=seconds)
 
 
 RAY_CONNECT_TIMEOUT_S = 10.0  # how long an explicit --ray-address may take to accept a TCP connection
@@ -194,9 +247,15 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
                            f"({e.strerror or type(e).__name__}); start one (ray start --head) or leave --ray-address out for a local one") from None  # fmt: skip
 
 
-def _ray_worker(job: dict[str, Any], cfg: WorkerConfig, have: set[tuple]) -> tuple[str | None, list[dict[str, Any]], dict[str, bytes]]:
-    error, records, _, files = run_in_worker(Job.from_dict(job), cfg, have, collect=True)
-    return error, records or [], files
+def _ray_worker(
+    job: dict[str, Any], cfg: WorkerConfig, have: set[tuple], label: str = ""
+) -> tuple[str | None, list[dict[str, Any]], dict[str, bytes], dict[str, Any]]:
+    """Run one job on a Ray worker; the last element tells the driver what the job cost there (pid, host, CPU and wall
+    seconds), so that a run's provenance counts its Ray workers as its own work (metrics.latency.LoadMonitor)."""
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    error, records, _, files = run_in_worker(Job.from_dict(job), cfg, have, collect=True, label=label)
+    cost = {"pid": os.getpid(), "host": socket.gethostname(), "cpu_s": time.process_time() - cpu0, "seconds": time.perf_counter() - t0}
+    return error, records or [], files, cost
 
 
 @EXECUTORS.register("ray", description="a Ray cluster (pip install 'genbench[ray]'); workers return records to the driver")
@@ -228,19 +287,22 @@ def _ray_loop(ray: Any, remote: Any, jobs: list[Job], cfg: WorkerConfig, wcfg: W
     pending = {}
     for job in jobs:
         if hooks.start(job):
-            pending[remote.remote(job.to_dict(), wcfg, hooks.have(job))] = job
+            pending[remote.remote(job.to_dict(), wcfg, hooks.have(job), _label(hooks, job))] = job
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done[0])
         try:
-            error, records, files = ray.get(done[0])
+            error, records, files, cost = ray.get(done[0])
         except Exception as e:  # noqa: BLE001 - a lost worker: the job failed, a re-run retries it
-            error, records, files = f"{type(e).__name__}: {e}", [], {}
+            error, records, files, cost = f"{type(e).__name__}: {e}", [], {}, {}
+        monitor = LoadMonitor.active
+        if monitor is not None and cost:  # a worker of a cluster this run joined is not our descendant: count what it reports
+            monitor.report_worker_cpu(int(cost.get("pid", -1)), str(cost.get("host", "")), float(cost.get("cpu_s", 0.0)))
         assets = cfg.store_dir / "assets"
         for name, blob in files.items():
             if "/" not in name and not name.startswith("."):
                 safeio.atomic_write(assets / name, blob, root=cfg.store_dir)  # no link followed, never half-written
-        hooks.finish(job, error, records, 0)
+        hooks.finish(job, error, records, 0, seconds=cost.get("seconds"))
 
 
 def get_executor(name: str) -> Callable[..., None]:

@@ -18,6 +18,9 @@ Each stage is a small function over a :class:`JobContext`:
 - :func:`features`: the :class:`metrics.context.EvalContext` with the cached
   feature sets;
 - :func:`measure`: run the requested metrics (``bench eval`` uses this stage too);
+  each fails alone: a metric whose precondition fails is n/a with its reason,
+  the others are computed; an extractor that cannot load becomes a stand-in
+  whose metrics are retried by the next run (:class:`MetricsIncomplete`);
 - :func:`record`: turn the values into records (with the metric
   registration's label, direction and unit, and the row's NFE) and hand them
   to the context's sink.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import logging
 import random
 import time
 import traceback
@@ -72,7 +76,10 @@ from .store import ERROR, JOB_DONE, ResultStore
 from .suite import DatasetSpec, GeneratorSpec, Suite
 from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
+_log = logging.getLogger("genbench.metrics")
+
 __all__ = [
+    "MetricsIncomplete", "load_extractor", "offline_hint",
     "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "experiment_hash", "suite_store", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance",
 ]  # fmt: skip
@@ -92,6 +99,10 @@ class RunSummary:
     records_added: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
+    executor: str = ""  # where the jobs ran: local, process or ray
+    workers: int = 0  # worker processes used (local: 1)
+    threads: int | None = None  # threads per worker (None: not limited)
+    na_errors: int = 0  # n/a records of metrics whose precondition failed (records carry na_reason)
 
 
 @dataclass(frozen=True)
@@ -272,6 +283,7 @@ class JobContext:
     save_samples: bool = False  # keep samples as results/<suite>/samples/<dataset>__<row>__seed<seed>.npz + .png
     samples_dir: Path | None = None
     expected: set[tuple] = field(default_factory=set)  # every record key this job must end with
+    extractor_error: Any = None  # the UnavailableExtractor standing in for an extractor that could not load
     added: int = 0  # metric records appended (internal markers not counted)
 
     def append(self, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
@@ -447,7 +459,9 @@ def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | No
     """Stage 3: the metrics' context, with every feature set cached under (samples or split, kind, extractor, weights hash)."""
     job, ds = ctx.job, ctx.ds
     settings = {"reference": "train", **device_settings(ctx)}
-    extractor = freg.get_extractor(job.dataset.extractor, **extractor_kwargs(job.dataset.extractor, settings, ctx.device))
+    extractor = load_extractor(job.dataset.extractor, ds.info, **extractor_kwargs(job.dataset.extractor, settings, ctx.device))
+    if isinstance(extractor, freg.UnavailableExtractor):
+        ctx.extractor_error = extractor
     samples_key = _samples_key(ctx, steps, len(fake))
     fake = fake.float()  # features are computed in float32 whatever precision the generator ran in
     split = {"train": ds.train_x, "test": ds.test_x}[settings["reference"]]
@@ -467,6 +481,27 @@ def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | No
     )  # fmt: skip
 
 
+def load_extractor(name: str, info: Any, **kwargs: Any) -> freg.Extractor:
+    """The extractor ``name``, or, when it cannot be built (weights missing offline, a corrupt file), a
+    :class:`metrics.extractors.UnavailableExtractor` whose reason names the extractors that would work on
+    ``info``'s samples offline: every metric that needs features is then n/a with that reason, the others run."""
+    try:
+        return freg.get_extractor(name, **kwargs)
+    except (freg.ExtractorError, OSError) as e:
+        return freg.UnavailableExtractor(name, f"{e}{offline_hint(name, info)}")
+
+
+def offline_hint(name: str, info: Any) -> str:
+    """`` Extractors that work offline on ...: a, b.`` (empty when there are none besides ``name``)."""
+    shape = tuple(getattr(info, "shape", ()))
+    kind = "points" if getattr(info, "kind", "image") == "points" else "image"
+    names = [n for n in freg.offline_extractors(shape, kind) if n != name]
+    if not names:
+        return ""
+    where = "2-D points" if kind == "points" else f"{'x'.join(map(str, shape))} images"
+    return f" Extractors that work offline on {where}: {', '.join(names)} (--extractor NAME, or a suite's extractor = \"NAME\")."
+
+
 def _translation_inputs(ds: Any, n: int) -> dict[str, Any]:
     """Translation tasks: the first ``n`` test sources (what the outputs were translated from), their true targets and labels."""
     if not ds.info.is_translation:
@@ -477,36 +512,92 @@ def _translation_inputs(ds: Any, n: int) -> dict[str, Any]:
 
 @dataclass
 class Measurement:
-    """One metric's outcome: its registration, its values (None: does not apply) and the seconds it took."""
+    """One metric's outcome: its registration, its values (None: n/a) and the seconds it took.
+
+    ``reason`` says why the values are None: the metric does not apply here, or its precondition failed
+    (``error`` is True: it raised, e.g. FLS without held-out test points, a k-NN metric with too few samples,
+    an extractor that cannot load). ``retry``: the failure may go away on a re-run (the extractor could not
+    be built, e.g. weights missing offline): ``bench run`` records nothing for it and leaves the job unfinished.
+    """
 
     spec: MetricSpec
     values: dict[str, MetricValue] | None
     seconds: float = 0.0
+    reason: str | None = None
+    error: bool = False
+    retry: bool = False
+
+
+def _failure(e: BaseException) -> str:
+    """One line for an n/a record: the exception's message (its type when the message says nothing)."""
+    msg = (str(e).strip().splitlines() or [""])[0][:300]
+    return msg if msg and isinstance(e, (ValueError, freg.ExtractorError)) else f"{type(e).__name__}: {msg}".rstrip(": ")
+
+
+def _first_sentence(text: str) -> str:
+    head = text.strip().splitlines()[0] if text.strip() else ""
+    i = head.find(". ")
+    return head[: i + 1] if i > 0 else head
+
+
+def _not_applicable(ectx: EvalContext, spec: MetricSpec) -> str:
+    ext = ectx.extractor
+    if isinstance(ext, freg.UnavailableExtractor):
+        return f"{spec.name} does not apply here (extractor {ext.name} could not load: {ext.reason})"
+    return f"{spec.name} does not apply to these samples ({getattr(ectx.data_info, 'name', 'data')}, extractor {ext.name}" + (
+        ", no generator object)" if ectx.generator is None else ")"
+    )
 
 
 def measure(ectx: EvalContext, names: Iterable[str]) -> list[Measurement]:
-    """Stage 4: run each named metric that applies to ``ectx``; the others come back with ``values=None``."""
+    """Stage 4: run each named metric on ``ectx``; each fails alone.
+
+    A metric that does not apply comes back with ``values=None`` and a reason; one that raises (a failed
+    precondition) comes back with ``values=None``, ``error=True`` and the exception's message as its reason,
+    and the others are still computed. Unknown names raise ``KeyError`` before anything runs.
+    """
+    specs = [mreg.get_metric(m) for m in names]
     out = []
-    for m in names:
-        spec = mreg.get_metric(m)
-        if not spec.applies(ectx):
-            out.append(Measurement(spec, None))
-            continue
+    for spec in specs:
         t0 = time.perf_counter()
-        values = spec.fn(ectx)
+        try:
+            if not spec.applies(ectx):
+                out.append(Measurement(spec, None, reason=_not_applicable(ectx, spec)))
+                continue
+            values = spec.fn(ectx)
+        except Exception as e:  # noqa: BLE001 - one metric's failure must not take the panel with it
+            retry = isinstance(e, freg.ExtractorUnavailable)
+            name = ectx.extractor.name
+            why = f"extractor {name} could not load: {_first_sentence(str(e)).removeprefix(name + ': ')}" if retry else _failure(e)
+            _log.info("metric %s: n/a: %s", spec.name, why)
+            out.append(Measurement(spec, None, time.perf_counter() - t0, reason=why, error=True, retry=retry))
+            continue
         out.append(Measurement(spec, values, time.perf_counter() - t0))
     return out
 
 
-def record(ctx: JobContext, row: str, steps: int | None, results: list[Measurement], n_fake: int, nfe: int | None) -> None:
-    """Stage 5: one record per metric output, with label/direction/unit from the registration and the row's NFE."""
+class MetricsIncomplete(RuntimeError):
+    """Some metrics of a job could not be computed for a reason a re-run may remove (its extractor could not load):
+    the job's other records are kept, the job is not marked done, and the next ``bench run`` computes only those."""
+
+
+def record(ctx: JobContext, row: str, steps: int | None, results: list[Measurement], n_fake: int, nfe: int | None) -> list[str]:
+    """Stage 5: one record per metric output, with label/direction/unit from the registration and the row's NFE.
+
+    An n/a record carries ``na_reason`` (and ``na_error`` when the metric raised). Measurements to retry write
+    nothing; their messages are returned."""
     extra = {"nfe": nfe} if nfe is not None else {}
+    retry = []
     for res in results:
+        if res.retry:
+            retry.append(f"{row}: {res.spec.name}")
+            continue
         for o in res.spec.outputs:
             v = None if res.values is None else res.values.get(o.name)
             meta = mreg.output_meta(o, v)
             if v is None:
-                ctx.append(row, o.name, {"value": None, "na": True, **meta, **extra}, steps=steps)
+                why = res.reason or f"{res.spec.name} returned no {o.name}"
+                ctx.append(row, o.name, {"value": None, "na": True, "na_reason": why, **({"na_error": True} if res.error else {}), **meta, **extra}, steps=steps)
                 continue
             ctx.append(
                 row, o.name,
@@ -515,6 +606,7 @@ def record(ctx: JobContext, row: str, steps: int | None, results: list[Measureme
                  "n_fake": int(n_fake), "n_real": v.settings.get("n_real"), "extractor": ctx.job.dataset.extractor, **meta, **extra},
                 steps=steps,
             )  # fmt: skip
+    return retry
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -584,6 +676,7 @@ def run_job(ctx: JobContext) -> None:
             ctx.append(None, "train_s", train_fields)
             if job.seed == job.latent_seed:
                 _latent_figure(ctx)
+    retry: list[str] = []
     for steps in job.gen.steps:
         row = job.gen.row_label(steps)
         ctx.expected |= row_keys[steps]
@@ -596,7 +689,13 @@ def run_job(ctx: JobContext) -> None:
         if ctx.save_samples:
             _save_samples(ctx, row, fake, fake_labels)
         ectx = features(ctx, fake, fake_labels, steps)
-        record(ctx, row, steps, measure(ectx, todo), len(fake), nfe)
+        retry += record(ctx, row, steps, measure(ectx, todo), len(fake), nfe)
+    if retry:  # the other records are kept; the job stays unfinished, so a re-run computes only these
+        why = ctx.extractor_error.reason if ctx.extractor_error is not None else ""
+        raise MetricsIncomplete(
+            f"extractor {job.dataset.extractor} could not load, so {len(retry)} metric(s) were not computed ({', '.join(retry)}); the job's other records "
+            f"are kept and the next bench run computes only these. {why}"
+        )
     ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})
 
 

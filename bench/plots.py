@@ -100,19 +100,24 @@ def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: to
     return path
 
 
-def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "") -> Path:
-    """One panel per run label; one line per named loss."""
+def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "", steps: dict[str, int] | None = None) -> Path:
+    """One panel per run label; one line per named loss. ``steps``: a run's training steps, so the x axis is the
+    training step (the stored curves are averaged into at most 200 points); without it, the point's index."""
     plt = _plt()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = max(1, len(curves))
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), dpi=100, squeeze=False)
     for ax, (label, losses) in zip(axes.flat, curves.items()):
+        total = (steps or {}).get(label)
         for name, v in losses.items():
-            ax.plot(np.arange(len(v)), v, label=name, lw=1)
+            x = (np.arange(len(v)) + 0.5) * (total / len(v)) if total else np.arange(len(v))
+            ax.plot(x, v, label=name, lw=1)
         ax.set_title(label, fontsize=8)
+        ax.set_xlabel("training step" if total else "logged point (chunk mean)", fontsize=6)
+        ax.set_ylabel("loss", fontsize=6)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[n:]:

@@ -36,11 +36,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def device_description(device: str | torch.device) -> str:
+def device_description(device: str | torch.device, threads: int | None = None) -> str:
+    """``cuda:<name>`` or ``cpu:<processor> xN threads``; ``threads``: the thread count the work ran with
+    (default: this process's torch threads)."""
     d = torch.device(device)
     if d.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(d)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    n = int(threads) if threads else torch.get_num_threads()
+    return f"cpu:{platform.processor() or platform.machine()} x{n} threads"
 
 
 def resolve_device(device: str | None) -> str:

@@ -22,16 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from baselines import registry as greg
 from genbench.cache import Cache
+from genbench.plugins import import_user_module
 from metrics.latency import Load, LoadMonitor
 
 from . import data as dreg
 from .check import require_complete_capabilities
-from .executors import WorkerConfig, get_executor, job_context
+from .executors import WorkerConfig, get_executor, job_context, job_line
 from .experiments import run_experiment
+from .parallel import Parallelism, choose_parallelism
 from .pipeline import (
     Job,
     JobContext,
@@ -46,7 +46,7 @@ from .pipeline import (
     validate_samples,
 )
 from .pipeline import choose_sampler as _choose_sampler
-from .provenance import resolve_device
+from .provenance import device_description, resolve_device
 from .store import ResultStore
 from .suite import Suite, validate_names
 from .timing import run_timing_phase
@@ -77,11 +77,16 @@ def plan(suite: Suite, seeds: list[int] | None = None) -> list[Job]:
 
 
 class Runner:
-    """Runs one suite into ``results_dir/<suite>/records.jsonl`` (cache in ``results_dir/cache``)."""
+    """Runs one suite into ``results_dir/<suite>/records.jsonl`` (cache in ``results_dir/cache``).
+
+    ``imports``: the user's modules (``--import``) every worker imports before its jobs; ``job_lines``: one
+    progress line on stderr per job start and end (plain lines, also into a log file).
+    """
 
     def __init__(
-        self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True, save_samples: bool = False
-    ) -> None:
+        self, suite: Suite, *, results_dir: str | Path = "results", device: str | None = "auto", progress: bool = True, save_samples: bool = False,
+        imports: tuple[str, ...] | list[str] = (), job_lines: bool = False,
+    ) -> None:  # fmt: skip
         self.suite = suite
         self.results_dir = Path(results_dir)
         self.store = suite_store(self.results_dir, suite)  # records of an earlier configuration: not done, not reused
@@ -90,45 +95,70 @@ class Runner:
         self.device = resolve_device(device)
         self.progress = progress
         self.save_samples = save_samples
+        self.imports = tuple(imports)
+        self.job_lines = job_lines
         self._provenance = provenance(self.device)
         self._samplers: dict[str, Any] = {}
         self._appended = 0  # records written through append() (the timing phase)
+        self._threads: int | None = None
 
     def config(self, threads: int | None = None, ray_address: str | None = None) -> WorkerConfig:
+        threads = threads if threads is not None else self._threads
         return WorkerConfig(
             results_dir=str(self.results_dir), suite=self.suite.name, device=self.device, progress=self.progress,
             threads=threads, ray_address=ray_address, save_samples=self.save_samples, provenance=self._provenance,
+            imports=self.imports, job_lines=self.job_lines,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ public
-    def run(self, seeds: list[int] | None = None, executor: str = "local", workers: int = 1, ray_address: str | None = None) -> RunSummary:
-        """Run (or resume) every planned job not yet done, then the timing phase."""
+    def run(
+        self, seeds: list[int] | None = None, executor: str | None = "local", workers: int = 1, ray_address: str | None = None,
+        threads: int | None = None,
+    ) -> RunSummary:  # fmt: skip
+        """Run (or resume) every planned job not yet done, then the timing phase.
+
+        ``executor`` None picks ``process`` when more than one worker would be busy, else ``local``; ``workers``
+        is capped at the number of jobs left (a pool never idles); ``threads`` limits every worker's threads.
+        """
         t0 = time.perf_counter()
         validate_names(self.suite)
         require_complete_capabilities(self.suite)  # half-implemented generators fail here, before any work (bench/check.py)
-        execute = get_executor(executor)
         jobs = plan(self.suite, seeds)
         summary = RunSummary(planned=len(jobs))
         done = self.store.done_jobs()
         todo = [j for j in jobs if j.id not in done]
         summary.skipped = len(jobs) - len(todo)
-        bar = tqdm(total=len(todo), desc=f"suite {self.suite.name}", disable=not self.progress, mininterval=1.0)
-        hooks = _Hooks(self, summary, bar, wait=False)
+        busy = max(1, min(int(workers), len(todo)))
+        if executor is None:
+            executor = "process" if busy > 1 else "local"
+        execute = get_executor(executor)
+        if executor != "ray":
+            workers = busy
+        self._threads = threads
+        if threads is not None and self._provenance.get("device", "").startswith("cpu:"):  # what every worker runs with
+            self._provenance = {**self._provenance, "device": device_description(self.device, threads)}
+        summary.executor, summary.workers, summary.threads = executor, int(workers), threads
+        if self.job_lines and todo:
+            job_line(
+                f"suite {self.suite.name}: {len(todo)} of {len(jobs)} jobs to run ({summary.skipped} already done), "
+                f"executor {executor}, {workers} worker(s) x {threads or 'default'} thread(s)"
+            )
+        hooks = _Hooks(self, summary, todo, wait=False)
         try:
             execute(todo, self.config(ray_address=ray_address), hooks, workers)
             if hooks.deferred:  # held by another run: wait for it, then run what it left undone
-                later = _Hooks(self, summary, bar, wait=True)
+                later = _Hooks(self, summary, todo, wait=True, start_at=hooks)
                 try:
                     execute(hooks.deferred, self.config(ray_address=ray_address), later, workers)
                 finally:
                     later.release_all()
         finally:
             hooks.release_all()  # an interrupted run (Ctrl-C, crash) gives its claims back
-            bar.close()
         before = self._appended
-        with self.store.claim("_timing-phase", wait=True):  # a concurrent run waits, then finds the timings written
+        with self.store.claim("_timing-phase", wait=True), LoadMonitor.quiet():  # a concurrent run waits, then finds the timings written
             run_timing_phase(self, jobs)  # latency/cost, quietly, after every job (bench/timing.py)
         summary.records_added += self._appended - before
+        summary.na_errors = sum(1 for r in self.store.records() if r.get("na_error"))
         summary.wall_s = time.perf_counter() - t0
         return summary
 
@@ -169,12 +199,28 @@ class Runner:
 
 
 class _Hooks:
-    """Driver side of an execution: claim each job's lock, skip jobs another run finished, append returned records, count."""
+    """Driver side of an execution: claim each job's lock, skip jobs another run finished, append returned records, count.
 
-    def __init__(self, runner: Runner, summary: RunSummary, bar: Any, wait: bool) -> None:
-        self.runner, self.summary, self.bar, self.wait = runner, summary, bar, wait
+    With the runner's ``job_lines`` it writes one line per finished job (the worker writes the start line):
+    which job, how long it took, how many of the run's jobs are finished.
+    """
+
+    def __init__(self, runner: Runner, summary: RunSummary, todo: list[Job], wait: bool, start_at: _Hooks | None = None) -> None:
+        self.runner, self.summary, self.wait = runner, summary, wait
         self.deferred: list[Job] = []
         self._claims: dict[str, int] = {}
+        self._index = {j.id: i + 1 for i, j in enumerate(todo)}
+        self._total = len(todo)
+        self._finished = start_at._finished if start_at is not None else 0
+        self._t0 = start_at._t0 if start_at is not None else time.perf_counter()
+
+    def label(self, job: Job) -> str:
+        """``"4/35"``: the job's place among the jobs this run has to do."""
+        return f"{self._index.get(job.id, '?')}/{self._total}"
+
+    def _line(self, text: str) -> None:
+        if self.runner.job_lines:
+            job_line(text)
 
     def start(self, job: Job) -> bool:
         handle = self.runner.store.try_claim(job.id, wait=self.wait)
@@ -184,10 +230,10 @@ class _Hooks:
         if job.id in self.runner.store.done_jobs():  # another run finished it meanwhile
             self.runner.store.release(handle)
             self.summary.skipped += 1
-            self.bar.update(1)
+            self._finished += 1
+            self._line(f"skip  {self.label(job)} {job.id}: another run finished it ({self._finished} of {self._total} finished)")
             return False
         self._claims[job.id] = handle
-        self.bar.set_postfix_str(job.id)
         return True
 
     def release_all(self) -> None:
@@ -198,7 +244,7 @@ class _Hooks:
     def have(self, job: Job) -> set[tuple]:
         return {k for k in self.runner.store.keys() if k[0] == job.id}
 
-    def finish(self, job: Job, error: str | None, records: list[dict[str, Any]] | None, n_appended: int) -> None:
+    def finish(self, job: Job, error: str | None, records: list[dict[str, Any]] | None, n_appended: int, seconds: float | None = None) -> None:
         try:
             for r in records or ():
                 self.runner.store.append(r)
@@ -208,7 +254,14 @@ class _Hooks:
             if handle is not None:
                 self.runner.store.release(handle)
         self.summary.records_added += _metric_records(records, n_appended)
-        self.bar.update(1)
+        self._finished += 1
+        took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+        status = "done " if error is None else "FAILED"
+        tail = f"; {error}" if error else ""
+        self._line(
+            f"{status} {self.label(job)} {job.id}{took} ({self._finished} of {self._total} finished, "
+            f"{time.perf_counter() - self._t0:.0f} s elapsed){tail}"
+        )
         if error is None:
             self.summary.ran += 1
         else:
@@ -229,43 +282,64 @@ def run_suite(
     results_dir: str | Path = "results",
     device: str | None = "auto",
     progress: bool = True,
-    executor: str = "local",
-    workers: int = 1,
+    executor: str | None = "local",
+    workers: int | None = 1,
+    threads: int | None = None,
     ray_address: str | None = None,
     save_samples: bool = False,
+    imports: tuple[str, ...] | list[str] = (),
+    job_lines: bool = False,
 ) -> RunSummary:
     """Run (or resume) every job of ``suite``; returns what was done.
 
     ``executor``: ``local`` (this process), ``process`` (``workers`` local
     processes) or ``ray`` (optional extra; ``ray_address`` or ``RAY_ADDRESS``
-    names the cluster). ``save_samples`` keeps every row's samples under
-    ``results_dir/<suite>/samples/`` (``.npz`` + PNG grid).
+    names the cluster); None: ``process`` when more than one worker would be
+    busy, else ``local``. ``workers`` / ``threads``: None lets
+    :func:`bench.parallel.choose_parallelism` choose (``bench run``'s default:
+    one single-threaded worker per usable core); the choice is logged in
+    ``runs.jsonl``. ``save_samples`` keeps every row's samples under
+    ``results_dir/<suite>/samples/`` (``.npz`` + PNG grid). ``imports``: the
+    user's modules to import in every worker (``--import``); ``job_lines``:
+    one progress line on stderr per job start and end.
     """
     started = _dt.datetime.now(_dt.UTC)
-    with LoadMonitor(threshold_cores=0.25, own_threads=max(1, workers)) as mon:
+    dev = resolve_device(device)
+    par = choose_parallelism(1 if executor == "local" and workers is None else workers, threads, device=dev)  # local: one worker, every core
+    for spec in imports:  # the driver plans with the user's registrations too
+        import_user_module(spec)
+    with LoadMonitor(threshold_cores=0.25, own_threads=max(1, par.workers * par.threads), track_children=True, poll_s=1.0) as mon:
         if suite.experiment:
-            summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=resolve_device(device), progress=progress)
+            summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=dev, progress=progress)
+            summary.executor, summary.workers = "local", 1
         else:
-            runner = Runner(suite, results_dir=results_dir, device=device, progress=progress, save_samples=save_samples)
-            summary = runner.run(seeds, executor=executor, workers=workers, ray_address=ray_address)
-    ResultStore(Path(results_dir) / suite.name).log_run(run_log_entry(summary, mon.result, started, executor, workers))
+            runner = Runner(suite, results_dir=results_dir, device=dev, progress=progress, save_samples=save_samples, imports=imports, job_lines=job_lines)
+            summary = runner.run(seeds, executor=executor, workers=par.workers, ray_address=ray_address, threads=par.threads)
+    ResultStore(Path(results_dir) / suite.name).log_run(run_log_entry(summary, mon.result, started, summary.executor or str(executor), summary.workers or par.workers, par))
     return summary
 
 
-def run_log_entry(summary: RunSummary, load: Load | None, started: _dt.datetime, executor: str, workers: int) -> dict[str, Any]:
+def run_log_entry(
+    summary: RunSummary, load: Load | None, started: _dt.datetime, executor: str, workers: int, parallelism: Parallelism | None = None
+) -> dict[str, Any]:
     """One line of ``runs.jsonl``: when a run started, its wall time, what it did and how loaded the machine was.
 
-    ``own_cpu_cores``: CPU time of this process and its finished child processes
-    (the process executor's workers) divided by wall time; ``other_cpu_cores``:
-    the rest of the machine's busy time over the run, in cores (Ray workers count
-    there). The leaderboard's provenance prints these, so a reader sees whether a
-    suite shared the machine.
+    ``own_cpu_cores``: CPU time of this process and of its descendants (the
+    process executor's workers; a local Ray instance's raylet and workers; Ray
+    workers of a joined cluster on this machine as they report it) divided by
+    wall time; ``other_cpu_cores``: the rest of the machine's busy time over
+    the run, in cores. ``workers`` x ``threads`` and ``parallelism`` (how they
+    were chosen, :mod:`bench.parallel`) say what the run used. The
+    leaderboard's provenance prints these, so a reader sees whether a suite
+    shared the machine.
     """
     entry: dict[str, Any] = {
         "started_utc": started.strftime("%Y-%m-%d %H:%M:%S UTC"), "wall_s": load.wall_s if load else summary.wall_s, "planned": summary.planned,
         "ran": summary.ran, "skipped": summary.skipped, "failed": len(summary.failed), "records_added": summary.records_added,
-        "executor": executor, "workers": workers, "cpu_count": os.cpu_count(),
+        "executor": executor, "workers": workers, "threads": summary.threads, "cpu_count": os.cpu_count(),
     }  # fmt: skip
+    if parallelism is not None:
+        entry.update({"usable_cores": parallelism.cores, "parallelism": parallelism.describe(), "parallelism_source": parallelism.source})
     if load is not None:
         entry.update({
             "loadavg_before": load.loadavg_before, "loadavg_after": load.loadavg_after,

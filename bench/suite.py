@@ -98,6 +98,9 @@ def resolve_suite_path(name: str) -> Path:
     p = Path(name)
     if p.suffix == ".toml" and p.is_file():
         return p
+    if p.suffix == ".toml":  # meant as a file: say so, rather than "unknown suite"
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise SuiteError(f"suite file {name} {what}; give a path to an existing .toml file or a built-in suite ({', '.join(available_suites())})")
     try:
         check_name(name, "suite name")
     except ValueError as e:
@@ -160,6 +163,14 @@ _GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps"
 _TOP_KEYS = {"name", "description", "seeds", "settings", "datasets", "generators", "quoted", "sections", "experiment"}
 
 
+def _registered_extractor(dataset: str) -> str:
+    """A data set's registered default extractor (``bench list datasets``), else ``raw``."""
+    try:
+        return str(data.DATASETS.get(dataset).meta.get("extractor") or "raw")
+    except KeyError:  # unknown data set: validate_names reports it
+        return "raw"
+
+
 def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpec:
     f = f"datasets[{i}]"
     d = c.table(v, f)
@@ -180,7 +191,7 @@ def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpe
         raise c.fail(f"{f}.settings", str(e)) from None
     return DatasetSpec(
         name=name,
-        extractor=c.string(d.get("extractor", "raw"), f"{f}.extractor"),
+        extractor=c.string(d.get("extractor", _registered_extractor(name)), f"{f}.extractor"),
         metrics=c.strings(d.get("metrics", ["fid"]), f"{f}.metrics"),
         n_fake=None if n_fake is None else c.integer(n_fake, f"{f}.n_fake", lo=1),
         params=c.table(d.get("params"), f"{f}.params"),
@@ -329,7 +340,15 @@ def validate_names(suite: Suite) -> None:
                 raise SuiteError(f"{suite.path}: unknown metric {m!r} for {d.name}; valid: {', '.join(sorted(mets))}")
     for g in suite.generators:
         if g.model not in gens:
-            raise SuiteError(f"{suite.path}: unknown generator model {g.model!r} ({g.name}); valid: {', '.join(gens)}")
+            if ":" in g.model:  # module:factory, imported from the user's code (genbench.plugins)
+                try:
+                    greg.get(g.model)
+                except KeyError as e:
+                    raise SuiteError(f"{suite.path}: generator {g.name}: {e}") from None
+            else:
+                raise SuiteError(
+                    f"{suite.path}: unknown generator model {g.model!r} ({g.name}); valid: {', '.join(gens)}; {greg.IMPORT_HINT}"
+                )
         for m in g.metrics or ():
             if m not in mets:
                 raise SuiteError(f"{suite.path}: unknown metric {m!r} for {g.name}; valid: {', '.join(sorted(mets))}")

@@ -45,7 +45,8 @@ class EvalContext:
             source when the task knows it, and the sources' class labels.
         generator: the generator object (for likelihood, latency), or None.
         steps: sampler steps used for ``fake`` (iterative samplers), or None.
-        settings: per-suite metric settings (k, subsets, bootstrap, batch...).
+        settings: per-suite metric settings (k, subsets, bootstrap, batch...;
+            ``feature_batch``: samples per extractor forward pass).
         seed: seed of the job (for subsets and bootstrap).
     """
 
@@ -77,7 +78,9 @@ class EvalContext:
             if x is None:
                 raise ValueError(f"no {which} samples in this evaluation")
             fn = self.extractor.features if kind == "features" else self.extractor.logits
-            self._memo[key] = self.feature_cache(which, kind, lambda: fn(x))
+            bs = self.settings.get("feature_batch")  # samples per extractor forward pass (bench eval --batch-size)
+            kw = {"batch_size": int(bs)} if bs else {}
+            self._memo[key] = self.feature_cache(which, kind, lambda: fn(x, **kw))
         return self._memo[key]
 
     def features(self, which: str = "fake") -> Tensor:

@@ -13,7 +13,9 @@ Two ways to time:
 
 :class:`LoadMonitor` records what else the machine did meanwhile: the 1-min
 load average before and after, and the CPU time used by *other* processes
-(from ``/proc/stat`` minus this process's own ``/proc/self/stat``), in cores.
+(from ``/proc/stat`` minus this process's own ``/proc/self/stat``), in cores;
+with ``track_children`` (``bench run``) the run's worker processes, its
+descendants, count as its own.
 
 On CUDA the clock is read after ``torch.cuda.synchronize`` so that queued
 kernels are counted. All times in this module: seconds in raw fields
@@ -23,14 +25,17 @@ kernels are counted. All times in this module: seconds in raw fields
 from __future__ import annotations
 
 import os
+import socket
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["Latency", "latency_stats", "measure_latency", "measure_round_robin", "LoadMonitor", "Load"]
+__all__ = ["Latency", "latency_stats", "measure_latency", "measure_round_robin", "LoadMonitor", "Load", "descendants"]
 
 
 @dataclass
@@ -203,15 +208,50 @@ def _proc_busy_s() -> float | None:
         return None
 
 
-def _self_cpu_s() -> float | None:
+def _self_cpu_s(children: bool = True) -> float | None:
+    """CPU seconds of this process (user + system), with those of its reaped children (``children``)."""
     try:
         with open("/proc/self/stat") as f:
             data = f.read()
         fields = data[data.rindex(")") + 2 :].split()
         # after "pid (comm) ": state=0 ... utime=11 stime=12 cutime=13 cstime=14
-        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+        return sum(int(fields[i]) for i in ((11, 12, 13, 14) if children else (11, 12))) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _process_table() -> dict[int, tuple[int, int, float]] | None:
+    """Every process of this machine: pid -> (parent pid, start time in ticks, CPU seconds of its own threads), from /proc."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except (OSError, ValueError, AttributeError):
+        return None
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                data = f.read()
+            fields = data[data.rindex(")") + 2 :].split()
+            # state=0 ppid=1 ... utime=11 stime=12 ... starttime=19
+            out[pid] = (int(fields[1]), int(fields[19]), (int(fields[11]) + int(fields[12])) / tick)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return out
+
+
+def descendants(table: dict[int, tuple[int, int, float]], root: int) -> set[int]:
+    """Pids of every descendant of ``root`` in a :func:`_process_table` (children, their children ...)."""
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = set(), [root]
+    while todo:
+        for c in kids.get(todo.pop(), ()):
+            if c not in out:
+                out.add(c)
+                todo.append(c)
+    return out
 
 
 def _loadavg() -> float | None:
@@ -228,28 +268,114 @@ class LoadMonitor:
     averaged over the phase) mark the phase as loaded. ``own_threads``: the
     thread count of the timed work, subtracted from the load average in the
     fallback without ``/proc``.
+
+    ``track_children``: count the CPU of this process's descendants as the
+    monitored work's own (``bench run``: its process-pool workers, and a local
+    Ray instance's raylet and workers, which are not reaped children). A thread
+    samples ``/proc`` every ``poll_s`` seconds and keeps, per descendant
+    process, the CPU time it used since the monitor started (a process that
+    lives less than one poll is missed); own = this process's own threads plus
+    its descendants'. CPU that workers elsewhere in the process tree report
+    (:meth:`report_worker_cpu`: Ray workers of a cluster this run joined) is
+    added when they ran on this machine and were not seen as descendants.
+    Without it, own = this process and its reaped children, as the timing
+    phase measures itself.
     """
 
-    def __init__(self, threshold_cores: float = 0.25, own_threads: int = 1) -> None:
+    active: LoadMonitor | None = None  # the tracking monitor of this process, for report_worker_cpu
+
+    def __init__(self, threshold_cores: float = 0.25, own_threads: int = 1, track_children: bool = False, poll_s: float = 0.5) -> None:
         self.threshold = float(threshold_cores)
         self.own_threads = int(own_threads)
+        self.track_children = bool(track_children)
+        self.poll_s = float(poll_s)
         self.result: Load | None = None
+        self._seen: dict[tuple[int, int], tuple[float, float]] = {}  # (pid, start tick) -> (CPU s at first sight, last CPU s)
+        self._reported: dict[int, float] = {}  # pid -> CPU s reported by workers on this machine
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self, first: bool = False) -> bool:
+        table = _process_table()
+        if table is None:
+            return False
+        with self._lock:
+            for pid in descendants(table, os.getpid()):
+                _, start, cpu = table[pid]
+                key = (pid, start)
+                base = self._seen.get(key, (cpu if first else 0.0, cpu))[0]
+                self._seen[key] = (base, cpu)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            if not self._paused.is_set():
+                self._poll()
+
+    @classmethod
+    @contextmanager
+    def quiet(cls) -> Iterator[None]:
+        """Pause the active tracking monitor's sampling thread (the timing phase: nothing else wakes up while it
+        times); one poll afterwards catches up."""
+        mon = cls.active
+        if mon is None:
+            yield
+            return
+        mon._poll()
+        mon._paused.set()
+        try:
+            yield
+        finally:
+            mon._paused.clear()
+            mon._poll()
+
+    def report_worker_cpu(self, pid: int, host: str, cpu_s: float) -> None:
+        """A worker process ``pid`` on ``host`` used ``cpu_s`` CPU seconds for this run (added to own when on this machine)."""
+        if pid != os.getpid() and host == socket.gethostname() and isinstance(cpu_s, (int, float)) and cpu_s > 0:  # our own CPU is counted
+            with self._lock:
+                self._reported[pid] = self._reported.get(pid, 0.0) + float(cpu_s)
 
     def __enter__(self) -> LoadMonitor:
         self._la0 = _loadavg()
         self._busy0 = _proc_busy_s()
-        self._self0 = _self_cpu_s()
+        self._self0 = _self_cpu_s(children=False) if self.track_children else _self_cpu_s()
+        self._tracking = self.track_children and self._poll(first=True)
+        if self._tracking:
+            self._thread = threading.Thread(target=self._run, name="load-monitor", daemon=True)
+            self._thread.start()
+            LoadMonitor.active = self
         self._t0 = time.perf_counter()
         return self
 
+    def descendant_cpu_s(self) -> float:
+        """CPU seconds the descendants used since the monitor started (what the last poll saw), plus reported worker CPU."""
+        with self._lock:
+            seen = sum(last - base for base, last in self._seen.values())
+            pids = {pid for pid, _ in self._seen}
+            reported = sum(v for pid, v in self._reported.items() if pid not in pids)
+        return max(0.0, seen) + reported
+
     def __exit__(self, *exc: object) -> None:
         wall = time.perf_counter() - self._t0
-        busy1, self1, la1 = _proc_busy_s(), _self_cpu_s(), _loadavg()
+        if self._tracking:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+            self._poll()
+            if LoadMonitor.active is self:
+                LoadMonitor.active = None
+        busy1, self1, la1 = _proc_busy_s(), (_self_cpu_s(children=False) if self.track_children else _self_cpu_s()), _loadavg()
         other = own = None
         if None not in (self._busy0, busy1, self._self0, self1) and wall > 0:
             own = self1 - self._self0
+            method = "/proc/stat busy time minus /proc/self/stat"
+            if self._tracking:
+                own += self.descendant_cpu_s()
+                method = "/proc/stat busy time minus this process and its descendants (/proc/<pid>/stat, sampled)"
             other = max(0.0, (busy1 - self._busy0) - own) / wall
-            loaded, method = other > self.threshold, "/proc/stat busy time minus /proc/self/stat"
+            loaded = other > self.threshold
         else:
             las = [x for x in (self._la0, la1) if x is not None]
             loaded = bool(las) and max(las) - self.own_threads > self.threshold

@@ -132,6 +132,7 @@ def kid(ctx: EvalContext) -> dict[str, MetricValue]:
         "subset_size": r.subset_size,
         "kernel": f"(x.y/D + {r.coef0:g})^{r.degree}",
         "estimator": "unbiased MMD^2",
+        "scale": "raw MMD^2, not x1000 as papers often print",
         "interval": "mean ± std over subsets",
     }
     return {"kid": MetricValue(r.value, (r.value - r.std, r.value + r.std), settings, {"std": r.std})}
@@ -247,7 +248,7 @@ def _train_source(ctx: EvalContext) -> str | None:
 
 @register_metric(
     "memorization",
-    [Output("copy_rate", "copy rate", "min", per_extractor=True), Output("dist_ratio", "NN dist ratio", None, per_extractor=True)],
+    [Output("copy_rate", "copy rate", "min", per_extractor=True), Output("dist_ratio", "NN dist ratio", "one", per_extractor=True)],
     applies=lambda ctx: _train_source(ctx) is not None and _test_source(ctx) is not None,
 )
 def memorization(ctx: EvalContext) -> dict[str, MetricValue]:

@@ -3,7 +3,7 @@
 A metric is a function ``fn(ctx: EvalContext) -> dict[str, MetricValue]``
 registered with the outputs it produces and a predicate saying when it
 applies. Each :class:`Output` carries the record name, the column label, the
-direction (``"min"``, ``"max"``, ``"zero"`` or ``None``) and the unit, so the
+direction (``"min"``, ``"max"``, ``"zero"``, ``"one"`` or ``None``) and the unit, so the
 runner can copy them into every record and the leaderboard needs no special
 case on metric names. A metric that does not apply is recorded as "n/a".
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .context import EvalContext
 
 __all__ = [
+    "ARROWS",
+    "DIRECTIONS",
     "MetricValue",
     "Output",
     "MetricSpec",
@@ -45,7 +47,9 @@ __all__ = [
     "output_meta",
 ]
 
-DIRECTIONS = ("min", "max", "zero", None)
+DIRECTIONS = ("min", "max", "zero", "one", None)
+# How a direction reads in a column header: lower / higher is better, closest to 0 / to 1 is best, not ranked.
+ARROWS = {"min": "↓", "max": "↑", "zero": "→0", "one": "→1", None: ""}
 
 
 @dataclass
@@ -73,7 +77,8 @@ class Output:
         name: record key, e.g. ``"fid"``.
         label: column header, e.g. ``"FID"``.
         direction: ``"min"``, ``"max"``, ``"zero"`` (closest to 0 is best:
-            unbiased estimates such as KID) or ``None`` (no ranking).
+            unbiased estimates such as KID), ``"one"`` (closest to 1 is best:
+            ratios to real data's own value) or ``None`` (no ranking).
         per_extractor: the label gets ``"[extractor]"`` appended.
         unit: unit of the value (``"nats/point"``, ``"bits/dim"``, ``"ms"``),
             ``None`` when dimensionless or when it depends on the data (then

@@ -87,8 +87,10 @@ def test_bad_inputs(digits, tmp_path):
         run_eval((digits.test_x[:50] * 2).numpy(), "digits", cache_dir=tmp_path)
     with pytest.raises(DataError, match=r"shape \(1, 16, 16\).*digits has images of shape \(1, 8, 8\)"):
         run_eval(np.zeros((20, 16, 16), np.uint8), "digits", cache_dir=tmp_path)
-    with pytest.raises(DataError, match="3 samples is too few for prdc.*k\\+1"):
-        run_eval(digits.test_x[:3].numpy(), "digits", metrics=["prdc"], cache_dir=tmp_path)
+    # too few samples for one metric: that metric is n/a with the reason, the others are computed (each fails alone)
+    few = run_eval(digits.test_x[:3].numpy(), "digits", metrics=["prdc", "fid"], cache_dir=tmp_path)
+    assert np.isnan(few["precision"].value) and "3 samples is too few for prdc" in few["precision"].settings["na"]
+    assert "k + 1" in few["coverage"].settings["na"] and few.requested_na == ["prdc"] and np.isfinite(few["fid"].value)
     with pytest.raises(DataError, match="not found"):
         run_eval(str(tmp_path / "missing.npz"), "digits", cache_dir=tmp_path)
     with pytest.raises(KeyError, match="unknown metric"):

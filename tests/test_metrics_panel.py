@@ -37,7 +37,7 @@ def test_record_names_and_directions():
     outs = mreg.all_outputs()
     expected = {
         "kid": "zero", "is": "max", "precision": "max", "recall": "max", "density": "max", "coverage": "max",
-        "class_kl": "min", "class_acc": "max", "copy_rate": "min", "dist_ratio": None, "modes": "max",
+        "class_kl": "min", "class_acc": "max", "copy_rate": "min", "dist_ratio": "one", "modes": "max",
         "hq_pct": "max", "reverse_kl": "min", "kl_uniform": "min",
     }  # fmt: skip
     for name, direction in expected.items():

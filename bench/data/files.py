@@ -426,7 +426,7 @@ def _mnist_like(name: str, root: str, class_names: tuple[str, ...], download: bo
     return Dataset(info, parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1])
 
 
-@register_dataset("mnist", source="file")
+@register_dataset("mnist", source="file", extractor="mnist-cnn")
 def mnist(root: str = "data/mnist", download: bool = False) -> Dataset:
     """MNIST from idx files under ``root`` (train-/t10k- images and labels)."""
     return _mnist_like("mnist", root, DIGIT_NAMES, download)

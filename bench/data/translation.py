@@ -196,19 +196,19 @@ SR_DESCRIPTION = "paired: 2x super-resolution of digits, 4x4 (2x2 average, 17 le
 THICK_DESCRIPTION = "unpaired: digits <-> stroke-thickened digits (3x3 max filter), different images in each domain"
 
 
-@register_dataset("digits-complete", kind="paired", description=COMPLETE_DESCRIPTION)
+@register_dataset("digits-complete", kind="paired", description=COMPLETE_DESCRIPTION, extractor="digits-cnn")
 def digits_complete() -> TranslationDataset:
     """Paired: digit completion, bottom half masked -> full digit (digits' fixed split, 1437/360)."""
     return _paired_digits("digits-complete", mask_bottom_half, (1, 8, 8), COMPLETE_DESCRIPTION)
 
 
-@register_dataset("digits-sr", kind="paired", description=SR_DESCRIPTION)
+@register_dataset("digits-sr", kind="paired", description=SR_DESCRIPTION, extractor="digits-cnn")
 def digits_sr() -> TranslationDataset:
     """Paired: 2x super-resolution 4x4 -> 8x8 (digits' fixed split, 1437/360)."""
     return _paired_digits("digits-sr", lambda x: downsample_levels(x, 17), (1, 4, 4), SR_DESCRIPTION)
 
 
-@register_dataset("digits-thick", kind="unpaired", description=THICK_DESCRIPTION)
+@register_dataset("digits-thick", kind="unpaired", description=THICK_DESCRIPTION, extractor="thick-digits-cnn")
 def digits_thick(seed: int = 0) -> TranslationDataset:
     """Unpaired: digits (A) <-> stroke-thickened digits (B); each split halved (stratified, ``seed``), one half per domain."""
     xtr, xte, ytr, yte = _digits_tensors()

@@ -10,7 +10,7 @@ shows the mean over seeds and a mark:
   seed-to-seed standard errors; each seed draws other images and noise);
 * ✗ no such move (within noise);
 * ✗⁺ a significant move in the *better* direction (the metric rewards the failure);
-* – the metric has no direction (e.g. the NN distance ratio), or no uncertainty.
+* – the metric has no direction, or no uncertainty.
 
 Below the table, per failure type, the metrics that detect it.
 """
@@ -38,9 +38,9 @@ FAILURE_TYPES = {
 }
 
 
-def _worse(direction: str, d_mean: float, d_abs: float) -> float:
+def _worse(direction: str, d_mean: float, d_abs: float, d_one: float = 0.0) -> float:
     """How much worse the row is than the baseline (positive = worse)."""
-    return {"min": d_mean, "max": -d_mean, "zero": d_abs}[direction]
+    return {"min": d_mean, "max": -d_mean, "zero": d_abs, "one": d_one}[direction]
 
 
 def verdict(row: CellStats, base: CellStats, direction: str | None) -> str:
@@ -48,7 +48,7 @@ def verdict(row: CellStats, base: CellStats, direction: str | None) -> str:
     direction = direction if isinstance(direction, str) else None  # pandas turns None into NaN
     if direction is None or row.mean is None or base.mean is None or row.se is None or base.se is None:
         return "–"
-    worse = _worse(direction, row.mean - base.mean, abs(row.mean) - abs(base.mean))
+    worse = _worse(direction, row.mean - base.mean, abs(row.mean) - abs(base.mean), abs(row.mean - 1) - abs(base.mean - 1))
     half = welch_halfwidth(row, base, LEVEL)
     if worse > half:
         return "✓"

