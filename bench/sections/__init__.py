@@ -38,6 +38,7 @@ SECTIONS.register("per_seed", "bench.sections.per_seed:section", description="Ev
 SECTIONS.register("personalization", "bench.sections.personalization:section", description="Personalization methods: cost, new concept, prior preservation")
 SECTIONS.register("translation", "bench.sections.translation:section", description="Translation rows head to head, seed by seed (blur vs realism)")
 SECTIONS.register("claims", "bench.sections.claims:section", description="Textbook claims tested on the suite's runs: reproduced, within noise or not reproduced")
+SECTIONS.register("budget_curve", "bench.sections.budget_curve:section", description="Quality against training compute: each model at several budgets (FID/IS vs steps and training seconds)")
 SECTIONS.register("metric_sanity", "bench.sections.metric_sanity:section", description="Constructed failures vs every metric: which metric detects which failure")
 
 
