@@ -210,6 +210,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except (ValueError, RuntimeError) as e:
             return _err(str(e))
     device = None if args.device in (None, "auto") else args.device
+    if args.extractor in freg.available():
+        try:
+            freg.check_extra(args.extractor)  # an optional extra to install: a usage error, before any work
+        except freg.MissingExtraError as e:
+            return _err(str(e))
     try:
         res = evaluate(
             args.samples, dataset=args.dataset, extractor=args.extractor, extractor_weights=args.extractor_weights, metrics=args.metrics,

@@ -144,10 +144,10 @@ def score_sets(
     for what, t in (("samples", x), ("reference", ref)):
         if len(t) < 2:
             raise DataError(f"{what}: {len(t)} image(s); FID and KID need at least 2 in each set")
-    for metric, n_min in _min_samples(names, settings or {}).items():
+    for metric, (n_min, why) in _min_samples(names, settings or {}).items():
         if len(x) < n_min:
-            raise DataError(f"samples: {len(x)} images is too few for {metric} (needs at least {n_min})")
-    ref_source = f"{reference} ({len(ref)} images)" if isinstance(reference, (str, Path)) else f"array of {len(ref)} images"
+            raise DataError(f"samples: {len(x)} images is too few for {metric} (needs at least {n_min}: {why})")
+    ref_source = f"{reference}, {len(ref)} images" if isinstance(reference, (str, Path)) else f"array of {len(ref)} images"
     ext_name = extractor or default_extractor(SimpleNamespace(kind="image", shape=tuple(ref.shape[1:])))
     ext = get_extractor(ext_name, **({"weights": extractor_weights} if extractor_weights else {}))
     info = DataInfo(name="reference", shape=tuple(ref.shape[1:]), kind="image", levels=256)

@@ -56,7 +56,7 @@ def test_sampler_options(vae):
     z = torch.randn(16, 4, generator=g())
     assert torch.allclose(mean, torch.round(vae.decode(z) * 16) / 16, atol=1e-6)
     with pytest.raises(ValueError, match="decoder"):
-        vae.make_sampler(decoder="mode")
+        vae.make_sampler(decoder="median")
     with pytest.raises(ValueError, match="temperature"):
         vae.make_sampler(temperature=0)
 

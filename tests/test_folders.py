@@ -88,7 +88,7 @@ def test_cli_prints_zero_fid(digits, tmp_path, capsys):
     folder = _pngs(_u8(digits.test_x[:60]), tmp_path / "d", "L")
     assert cli.main(["fid", str(folder), str(folder), "--extractor", "digits-cnn", "--metrics", "fid", "kid"]) == 0
     out = capsys.readouterr().out
-    assert "FID[digits-cnn]" in out and "KID[digits-cnn]" in out and f"reference: {folder} (60 images)" in out
+    assert "FID[digits-cnn]" in out and "KID[digits-cnn]" in out and f"reference: {folder}, 60 images" in out
 
 
 def test_missing_extra_exits_2_naming_it(digits, tmp_path, monkeypatch, capsys):

