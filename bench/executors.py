@@ -25,6 +25,7 @@ import concurrent.futures as cf
 import multiprocessing as mp
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -265,12 +266,15 @@ def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int =
     except ModuleNotFoundError as e:
         raise RuntimeError("the ray executor needs the optional extra: pip install 'genbench[ray]'") from e
     started = not ray.is_initialized()  # a Ray this run started is shut down when its jobs are done
+    watchdog = None
     if started:
         address = cfg.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address is not None:
             check_ray_address(address)  # fail within RAY_CONNECT_TIMEOUT_S, not after Ray's own minutes of retries
         if address is None:  # a local instance: its workers are this run's main work, not background jobs (Ray's default nice is 15)
             os.environ.setdefault("RAY_worker_niceness", "0")
+        if address is None:
+            watchdog = _start_ray_watchdog()  # before ray.init, so it sees Ray's processes from their start
         ray.init(address=address, ignore_reinit_error=True, **({"include_dashboard": False} if address is None else {}))
     # a worker killed mid-job is retried by Ray; it returned nothing, so nothing is duplicated
     remote = ray.remote(num_gpus=1 if cfg.device.startswith("cuda") else 0, max_retries=RAY_RETRIES)(_ray_worker)
@@ -280,6 +284,65 @@ def execute_ray(jobs: list[Job], cfg: WorkerConfig, hooks: Hooks, workers: int =
     finally:
         if started:
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.stdin.close()  # done: the watchdog ends whatever of Ray outlived the shutdown, then exits
+
+
+RAY_WATCHDOG_GRACE_S = 5.0  # after the driver ends, how long a normal ray.shutdown() gets before the watchdog kills what is left
+
+_WATCHDOG = r"""
+import os, select, signal, sys, time
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[1]), rest[19]  # parent pid, start time
+
+driver, grace, me = int(sys.argv[1]), float(sys.argv[2]), os.getpid()
+seen = {}  # pid -> start time of every process seen below the driver
+while True:
+    ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+    if ready and not os.read(sys.stdin.fileno(), 1):
+        break  # end of file: the driver has exited, normally or killed
+    procs = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                procs[int(p)] = stat(p)
+            except (OSError, IndexError, ValueError):
+                pass
+    for pid, (ppid, start) in procs.items():
+        q, hops = pid, 0
+        while q in procs and q != driver and hops < 64:
+            q, hops = procs[q][0], hops + 1
+        if q == driver and pid not in (driver, me):
+            seen[pid] = start
+time.sleep(grace)
+for pid, start in seen.items():
+    try:
+        if stat(pid)[1] == start:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, IndexError, ValueError):
+        pass
+"""
+
+
+def _start_ray_watchdog() -> subprocess.Popen | None:
+    """A small process that ends the local Ray instance this run started when the driver ends, however it ends.
+
+    Ray's processes (GCS, raylet, the dashboard and runtime-env agents, workers) can outlive a driver that is
+    SIGKILLed. The watchdog notes, once a second, every process descended from the driver (pid and start
+    time, so a reused pid is never hit). It holds the read end of a pipe whose only writer is the driver; the
+    kernel closes it when the driver dies, and the watchdog then kills the processes it noted that are still
+    alive, after :data:`RAY_WATCHDOG_GRACE_S` so that a normal ``ray.shutdown()`` comes first. Linux only (it
+    reads ``/proc``); elsewhere nothing is started.
+    """
+    if not os.path.isdir("/proc"):
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(RAY_WATCHDOG_GRACE_S)],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
 
 
 def _ray_loop(ray: Any, remote: Any, jobs: list[Job], cfg: WorkerConfig, wcfg: WorkerConfig, hooks: Hooks) -> None:

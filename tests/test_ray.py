@@ -93,3 +93,66 @@ def test_ray_run_matches_local_and_survives_a_killed_worker(tmp_path, suite_file
     assert sum(r.get("metric") == JOB_DONE for r in raw) == 4
     assert _values(store) == _values(ResultStore(tmp_path / "local" / "raytiny"))  # nothing lost, same numbers as in-process
     assert (tmp_path / "ray" / "raytiny" / "assets" / "ring8__vae.png").exists()  # the grid came back to the driver
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid -> start time of every live process below ``root`` (from /proc)."""
+    procs = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                procs[int(p)] = (int(rest[1]), rest[19])
+            except (OSError, IndexError, ValueError):
+                pass
+    out = {}
+    for pid, (_, start) in procs.items():
+        q = pid
+        while q in procs and q != root and q > 1:
+            q = procs[q][0]
+        if q == root and pid != root:
+            out[pid] = start
+    return out
+
+
+def _alive(pids: dict[int, str]) -> list[int]:
+    left = []
+    for pid, start in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[19] == start:
+                    left.append(pid)
+        except OSError:
+            pass
+    return left
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="the watchdog reads /proc (Linux)")
+def test_sigkilled_driver_leaves_no_ray_process(tmp_path):
+    """SIGKILL of `bench run --executor ray` mid-run: every process the run started (Ray's GCS, raylet,
+    dashboard and runtime-env agents, workers) is gone within seconds, ended by the run's watchdog."""
+    suite = tmp_path / "raykill.toml"
+    suite.write_text(SUITE.replace("steps = 600", "steps = 200000").replace('name = "raytiny"', 'name = "raykill"'))
+    proc = _bench(["run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--executor", "ray", "--no-leaderboard"], tmp_path)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not _ray_task_pids():
+        time.sleep(0.5)
+    if proc.poll() is not None or not _ray_task_pids():
+        out, _ = proc.communicate(timeout=60)
+        pytest.skip(f"no Ray task was caught running: {out[-500:]}")
+    time.sleep(3.0)  # the agents start a little after the first task
+    started = _descendants(proc.pid)
+    assert len(started) >= 3, f"expected Ray's processes below the driver, found {len(started)}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while _alive(started) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _alive(started)
+    for pid in left:  # do not leave them behind for the rest of the test run
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"{len(left)} of the run's {len(started)} processes were still running 60 s after the driver was killed"
