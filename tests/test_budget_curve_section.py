@@ -13,7 +13,7 @@ def _records() -> list[dict]:
             ("vae", "vae", 1000): (90.0, [400.0, 420.0])}  # fmt: skip
     for (model, row, steps), (secs, fids) in rows.items():
         for seed, fid in enumerate(fids):
-            base = {"dataset": "mnist5k", "generator": row, "model": model, "seed": seed, "steps": None}
+            base = {"dataset": "mnist5k", "generator": row, "base": row, "model": model, "seed": seed, "steps": None}
             recs.append({**base, "metric": "train_s", "value": secs + seed, "settings": {"budget": {"steps": steps, "batch_size": 64}}})
             recs.append({**base, "metric": "fid", "value": fid, "label": "FID[mnist-cnn]", "settings": {}})
             recs.append({**base, "metric": "is", "value": 2.0 + steps / 1000, "label": "IS[mnist-cnn]", "settings": {}})

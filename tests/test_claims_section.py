@@ -16,9 +16,9 @@ from bench.sections.claims import section, verdict
 def _records(values: dict[str, list[float]], metric: str = "fid", direction: str = "min") -> pd.DataFrame:
     recs = []
     for gen, vals in values.items():
-        name, _, steps = gen.partition("@")
+        name, _, steps = gen.partition("@")  # records carry the row label (name@steps) and the row name (base)
         for seed, v in enumerate(vals):
-            recs.append({"dataset": "d", "generator": name, "steps": int(steps) if steps else None, "seed": seed, "metric": metric,
+            recs.append({"dataset": "d", "generator": gen, "base": name, "steps": int(steps) if steps else None, "seed": seed, "metric": metric,
                          "value": v, "direction": direction, "label": metric.upper(), "settings": {}})  # fmt: skip
     return records_frame(recs)
 

@@ -37,7 +37,8 @@ def curve_frame(records: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row: dict[str, Any] = {"dataset": ds, "model": model, "row": gen, "steps": _budget_steps(g["settings"].iloc[0]),
                                "train_s": float(g["value"].mean()), "seeds": int(g["seed"].nunique())}  # fmt: skip
         for m in metrics:
-            v = records[(records["dataset"] == ds) & (records["generator"] == gen) & (records["metric"] == m)]["value"].dropna()
+            # a row's metric records carry its label (name@steps for iterative rows) as generator and its name as base
+            v = records[(records["dataset"] == ds) & (records["base"] == gen) & (records["metric"] == m)]["value"].dropna()
             row[m] = float(v.mean()) if len(v) else math.nan
         rows.append(row)
     df = pd.DataFrame(rows)

@@ -31,7 +31,6 @@ A claim that does not reproduce stays in the table with its numbers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -41,15 +40,8 @@ RELATIONS = ("better", "no_worse")
 _KEYS = ("claim", "dataset", "metric", "a", "b")
 
 
-def _label(gen: Any, steps: Any) -> str:
-    if steps is None or (isinstance(steps, float) and steps != steps):
-        return str(gen)
-    return f"{gen}@{int(steps)}"
-
-
 def _cell(records: pd.DataFrame, dataset: str, metric: str, row: str) -> tuple[CellStats, str | None]:
-    sub = records[(records["dataset"] == dataset) & (records["metric"] == metric)]
-    sub = sub[[_label(g, s) == row for g, s in zip(sub["generator"], sub["steps"])]]
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == metric) & (records["generator"] == row)]
     if sub.empty:
         return CellStats(None, None, 0), None
     direction = next((d for d in sub["direction"] if isinstance(d, str)), None)
