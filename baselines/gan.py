@@ -271,8 +271,12 @@ class ConvDiscriminator(nn.Module):
     """DCGAN-style: images (N, in_ch, H, W) [+ labels] -> logits (N,).
 
     4x4 stride-2 convs with LeakyReLU(0.2); BatchNorm after every conv but the
-    first when ``batchnorm`` (never in a WGAN-GP critic). With labels, a
-    projection head on the flattened features.
+    first when ``batchnorm`` (never in a WGAN-GP critic). The unconditional
+    head is a linear layer on the flattened feature map. With labels, the
+    projection term of Miyato & Koyama (2018) is added: ``embed(y) . phi``
+    where ``phi`` is the feature map summed over its positions (one value per
+    channel) and the class embeddings start small (the head's scale), so the
+    conditional term does not drown the unconditional one at initialisation.
     """
 
     def __init__(self, in_channels: int, shape: Sequence[int], width: int, batchnorm: bool = True, num_classes: int = 0) -> None:
@@ -287,19 +291,24 @@ class ConvDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(ch))
             layers.append(_leaky())
             ch_in, ch = ch, min(ch * 2, width * 8)
-        self.body = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():  # flattened feature size (k=4, s=2, p=1 gives floor(h / 2))
-            self.d_feat = int(self.body.eval()(torch.zeros(1, in_channels, h, w)).shape[1])
+        self.body = nn.Sequential(*layers)
+        with torch.no_grad():  # feature map size (k=4, s=2, p=1 gives floor(h / 2))
+            fmap = self.body.eval()(torch.zeros(1, in_channels, h, w))
         self.body.train()
+        self.d_feat = int(fmap.numel())
         self.in_channels = in_channels
         self.head = nn.Linear(self.d_feat, 1)
-        self.embed = nn.Embedding(num_classes, self.d_feat) if num_classes else None
+        self.embed = None
+        if num_classes:
+            self.embed = nn.Embedding(num_classes, fmap.shape[1])
+            bound = 1.0 / (math.sqrt(fmap.shape[1]) * fmap.shape[2] * fmap.shape[3])  # term of the head's size at init
+            nn.init.uniform_(self.embed.weight, -bound, bound)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        phi = self.body(x)
-        out = self.head(phi).squeeze(1)
+        fmap = self.body(x)
+        out = self.head(fmap.flatten(1)).squeeze(1)
         if self.embed is not None:
-            out = out + (self.embed(y) * phi).sum(1)
+            out = out + (self.embed(y) * fmap.sum((2, 3))).sum(1)
         return out
 
 

@@ -312,3 +312,22 @@ def test_batchnorm1d_matches_torch_and_ignores_the_thread_count():
         cumulative(x)
     assert torch.allclose(cumulative.running_mean, torch.stack([x.mean(0) for x in xs]).mean(0), atol=1e-6)
     assert torch.allclose(cumulative.running_var, torch.stack([x.var(0) for x in xs]).mean(0), atol=1e-6)
+
+
+def test_projection_term_starts_at_the_heads_scale():
+    """The projection discriminator's class term (Miyato & Koyama 2018) is applied to the
+    feature map summed over positions, with embeddings initialised so that at the start it
+    is of the unconditional head's size; a unit-variance embedding on the flattened map made
+    it ~50x larger on 28x28 images, and the cGAN trained far worse than the GAN (mnist FID 370 vs 121)."""
+    from baselines.gan import ConvDiscriminator
+
+    torch.manual_seed(0)
+    d = ConvDiscriminator(1, (1, 28, 28), width=32, num_classes=10)
+    x = torch.rand(256, 1, 28, 28)
+    y = torch.arange(256) % 10
+    with torch.no_grad():
+        fmap = d.body(x)
+        head = d.head(fmap.flatten(1)).squeeze(1)
+        total = d(x, y)
+    ratio = float((total - head).std() / head.std())
+    assert 0.1 < ratio < 3.0, ratio
