@@ -78,6 +78,7 @@ from torch import Tensor, nn
 from .nets import mlp, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, dequantize, quantize
 from .registry import register
+from .samplers import OnePassSampler
 from .training import EMA, Batch, seeded_generator, train
 
 __all__ = ["GAN", "ConditionalGAN", "VARIANTS", "Preset", "gradient_penalty", "pack_samples", "make_gan"]
@@ -600,7 +601,19 @@ class GAN:
             self._ema.update()
 
     # -- sampling ----------------------------------------------------------------------
-    def _sampling_net(self) -> nn.Module:
+    def make_sampler(self, weights: str = "ema") -> OnePassSampler:
+        """Sampling option for :meth:`sample`: ``weights="ema"`` (the default: the
+        EMA generator when ``ema`` > 0, else the raw one) or ``"raw"`` (the trained
+        generator's own weights, for the EMA-against-raw comparison on one run)."""
+        if weights not in ("ema", "raw"):
+            raise ValueError(f"{self.name}: weights must be 'ema' or 'raw', got {weights!r}")
+        if weights == "ema" and self.G_ema is None:
+            raise ValueError(f"{self.name}: weights='ema' needs a model built with ema > 0")
+        return OnePassSampler(self.name, {"weights": weights})
+
+    def _sampling_net(self, sampler: OnePassSampler | None = None) -> nn.Module:
+        if sampler is not None and sampler.get("weights") == "raw":
+            return self.G
         return self.G_ema if self.G_ema is not None else self.G
 
     def _sample_labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
@@ -612,9 +625,16 @@ class GAN:
 
     @torch.no_grad()
     def sample(
-        self, n: int, *, labels: Tensor | None = None, prompts: Sequence[str] | None = None, steps: int | None = None, generator=None
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator=None,
+        sampler: OnePassSampler | None = None,
     ) -> Tensor:
-        """Draw ``n`` samples (``steps`` is ignored: one generator pass).
+        """Draw ``n`` samples (``steps`` is ignored: one generator pass; ``sampler`` from :meth:`make_sampler`).
 
         Images: float32 (n, C, H, W) on the K levels in [0, 1]; points: (n, D).
         BatchNorm uses its running statistics (eval mode), so each sample does
@@ -625,7 +645,7 @@ class GAN:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"{self.name}: n must be a non-negative int, got {n!r}")
         y = self._sample_labels(n, labels, generator)
-        net = self._sampling_net()
+        net = self._sampling_net(sampler)
         was_training = net.training
         net.eval()
         out = []

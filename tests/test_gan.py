@@ -251,6 +251,13 @@ def test_ema_switch():
     assert torch.allclose(on.sample(100, generator=torch.Generator().manual_seed(0)), via_ema)
     assert torch.allclose(off.sample(100, generator=torch.Generator().manual_seed(0)), via_raw)
     assert not torch.allclose(via_ema, via_raw)
+    # the sampler option picks the raw weights of the EMA run (one trained model, both rows)
+    raw = on.sample(100, generator=torch.Generator().manual_seed(0), sampler=on.make_sampler(weights="raw"))
+    assert torch.allclose(raw, via_raw)
+    with pytest.raises(ValueError, match="ema"):
+        off.make_sampler(weights="ema")
+    with pytest.raises(ValueError, match="weights"):
+        on.make_sampler(weights="best")
     with pytest.raises(ValueError, match="ema"):
         _build("gan", ds, ema=1.5)
 
