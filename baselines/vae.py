@@ -11,6 +11,11 @@ Model: z ~ N(0, I_d), x ~ p(x | z); amortized posterior q(z | x) = N(mu(x), diag
   logistic mass of the bin [k - 1/2, k + 1/2] / (K - 1), the two end bins
   taking the tails. The logistic head costs 2 instead of K outputs per pixel
   (the difference between 17-level digits and 256-level MNIST).
+  ``"bernoulli"``: the textbook MNIST VAE's decoder, one logit per pixel
+  and the binary cross-entropy against the intensity in [0, 1]. That is not
+  a distribution over the K levels, so this head reports no likelihood
+  (:attr:`VAE.likelihood_na` says why; the harness marks NLL n/a); its
+  samples are shown as the decoder mean sigmoid(logit), as the papers do.
 * 2-D points: a Gaussian decoder with a mean and a diagonal log-variance per
   point (clamped below at ``min_logvar``), on standardized coordinates; the
   standardization's Jacobian is included, so numbers are nats per point of
@@ -48,7 +53,7 @@ __all__ = ["VAE", "make_vae"]
 
 LOG_2PI = math.log(2 * math.pi)
 _DECODERS = ("sample", "mean", "mode")
-_LIKELIHOODS = ("categorical", "logistic")
+_LIKELIHOODS = ("categorical", "logistic", "bernoulli")
 _MIN_LOG_SCALE = -7.0  # lower clamp of the logistic head's log-scale (pixel units), as in PixelCNN++
 
 
@@ -111,7 +116,7 @@ class _VAENet(nn.Module):
         if self.is_image:
             self.levels = int(info.levels)
             c = self.shape[0]
-            per_pixel = self.levels if likelihood == "categorical" else 2
+            per_pixel = {"categorical": self.levels, "logistic": 2, "bernoulli": 1}[likelihood]
             self.encoder = ConvEncoder(self.shape, 2 * latent_dim, width=width)
             self.decoder = ConvDecoder(latent_dim, self.shape, out_channels=c * per_pixel, width=width)
         else:
@@ -130,7 +135,7 @@ class _VAENet(nn.Module):
     def decoder_params(self, z: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Images, categorical head: log-probabilities (..., C, H, W, K); logistic
         head: (mu, log_scale), each (..., C, H, W) in [0, 1] pixel units;
-        points: (mean, logvar) in standardized units."""
+        Bernoulli head: logits (..., C, H, W); points: (mean, logvar) in standardized units."""
         lead = z.shape[:-1]
         out = self.decoder(z.reshape(-1, self.latent_dim))
         if self.is_image:
@@ -138,6 +143,8 @@ class _VAENet(nn.Module):
             if self.likelihood == "logistic":
                 mu, log_s = out.reshape(*lead, c, 2, h, w).unbind(-3)
                 return 0.5 + mu, log_s.clamp(min=_MIN_LOG_SCALE)
+            if self.likelihood == "bernoulli":
+                return out.reshape(*lead, c, h, w)
             out = out.reshape(*lead, c, self.levels, h, w).movedim(-3, -1)
             return F.log_softmax(out, dim=-1)
         mean, logvar = out.reshape(*lead, -1).chunk(2, dim=-1)
@@ -149,6 +156,9 @@ class _VAENet(nn.Module):
             if self.likelihood == "logistic":
                 mu, log_s = self.decoder_params(z)
                 return discretized_logistic_logp(x, mu, log_s, self.levels).flatten(-3).sum(-1)
+            if self.likelihood == "bernoulli":  # -BCE(logits, x in [0, 1]): not normalized over the K levels
+                logits = self.decoder_params(z)
+                return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
             logp = self.decoder_params(z)  # (..., N, C, H, W, K)
             idx = to_levels(x, self.levels).expand(*logp.shape[:-1])
             return logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).flatten(-3).sum(-1)
@@ -174,7 +184,9 @@ class VAE:
         kl_warmup: fraction of the training steps over which the KL weight ramps
             linearly from 0 to ``beta`` (0 = no warm-up); counters posterior collapse.
         likelihood: the image decoder's head, ``"categorical"`` (K-way softmax
-            per pixel) or ``"logistic"`` (discretized logistic, 2 outputs per pixel).
+            per pixel), ``"logistic"`` (discretized logistic, 2 outputs per pixel)
+            or ``"bernoulli"`` (one logit per pixel, cross-entropy against the
+            intensity: the textbook MNIST VAE; no likelihood is reported).
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
@@ -216,6 +228,12 @@ class VAE:
         self.iwae_k = int(iwae_k)
         self.device = pick_device(device)
         self.likelihood = likelihood
+        if likelihood == "bernoulli" and not info.is_image:
+            raise ValueError("vae: the bernoulli head is for images; 2-D points use the Gaussian decoder")
+        self.likelihood_na: str | None = (
+            "the Bernoulli decoder's cross-entropy on intensities is not a likelihood of the K-level pixels"
+            if likelihood == "bernoulli" else None
+        )  # fmt: skip
         self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar, likelihood).to(self.device)
         self.last_nfe = 0
         self._fitted = False
@@ -226,7 +244,8 @@ class VAE:
     def info(self) -> GeneratorInfo:
         n, t = count_parameters(self.net)
         return GeneratorInfo(
-            name="vae", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t, likelihood="elbo"
+            name="vae", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t,
+            likelihood=None if self.likelihood_na else "elbo",
         )
 
     def make_sampler(self, decoder: str = "sample", temperature: float = 1.0) -> OnePassSampler:
@@ -332,6 +351,8 @@ class VAE:
         k = self.net.levels
         if self.likelihood == "logistic":
             return discretized_logistic_mean(*params, k)
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(params)
         levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
         return (params.exp() * levels).sum(-1)
 
@@ -362,9 +383,14 @@ class VAE:
                 if decoder_mode == "mode":
                     if self.likelihood == "logistic":  # a logistic's bin mass peaks at the level nearest mu
                         return (torch.round(params[0].clamp(0, 1) * (k - 1)) / (k - 1)).float().cpu()
+                    if self.likelihood == "bernoulli":  # each pixel at its more likely value, 0 or 1
+                        return (params > 0).float().cpu()
                     return (params.argmax(-1).float() / (k - 1)).float().cpu()
                 if self.likelihood == "logistic":
                     return discretized_logistic_sample(*params, k, generator).float().cpu()
+                if self.likelihood == "bernoulli":  # binary pixels, as for binarized MNIST
+                    u = torch.rand(params.shape, generator=generator).to(params.device)
+                    return (u < torch.sigmoid(params)).float().cpu()
                 # inverse-CDF sampling with CPU uniforms: reproducible on any device
                 u = torch.rand(params.shape[:-1], generator=generator).to(params.device)
                 cdf = params.exp().cumsum(-1)
@@ -404,7 +430,7 @@ def make_vae(
     likelihood: str = "categorical",
     device: str | None = None,
 ) -> VAE:
-    """VAE: Gaussian encoder, categorical-over-K or discretized-logistic decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
+    """VAE: Gaussian encoder, categorical-over-K, discretized-logistic or Bernoulli decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
     return VAE(
         info,
         latent_dim=latent_dim,

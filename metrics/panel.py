@@ -31,7 +31,8 @@ from .uncertainty import bootstrap_fid, bootstrap_mean_interval
 
 
 def _has_likelihood(ctx: EvalContext) -> bool:
-    return isinstance(ctx.generator, (ExactLikelihood, LikelihoodBound))
+    """The generator has ``log_prob`` or ``elbo`` and does not say (``likelihood_na``, a reason) that its number is no likelihood of the data."""
+    return isinstance(ctx.generator, (ExactLikelihood, LikelihoodBound)) and not getattr(ctx.generator, "likelihood_na", None)
 
 
 _BOOT_FID = {"interval": "bootstrap 95% normal: FID ± 1.96 std of FID over resamples of both sets, clipped at 0"}

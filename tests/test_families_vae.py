@@ -134,3 +134,33 @@ def test_logistic_head_vae_trains_and_bounds_are_discrete():
     s = m.sample(20, sampler=m.make_sampler(decoder="mean"), generator=torch.Generator().manual_seed(0))
     k = ds.info.levels
     assert s.shape == (20, *ds.info.shape) and torch.equal(torch.round(s * (k - 1)), s * (k - 1))
+
+
+def test_bernoulli_head_is_the_textbook_vae_and_reports_no_likelihood():
+    """The Bernoulli head's reconstruction term is minus the summed binary cross-entropy
+    against the intensities; its decoder mean is sigmoid(logit), the mode is binary, and
+    the metric panel marks NLL n/a (the number is no likelihood of K-level pixels)."""
+    import torch.nn.functional as F
+
+    from metrics.panel import _has_likelihood
+
+    ds = data.load("mnist5k")
+    torch.manual_seed(0)
+    m = registry.build("vae", ds.info, device="cpu", width=8, latent_dim=4, likelihood="bernoulli")
+    x = ds.train_x[:8]
+    z = torch.randn(8, 4)
+    logits = m.net.decoder_params(z)
+    assert logits.shape == (8, *ds.info.shape)
+    expected = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(m.net.log_px_given_z(x, z), expected, atol=1e-4)
+    rep = m.fit(TrainData(ds.train_x[:512], ds.info), Budget(steps=40, batch_size=64))
+    assert rep.losses["neg_elbo"][-1] < rep.losses["neg_elbo"][0]
+    g = torch.Generator().manual_seed(0)
+    mean = m.sample(16, sampler=m.make_sampler(decoder="mean"), generator=g)
+    mode = m.sample(16, sampler=m.make_sampler(decoder="mode"), generator=g)
+    assert mean.min() >= 0 and mean.max() <= 1 and len(torch.unique(mean)) > 2
+    assert set(torch.unique(mode).tolist()) <= {0.0, 1.0}
+    assert m.likelihood_na and m.info.likelihood is None
+    assert not _has_likelihood(type("Ctx", (), {"generator": m})())
+    logistic = registry.build("vae", ds.info, device="cpu", width=8, latent_dim=4, likelihood="logistic")
+    assert _has_likelihood(type("Ctx", (), {"generator": logistic})())
