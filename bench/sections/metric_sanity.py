@@ -93,7 +93,9 @@ def rulers_table(verdicts: dict[tuple[str, str], str], labels: dict[str, str], r
         rows.append(row)
     return [
         f"**Which ruler sees what**: the metrics measured on every extractor ({', '.join(labels[by_ruler[names[0]][b]] for b in common)}), "
-        f"with ✓ per failure on each extractor ({', '.join(f'`{r}`' for r in names)}).",
+        f"with ✓ per failure on each extractor ({', '.join(f'`{r}`' for r in names)}). Same samples, same reference, same "
+        "significance rule; only the feature space differs. FID at N below the feature dimension (1280 for effnet-lite0) has a "
+        "rank-deficient sample covariance and a large N-bias: read its values within a column, and KID (unbiased) beside it.",
         "",
         pd.DataFrame(rows).to_markdown(index=False),
         "",
@@ -116,8 +118,9 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         "- Every row but the copies is built from held-out *test* images, so its samples sit on or near test points. FLS scores the "
         "test split's likelihood under a kernel density on the samples: test points that a row contains exactly are removed first, "
         "near-copies (noise 0.1, truncation) are not, and they flatter FLS.",
-        "- The reference set of FID, KID, PRDC, SW, sFID and CMMD is the train split, which the digits-cnn extractor was trained on; "
-        "copies of it are scored against features the extractor has fitted.",
+        "- The reference set of FID, KID, PRDC, SW, sFID and CMMD is the train split, which the data set's own extractor (digits-cnn, "
+        "mnist-cnn) was trained on; copies of it are scored against features the extractor has fitted. A second extractor "
+        "(effnet-lite0: ImageNet photos) never saw these images.",
         "- AuthPct, C_T and the copy rate measure distance to the training data, not quality: noise and blur move samples away from "
         "the train split, which AuthPct counts as more authentic and C_T (→0) flags as underfitting.",
         "",
