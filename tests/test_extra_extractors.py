@@ -153,6 +153,7 @@ def test_section_shows_which_ruler_sees_which_failure(tmp_path):
     table = md[md.index("Which ruler sees what") :]
     assert _row(table, "noise") == ["noise", "Gaussian noise", "FID", "—", "A"]
     assert _row(table, "blur") == ["blur", "blur", "—", "FID, KID", "B"]
+    assert _row(table, "noise")[-1] != "both" and "| data " not in table
 
 
 def _row(table: str, name: str) -> list[str]:

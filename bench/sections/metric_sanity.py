@@ -89,7 +89,8 @@ def rulers_table(verdicts: dict[tuple[str, str], str], labels: dict[str, str], r
             seen[r] = bool(hits)
             row[r] = ", ".join(hits) if hits else "—"
         only = [r for r in names if seen[r] and not all(seen.values())]
-        row["seen only by"] = ", ".join(only) if only else ("all" if all(seen.values()) else "none")
+        everyone = "both" if len(names) == 2 else "all"
+        row["seen only by"] = ", ".join(only) if only else (everyone if all(seen.values()) else "neither" if len(names) == 2 else "none")
         rows.append(row)
     return [
         f"**Which ruler sees what**: the metrics measured on every extractor ({', '.join(labels[by_ruler[names[0]][b]] for b in common)}), "
