@@ -44,7 +44,7 @@ from .pipeline import suite_store
 from .plots import save_loss_curves
 from .sections import SECTIONS
 from .store import ResultStore
-from .suite import Suite
+from .suite import Suite, qualified, split_metric
 
 __all__ = [
     "is_reference_model",
@@ -293,9 +293,10 @@ def _suite_index(suite: Suite, sub: pd.DataFrame, row: str) -> tuple:
 def _metric_order(suite: Suite, dataset: str, sub: pd.DataFrame) -> list[str]:
     order: list[str] = []
     spec = next((d for d in suite.datasets if d.name == dataset), None)
-    for m in spec.metrics if spec else []:
+    for entry in spec.metrics if spec else []:
+        m, extractor = split_metric(entry)  # "fid@effnet-lite0": its records are "fid@effnet-lite0", "kid@..." ...
         try:
-            order += [o.name for o in mreg.get_metric(m).outputs]
+            order += [qualified(o.name, extractor) for o in mreg.get_metric(m).outputs]
         except KeyError:
             pass
     present = list(dict.fromkeys(sub["metric"]))
@@ -434,9 +435,15 @@ def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
             continue
         n_fake = sorted({int(v) for v in sub["n_fake"].dropna()})
         parts = [f"**{d.name}**: extractor `{d.extractor}`"]
-        ext = next((s for s in sub["settings"] if isinstance(s, dict) and s.get("weights_hash")), None)
+        own = sub[sub["extractor"].isna() | (sub["extractor"] == d.extractor)]
+        ext = next((s for s in own["settings"] if isinstance(s, dict) and s.get("weights_hash")), None)
         if ext:
             parts.append(f"weights `{ext.get('weights_hash')}`" + (f" (test acc {ext['test_accuracy']:.3f})" if ext.get("test_accuracy") else ""))
+        for extra in d.extra_extractors:  # METRIC@EXTRACTOR entries: a second ruler on the same samples
+            rows = sub[sub["extractor"] == extra]
+            w = next((s.get("weights_hash") for s in rows["settings"] if isinstance(s, dict) and s.get("weights_hash")), None)
+            named = ", ".join(m for m, e in ((split_metric(x)) for x in d.metrics) if e == extra)
+            parts.append(f"second extractor `{extra}`" + (f" (weights `{w}`)" if w else "") + f" for {named}")
         parts.append(f"N fake = {', '.join(map(str, n_fake))}")
         n_real = sorted({int(v) for v in sub["n_real"].dropna()})
         if n_real:

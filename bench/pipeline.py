@@ -73,7 +73,7 @@ from .figures import latent_figure_applies, vae_latent_figure
 from .plots import save_sample_grid, save_translation_grid
 from .provenance import device_description, git_commit, package_versions
 from .store import ERROR, JOB_DONE, ResultStore
-from .suite import DatasetSpec, GeneratorSpec, Suite
+from .suite import DatasetSpec, GeneratorSpec, Suite, qualified, split_metric
 from .timing import TIMING_METRICS, TIMING_SETTING_KEYS, timing_hash
 
 _log = logging.getLogger("genbench.metrics")
@@ -148,11 +148,20 @@ def _config_hash(job: Job) -> str:
     return content_hash({"gen": gen, "dataset": job.dataset.__dict__})
 
 
+def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Metric entries without the ``METRIC@EXTRACTOR`` ones (None stays None)."""
+    return None if entries is None else tuple(m for m in entries if split_metric(m)[1] is None)
+
+
 def _row_hash(job: Job) -> str:
-    """What one row (one step count) of the job depends on: the configuration without the step list and without
-    the settings only the timing phase reads (its records carry those settings themselves)."""
+    """What one row (one step count) of the job depends on: the configuration without the step list, without
+    the settings only the timing phase reads (its records carry those settings themselves) and without the
+    ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
+    :class:`CurrentConfig` checks the second extractor's records against the entries listed now)."""
     gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
-    ds = {**job.dataset.__dict__, "settings": {k: v for k, v in job.dataset.settings.items() if k not in TIMING_SETTING_KEYS}}
+    gen["metrics"] = _own_metrics(job.gen.metrics)
+    ds = {**job.dataset.__dict__, "metrics": _own_metrics(job.dataset.metrics),
+          "settings": {k: v for k, v in job.dataset.settings.items() if k not in TIMING_SETTING_KEYS}}  # fmt: skip
     return content_hash({"gen": gen, "dataset": ds})
 
 
@@ -169,6 +178,8 @@ class CurrentConfig:
     row. Timing-phase records also carry ``timing_hash`` (the timing
     settings, defaults filled in) and are current only while it matches, so a
     changed ``latency_repeats`` re-times the rows and recomputes nothing else.
+    A record of a second extractor (metric ``"fid@effnet-lite0"``) is current
+    only while the pair's metrics still name that extractor.
     Records written before ``row_hash`` existed are kept when their pair
     and row are current (their hash cannot be split); records with neither
     hash are always kept. Records of an experiment suite (personalization)
@@ -180,9 +191,11 @@ class CurrentConfig:
     def __init__(self, jobs: Iterable[Job], experiment: str | None = None) -> None:
         self._experiment = experiment
         self._spec: dict[tuple[str, str], tuple[str, str, str, frozenset[str]]] = {}
+        self._extra: dict[tuple[str, str], frozenset[str]] = {}  # the second extractors each pair's metrics name
         for job in jobs:
             labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
             self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), timing_hash(job.dataset.settings), labels)
+            self._extra[(job.dataset.name, job.gen.name)] = frozenset(e for e in job.dataset.metric_groups(metric_names(job)) if e is not None)
 
     def __call__(self, r: dict[str, Any]) -> bool:
         if "experiment_hash" in r:
@@ -195,6 +208,9 @@ class CurrentConfig:
         full, row, timing, labels = spec
         if r.get("metric") == JOB_DONE:
             return r.get("config_hash") == full
+        extractor = split_metric(str(r.get("metric")))[1]
+        if extractor is not None and extractor not in self._extra[(r.get("dataset"), r.get("base"))]:
+            return False
         return r.get("generator") in labels and r.get("row_hash", row) == row and r.get("timing_hash", timing) == timing
 
 
@@ -455,11 +471,16 @@ def sample(ctx: JobContext, steps: int | None) -> tuple[torch.Tensor, torch.Tens
     return got["x"], got.get("y"), got.get("nfe")
 
 
-def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | None, steps: int | None) -> EvalContext:
-    """Stage 3: the metrics' context, with every feature set cached under (samples or split, kind, extractor, weights hash)."""
+def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | None, steps: int | None, extractor_name: str | None = None) -> EvalContext:
+    """Stage 3: the metrics' context, with every feature set cached under (samples or split, kind, extractor, weights hash).
+
+    ``extractor_name``: a second extractor (a ``METRIC@EXTRACTOR`` entry) instead of the data set's own (None);
+    the ``extractor_weights`` setting belongs to the data set's own extractor and is not passed to it."""
     job, ds = ctx.job, ctx.ds
     settings = {"reference": "train", **device_settings(ctx)}
-    extractor = load_extractor(job.dataset.extractor, ds.info, **extractor_kwargs(job.dataset.extractor, settings, ctx.device))
+    name = extractor_name or job.dataset.extractor
+    ext_settings = settings if extractor_name is None else {k: v for k, v in settings.items() if k != "extractor_weights"}
+    extractor = load_extractor(name, ds.info, **extractor_kwargs(name, ext_settings, ctx.device))
     if isinstance(extractor, freg.UnavailableExtractor):
         ctx.extractor_error = extractor
     samples_key = _samples_key(ctx, steps, len(fake))
@@ -581,29 +602,34 @@ class MetricsIncomplete(RuntimeError):
     the job's other records are kept, the job is not marked done, and the next ``bench run`` computes only those."""
 
 
-def record(ctx: JobContext, row: str, steps: int | None, results: list[Measurement], n_fake: int, nfe: int | None) -> list[str]:
+def record(
+    ctx: JobContext, row: str, steps: int | None, results: list[Measurement], n_fake: int, nfe: int | None, extractor: str | None = None
+) -> list[str]:
     """Stage 5: one record per metric output, with label/direction/unit from the registration and the row's NFE.
 
     An n/a record carries ``na_reason`` (and ``na_error`` when the metric raised). Measurements to retry write
-    nothing; their messages are returned."""
+    nothing; their messages are returned. ``extractor``: the second extractor the values were measured on (a
+    ``METRIC@EXTRACTOR`` entry): the records are named ``"fid@EXTRACTOR"`` and carry that extractor."""
     extra = {"nfe": nfe} if nfe is not None else {}
+    ext = {"extractor": extractor or ctx.job.dataset.extractor}
     retry = []
     for res in results:
         if res.retry:
-            retry.append(f"{row}: {res.spec.name}")
+            retry.append(f"{row}: {qualified(res.spec.name, extractor)}")
             continue
         for o in res.spec.outputs:
             v = None if res.values is None else res.values.get(o.name)
             meta = mreg.output_meta(o, v)
+            name = qualified(o.name, extractor)
             if v is None:
                 why = res.reason or f"{res.spec.name} returned no {o.name}"
-                ctx.append(row, o.name, {"value": None, "na": True, "na_reason": why, **({"na_error": True} if res.error else {}), **meta, **extra}, steps=steps)
+                ctx.append(row, name, {**({} if extractor is None else ext), "value": None, "na": True, "na_reason": why, **({"na_error": True} if res.error else {}), **meta, **extra}, steps=steps)
                 continue
             ctx.append(
-                row, o.name,
+                row, name,
                 {"value": v.value, "lo": v.interval[0] if v.interval else None, "hi": v.interval[1] if v.interval else None,
                  "settings": v.settings, "extra": v.extra, "metric_s": res.seconds,
-                 "n_fake": int(n_fake), "n_real": v.settings.get("n_real"), "extractor": ctx.job.dataset.extractor, **meta, **extra},
+                 "n_fake": int(n_fake), "n_real": v.settings.get("n_real"), **ext, **meta, **extra},
                 steps=steps,
             )  # fmt: skip
     return retry
@@ -661,7 +687,12 @@ def run_job(ctx: JobContext) -> None:
     """All stages of one job; records already present (``ctx.have``) are not recomputed. Ends with the job-done marker."""
     job = ctx.job
     names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
-    row_keys = {s: {(job.id, job.gen.row_label(s), o.name) for m in names for o in mreg.get_metric(m).outputs} for s in job.gen.steps}
+    groups = job.dataset.metric_groups(names)  # {None: own extractor's metrics, "effnet-lite0": [...]}: one feature pass each
+
+    def keys(row: str, extractor: str | None, m: str) -> set[tuple]:
+        return {(job.id, row, qualified(o.name, extractor)) for o in mreg.get_metric(m).outputs}
+
+    row_keys = {s: set().union(*(keys(job.gen.row_label(s), e, m) for e, ms in groups.items() for m in ms)) for s in job.gen.steps}
     every = set().union(*row_keys.values())
     if every and every <= ctx.have:  # re-opened (its config_hash changed, e.g. a timing setting) with every row current
         ctx.expected |= every | ({(job.id, job.gen.name, "train_s")} & ctx.have)
@@ -680,7 +711,8 @@ def run_job(ctx: JobContext) -> None:
     for steps in job.gen.steps:
         row = job.gen.row_label(steps)
         ctx.expected |= row_keys[steps]
-        todo = [m for m in names if not all((job.id, row, o.name) in ctx.have for o in mreg.get_metric(m).outputs)]
+        todo = {e: [m for m in ms if not keys(row, e, m) <= ctx.have] for e, ms in groups.items()}
+        todo = {e: ms for e, ms in todo.items() if ms}
         if not todo:
             continue
         fake, fake_labels, nfe = sample(ctx, steps)
@@ -688,12 +720,14 @@ def run_job(ctx: JobContext) -> None:
             _save_grid(ctx, row, fake)
         if ctx.save_samples:
             _save_samples(ctx, row, fake, fake_labels)
-        ectx = features(ctx, fake, fake_labels, steps)
-        retry += record(ctx, row, steps, measure(ectx, todo), len(fake), nfe)
+        for extractor, ms in todo.items():
+            ectx = features(ctx, fake, fake_labels, steps, extractor)
+            retry += record(ctx, row, steps, measure(ectx, ms), len(fake), nfe, extractor)
     if retry:  # the other records are kept; the job stays unfinished, so a re-run computes only these
         why = ctx.extractor_error.reason if ctx.extractor_error is not None else ""
+        failed = ctx.extractor_error.name if ctx.extractor_error is not None else job.dataset.extractor
         raise MetricsIncomplete(
-            f"extractor {job.dataset.extractor} could not load, so {len(retry)} metric(s) were not computed ({', '.join(retry)}); the job's other records "
+            f"extractor {failed} could not load, so {len(retry)} metric(s) were not computed ({', '.join(retry)}); the job's other records "
             f"are kept and the next bench run computes only these. {why}"
         )
     ctx.append(None, JOB_DONE, {"value": None, "n_records": len(ctx.expected)})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,48 @@ class SuiteError(ValueError):
     """A suite that cannot be found or parsed; the message says what is wrong."""
 
 
+EXTRACTOR_SEP = "@"  # "fid@effnet-lite0": the metric fid on the extractor effnet-lite0 instead of the data set's own
+
+
+def split_metric(entry: str) -> tuple[str, str | None]:
+    """A suite's metric entry -> (metric, extractor): ``"fid@effnet-lite0"`` -> ``("fid", "effnet-lite0")``;
+    ``"fid"`` -> ``("fid", None)`` (None: the data set's own ``extractor``)."""
+    metric, sep, extractor = entry.partition(EXTRACTOR_SEP)
+    return (metric, extractor) if sep else (entry, None)
+
+
+def qualified(name: str, extractor: str | None) -> str:
+    """The record name of a metric output measured on ``extractor`` (``"fid@effnet-lite0"``); ``name`` itself for the
+    data set's own extractor (None), so the records of a suite without extra extractors keep their names."""
+    return name if extractor is None else f"{name}{EXTRACTOR_SEP}{extractor}"
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One ``[[datasets]]`` entry. ``metrics`` lists metric names; an entry ``"METRIC@EXTRACTOR"`` computes a
+    feature metric on a second extractor besides ``extractor`` (its records are named the same way and carry
+    that extractor's name, so the leaderboard gives them their own columns, e.g. FID[effnet-lite0])."""
+
     name: str
     extractor: str
     metrics: tuple[str, ...]
     n_fake: int | None = None  # default: size of the test split
     params: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def metric_groups(self, names: Iterable[str] | None = None) -> dict[str | None, list[str]]:
+        """Metric entries (default: ``metrics``) grouped by extractor: ``{None: [own extractor's metrics],
+        "effnet-lite0": ["fid", "kid"], ...}``, in the order they are listed; one feature pass per group."""
+        groups: dict[str | None, list[str]] = {}
+        for entry in self.metrics if names is None else names:
+            metric, extractor = split_metric(entry)
+            groups.setdefault(extractor, []).append(metric)
+        return groups
+
+    @property
+    def extra_extractors(self) -> tuple[str, ...]:
+        """The extractors named by ``METRIC@EXTRACTOR`` entries, in order (empty for most suites)."""
+        return tuple(e for e in self.metric_groups() if e is not None)
 
 
 @dataclass(frozen=True)
@@ -192,11 +227,21 @@ def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpe
     return DatasetSpec(
         name=name,
         extractor=c.string(d.get("extractor", _registered_extractor(name)), f"{f}.extractor"),
-        metrics=c.strings(d.get("metrics", ["fid"]), f"{f}.metrics"),
+        metrics=_metric_entries(d.get("metrics", ["fid"]), f"{f}.metrics", c),
         n_fake=None if n_fake is None else c.integer(n_fake, f"{f}.n_fake", lo=1),
         params=c.table(d.get("params"), f"{f}.params"),
         settings=merged,
     )
+
+
+def _metric_entries(v: Any, f: str, c: _Fields) -> tuple[str, ...]:
+    """A list of metric names, each ``METRIC`` or ``METRIC@EXTRACTOR`` with both parts non-empty (names checked by :func:`validate_names`)."""
+    entries = c.strings(v, f)
+    for j, entry in enumerate(entries):
+        metric, extractor = split_metric(entry)
+        if not metric or extractor == "" or (extractor and EXTRACTOR_SEP in extractor):
+            raise c.fail(f"{f}[{j}]", f"{entry!r} must be METRIC or METRIC{EXTRACTOR_SEP}EXTRACTOR (e.g. \"fid{EXTRACTOR_SEP}effnet-lite0\")")
+    return entries
 
 
 def _check_settings_tables(settings: Any, where: str, field_name: str = "settings") -> None:
@@ -241,7 +286,7 @@ def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
         sample_params=c.table(g.get("sample_params"), f"{f}.sample_params"),
         steps=steps,
         datasets=c.strings(g["datasets"], f"{f}.datasets") if "datasets" in g else None,
-        metrics=c.strings(g["metrics"], f"{f}.metrics") if "metrics" in g else None,
+        metrics=_metric_entries(g["metrics"], f"{f}.metrics", c) if "metrics" in g else None,
         dataset_params={k: c.table(x, f"{f}.dataset_params.{k}") for k, x in dparams.items()},
         seeds=seeds,
     )
@@ -330,14 +375,14 @@ def validate_names(suite: Suite) -> None:
     gens = greg.available()
     mets = mreg.available()
     exts = freg.available()
-    for d in suite.datasets:
+    for i, d in enumerate(suite.datasets):
         if d.name not in data.available():
             raise SuiteError(f"{suite.path}: unknown dataset {d.name!r}; valid: {', '.join(data.available())}")
         if d.extractor not in exts:
             raise SuiteError(f"{suite.path}: unknown extractor {d.extractor!r}; valid: {', '.join(exts)}")
-        for m in d.metrics:
-            if m not in mets:
-                raise SuiteError(f"{suite.path}: unknown metric {m!r} for {d.name}; valid: {', '.join(sorted(mets))}")
+        _check_extra(suite, d.extractor, f"datasets[{i}] ({d.name}).extractor")
+        for j, entry in enumerate(d.metrics):
+            _check_metric_entry(suite, d, entry, f"datasets[{i}] ({d.name}).metrics[{j}]", mets, exts)
     for g in suite.generators:
         if g.model not in gens:
             if ":" in g.model:  # module:factory, imported from the user's code (genbench.plugins)
@@ -349,12 +394,41 @@ def validate_names(suite: Suite) -> None:
                 raise SuiteError(
                     f"{suite.path}: unknown generator model {g.model!r} ({g.name}); valid: {', '.join(gens)}; {greg.IMPORT_HINT}"
                 )
-        for m in g.metrics or ():
+        for j, entry in enumerate(g.metrics or ()):
+            m = split_metric(entry)[0]
             if m not in mets:
-                raise SuiteError(f"{suite.path}: unknown metric {m!r} for {g.name}; valid: {', '.join(sorted(mets))}")
+                raise SuiteError(f"{suite.path}: generators ({g.name}).metrics[{j}]: unknown metric {m!r} for {g.name}; valid: {', '.join(sorted(mets))}")
         for dn in (g.datasets or ()) + tuple(g.dataset_params):
             if dn not in {d.name for d in suite.datasets}:
                 raise SuiteError(f"{suite.path}: generator {g.name} names dataset {dn!r} that the suite does not list")
     for sname in suite.sections:
         if sname not in SECTIONS:
             raise SuiteError(f"{suite.path}: unknown section {sname!r}; valid: {', '.join(SECTIONS.names())}")
+
+
+def _check_extra(suite: Suite, extractor: str, f: str) -> None:
+    """:class:`SuiteError` with the extra's install line when ``extractor`` needs an optional extra that is not installed."""
+    try:
+        freg.check_extra(extractor)
+    except freg.MissingExtraError as e:
+        raise SuiteError(f"{suite.path}: {f}: {e}") from None
+
+
+def _check_metric_entry(suite: Suite, d: DatasetSpec, entry: str, f: str, mets: dict[str, Any], exts: list[str]) -> None:
+    """A dataset's metric entry: a registered metric; with ``@EXTRACTOR``, a registered extractor other than the
+    data set's own, an installed extra, and a metric whose every output depends on the extractor (FID, KID, PRDC ...)."""
+    metric, extractor = split_metric(entry)
+    if metric not in mets:
+        raise SuiteError(f"{suite.path}: {f}: unknown metric {metric!r} for {d.name}; valid: {', '.join(sorted(mets))}")
+    if extractor is None:
+        return
+    if extractor not in exts:
+        raise SuiteError(f"{suite.path}: {f}: unknown extractor {extractor!r} in {entry!r}; valid: {', '.join(exts)}")
+    if extractor == d.extractor:
+        raise SuiteError(f"{suite.path}: {f}: {entry!r} names the data set's own extractor; write {metric!r}")
+    if not all(o.per_extractor for o in mets[metric].outputs):
+        raise SuiteError(
+            f"{suite.path}: {f}: {metric!r} does not measure features, so {EXTRACTOR_SEP}{extractor} has no meaning for it; "
+            f"metrics that can name an extractor: {', '.join(sorted(n for n, s in mets.items() if all(o.per_extractor for o in s.outputs)))}"
+        )
+    _check_extra(suite, extractor, f)

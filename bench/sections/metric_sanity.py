@@ -12,7 +12,11 @@ shows the mean over seeds and a mark:
 * ✗⁺ a significant move in the *better* direction (the metric rewards the failure);
 * – the metric has no direction, or no uncertainty.
 
-Below the table, per failure type, the metrics that detect it.
+Column headers name the extractor of feature metrics (FID[digits-cnn]). Below
+the table, per failure type, the metrics that detect it; where a data set's
+feature metrics were also measured on a second extractor (``METRIC@EXTRACTOR``
+entries, e.g. ``fid@effnet-lite0``), a "which ruler sees what" table lists,
+per failure, the metrics that detect it on each extractor.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.leaderboard import ARROW, CellStats, cell_stats, fmt_num, welch_halfwidth
+from bench.suite import split_metric
 
-__all__ = ["section", "verdict", "FAILURE_TYPES"]
+__all__ = ["section", "verdict", "rulers_table", "FAILURE_TYPES"]
 
 BASELINE = "data"
 LEVEL = 0.95
@@ -57,6 +62,47 @@ def verdict(row: CellStats, base: CellStats, direction: str | None) -> str:
     return "✗"
 
 
+def _ruler(sub: pd.DataFrame) -> str | None:
+    """The extractor one column's records measure with (None: the metric does not use features)."""
+    per_ext = any(v is not None and v == v and bool(v) for v in sub.get("per_extractor", ()))  # NaN != NaN
+    return next((v for v in sub.get("extractor", ()) if isinstance(v, str) and v), None) if per_ext else None
+
+
+def rulers_table(verdicts: dict[tuple[str, str], str], labels: dict[str, str], rulers: dict[str, str | None],
+                 models: dict[str, str]) -> list[str]:
+    """Markdown lines: per constructed failure (row), the metrics that detect it (✓) on each extractor.
+
+    ``verdicts``: (row, column) -> mark; ``labels``: column -> metric label without the extractor;
+    ``rulers``: column -> extractor (None: not a feature metric, left out); ``models``: row -> constructed model.
+    Only metrics measured on every extractor are compared. Empty when fewer than two extractors are present."""
+    names = list(dict.fromkeys(r for r in rulers.values() if r))
+    if len(names) < 2:
+        return []
+    by_ruler = {r: {split_metric(m)[0]: m for m, e in rulers.items() if e == r} for r in names}
+    common = [b for b in by_ruler[names[0]] if all(b in by_ruler[r] for r in names[1:])]
+    rows = []
+    for g, model in models.items():
+        row = {"row": g, "failure": FAILURE_TYPES.get(model, model)}
+        seen = {}
+        for r in names:
+            hits = [labels[by_ruler[r][b]] for b in common if verdicts.get((g, by_ruler[r][b])) == "✓"]
+            seen[r] = bool(hits)
+            row[r] = ", ".join(hits) if hits else "—"
+        only = [r for r in names if seen[r] and not all(seen.values())]
+        everyone = "both" if len(names) == 2 else "all"
+        row["seen only by"] = ", ".join(only) if only else (everyone if all(seen.values()) else "neither" if len(names) == 2 else "none")
+        rows.append(row)
+    return [
+        f"**Which ruler sees what**: the metrics measured on every extractor ({', '.join(labels[by_ruler[names[0]][b]] for b in common)}), "
+        f"with ✓ per failure on each extractor ({', '.join(f'`{r}`' for r in names)}). Same samples, same reference, same "
+        "significance rule; only the feature space differs. FID at N below the feature dimension (1280 for effnet-lite0) has a "
+        "rank-deficient sample covariance and a large N-bias: read its values within a column, and KID (unbiased) beside it.",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False),
+        "",
+    ]
+
+
 def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
     out = ["## Which metric catches which failure", ""]
     df = records[records["metric"].notna() & ~records["metric"].astype(str).str.startswith("_") & (records["metric"] != "train_s")]
@@ -73,8 +119,9 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         "- Every row but the copies is built from held-out *test* images, so its samples sit on or near test points. FLS scores the "
         "test split's likelihood under a kernel density on the samples: test points that a row contains exactly are removed first, "
         "near-copies (noise 0.1, truncation) are not, and they flatter FLS.",
-        "- The reference set of FID, KID, PRDC, SW, sFID and CMMD is the train split, which the digits-cnn extractor was trained on; "
-        "copies of it are scored against features the extractor has fitted.",
+        "- The reference set of FID, KID, PRDC, SW, sFID and CMMD is the train split, which the data set's own extractor (digits-cnn, "
+        "mnist-cnn) was trained on; copies of it are scored against features the extractor has fitted. A second extractor "
+        "(effnet-lite0: ImageNet photos) never saw these images.",
         "- AuthPct, C_T and the copy rate measure distance to the training data, not quality: noise and blur move samples away from "
         "the train split, which AuthPct counts as more authentic and C_T (→0) flags as underfitting.",
         "",
@@ -90,11 +137,13 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         for (g, m), c in sub.groupby(["generator", "metric"], sort=False):
             c = c.sort_values("seed")
             cells[(g, m)] = cell_stats(list(c["value"]), list(c["lo"]), list(c["hi"]), list(c["settings"]))
+        labels = {m: str(meta.at[m, "label"] or m) for m in metrics}
+        rulers = {m: _ruler(sub[sub["metric"] == m]) for m in metrics}
         headers = {
-            m: f"{meta.at[m, 'label'] or m} {ARROW.get(meta.at[m, 'direction'] if isinstance(meta.at[m, 'direction'], str) else None, '')}".strip()
+            m: f"{labels[m]}{f'[{rulers[m]}]' if rulers[m] else ''} {ARROW.get(meta.at[m, 'direction'] if isinstance(meta.at[m, 'direction'], str) else None, '')}".strip()
             for m in metrics
         }
-        rows, detects = [], {}
+        rows, detects, verdicts = [], {}, {}
         for g in gens:
             model = sub.loc[sub["generator"] == g, "model"].dropna()
             row = {"row": g}
@@ -108,6 +157,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                 if g != BASELINE:
                     base = cells.get((BASELINE, m))
                     v = verdict(c, base, meta.at[m, "direction"]) if base is not None else "–"
+                    verdicts[(g, m)] = v
                     text += f" {v}"
                     if v == "✓":
                         hits.append(headers[m])
@@ -124,4 +174,5 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
             kind = FAILURE_TYPES.get(model, model)
             out.append(f"- `{g}` — {kind}: " + (", ".join(hits) if hits else "_no metric_"))
         out.append("")
+        out += rulers_table(verdicts, labels, rulers, {g: model for g, (model, _) in detects.items()})
     return "\n".join(out)
