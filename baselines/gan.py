@@ -408,6 +408,7 @@ class GAN:
         # EMA of the generator: warm-up decay min(ema, (1 + t) / (10 + t)) with t = steps_done after the step
         self._ema = EMA(self.G, self.ema, offset=1) if self.ema is not None else None
         self.steps_done = 0
+        self.last_nfe = 1  # network evaluations per sample of the last sample() call (one generator pass)
         # 2-D data are standardized per coordinate for the networks (set by fit)
         self.loc = torch.zeros(info.dim if info.kind == "points" else 0)
         self.scale = torch.ones(info.dim if info.kind == "points" else 0)

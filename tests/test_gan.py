@@ -253,6 +253,9 @@ def test_ema_switch():
     assert not torch.allclose(via_ema, via_raw)
     # the sampler option picks the raw weights of the EMA run (one trained model, both rows)
     raw = on.sample(100, generator=torch.Generator().manual_seed(0), sampler=on.make_sampler(weights="raw"))
+    from genbench.protocol import SamplerChoice
+
+    assert isinstance(on, SamplerChoice) and on.last_nfe == 1  # what the pipeline asks before it passes sample_params
     assert torch.allclose(raw, via_raw)
     with pytest.raises(ValueError, match="ema"):
         off.make_sampler(weights="ema")
