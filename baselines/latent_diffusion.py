@@ -19,9 +19,10 @@ is ``1 / std`` of the training posterior means, Rombach et al.'s
   ``baselines/samplers.py``, unchanged.
 * ``objective="eps"``: epsilon prediction on a cosine noise schedule (T
   steps, Nichol & Dhariwal); sampled with ``DDPMSampler`` or ``DDIMSampler``.
-  On digits it lags far behind: one run at the suite budget (3000 steps)
-  scored FID 156 with DDIM@50 where the velocity objective scored 6.1 with
-  Euler@50 (same autoencoder); not yet understood, hence not the default.
+  Its x_0 estimates are clipped to 1.5x the largest scaled training latent,
+  as in pixel space. (Until issue 30 the bound never reached the samplers:
+  one model at the digits suite budget, 3000 steps, scored FID 117 with
+  DDIM@50 unclipped and 6.8 clipped; the velocity objective scores 6.1.)
 
 The samplers see only a :class:`~baselines.samplers.Denoiser` around the
 latent network; this module draws the initial latent noise and decodes the
