@@ -70,6 +70,7 @@ __all__ = [
     "VQReconstruction",
     "cosine_mask_ratio",
     "code_statistics",
+    "default_n_down",
 ]
 
 _DECODERS = ("mode", "sample", "mean")
@@ -405,6 +406,25 @@ class AutoregressiveSampler:
 
 
 # ----------------------------------------------------------------------------- generators
+MAX_GRID_SIDE = 8
+
+
+def default_n_down(height: int, width: int) -> int:
+    """Stride-2 downsamplings that bring an image to a code grid of side at most ``MAX_GRID_SIDE`` (8), at least one.
+
+    The priors' cost grows with the number of codes L: a causal transformer
+    samples with L sequential network evaluations and attends over all L.
+    On 28x28 MNIST one downsampling left a 14x14 grid (L = 196): 1,000 samples
+    took ~290 CPU-seconds and 200 prior steps (~0.33 s each) learned little
+    (FID 617); two give 7x7 (L = 49). 8x8 digits keep n_down = 1 (4x4).
+    Stops early where a side would no longer halve exactly.
+    """
+    n = 1
+    while max(height, width) // 2**n > MAX_GRID_SIDE and height % 2 ** (n + 1) == 0 and width % 2 ** (n + 1) == 0:
+        n += 1
+    return n
+
+
 class _VQBase:
     """VQ-VAE with an independent categorical prior per code position; see the module docstring.
 
@@ -413,7 +433,8 @@ class _VQBase:
         num_codes: codebook size K (default 32).
         code_dim: code dimension D.
         width: base channels of the conv encoder/decoder.
-        n_down: stride-2 downsamplings (1: 8x8 images -> 4x4 codes, 2 -> 2x2).
+        n_down: stride-2 downsamplings (1: 8x8 images -> 4x4 codes, 2 -> 2x2);
+            None (default) picks :func:`default_n_down`: 8x8 -> 4x4 codes, 28x28 -> 7x7.
         beta: commitment weight.
         ema: EMA codebook updates instead of the codebook loss.
         restart_after: restart codes unused for this many steps (0 = never).
@@ -437,7 +458,7 @@ class _VQBase:
         num_codes: int = 32,
         code_dim: int = 16,
         width: int = 32,
-        n_down: int = 1,
+        n_down: int | None = None,
         beta: float = 0.25,
         ema: bool = False,
         restart_after: int = 100,
@@ -450,6 +471,7 @@ class _VQBase:
         who = self.name
         if not info.is_image or not info.levels:
             raise ValueError(f"{who}: needs image data with intensity levels (info.levels); {info.name} is {info.kind}")
+        n_down = default_n_down(info.shape[1], info.shape[2]) if n_down is None else int(n_down)
         if n_down < 0 or info.shape[1] % 2**n_down or info.shape[2] % 2**n_down:
             raise ValueError(f"{who}: image size {tuple(info.shape[1:])} must be divisible by 2**n_down = {2**max(n_down, 0)}")
         if not 0.0 < ae_fraction <= 1.0:
@@ -889,13 +911,13 @@ class VQReconstruction(_VQBase):
 
 
 # ----------------------------------------------------------------------------- registry
-def _ae_kwargs(num_codes: int, code_dim: int, width: int, n_down: int, beta: float, ema: bool, restart_after: int, lr: float, decoder: str, device: str | None) -> dict[str, Any]:
+def _ae_kwargs(num_codes: int, code_dim: int, width: int, n_down: int | None, beta: float, ema: bool, restart_after: int, lr: float, decoder: str, device: str | None) -> dict[str, Any]:
     return dict(num_codes=num_codes, code_dim=code_dim, width=width, n_down=n_down, beta=beta, ema=ema, restart_after=restart_after, lr=lr, decoder=decoder, device=device)
 
 
 @register("vqvae", family="vq", kinds=("image",))
 def make_vqvae(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
+    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", device: str | None = None,
 ) -> VQVAE:  # fmt: skip
     """VQ-VAE (nearest-code quantizer, straight-through, beta 0.25) with an independent per-position code prior; VQ bound."""
@@ -904,7 +926,7 @@ def make_vqvae(
 
 @register("vq-ar", family="vq", kinds=("image",))
 def make_vq_ar(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
+    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
     prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, device: str | None = None,
 ) -> VQAutoregressive:  # fmt: skip
@@ -918,7 +940,7 @@ def make_vq_ar(
 
 @register("vq-maskgit", family="vq", kinds=("image",))
 def make_vq_maskgit(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int = 1, beta: float = 0.25, ema: bool = False,
+    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
     restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
     prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
     choice_temperature: float = 4.5, device: str | None = None,
@@ -935,7 +957,7 @@ def make_vq_maskgit(
 @register("vqvae-recon", family="reference", kinds=("image",))
 def make_vqvae_recon(
     info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, num_codes: int = 32, code_dim: int = 16, width: int = 32,
-    n_down: int = 1, beta: float = 0.25, ema: bool = False, restart_after: int = 100, lr: float = 2e-3, device: str | None = None,
+    n_down: int | None = None, beta: float = 0.25, ema: bool = False, restart_after: int = 100, lr: float = 2e-3, device: str | None = None,
 ) -> VQReconstruction:  # fmt: skip
     """Reconstruction floor of the VQ autoencoder: decode(encode(held-out images))."""
     return VQReconstruction(info, pool=pool, pool_labels=pool_labels, **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, "mode", device))

@@ -45,6 +45,26 @@ def test_pixel_sampler_runs_unchanged_on_latents(fitted, monkeypatch):
     assert x.shape == (6, 1, 8, 8) and torch.allclose(x * 16, (x * 16).round())
 
 
+def test_eps_samplers_clip_x0_to_the_latent_bound(fitted, monkeypatch):
+    """The bound fit() sets must reach the denoiser the eps samplers read it from (it was left at None, so the
+    x_0 estimate at abar ~ 0 went unclipped), and every x_0 estimate stays inside it."""
+    m, _ = fitted
+    assert m.x0_bound is not None and m.x0_bound > 0
+    clips, x0s = [], []
+    original = samplers.DDIMSampler.x0_eps
+
+    def spy(self, denoiser, x, i, y):
+        clips.append(denoiser.x0_clip)
+        x0, eps, ab = original(self, denoiser, x, i, y)
+        x0s.append(float(x0.abs().max()))
+        return x0, eps, ab
+
+    monkeypatch.setattr(samplers.DDIMSampler, "x0_eps", spy)
+    m.sample(8, steps=4, sampler=m.make_sampler(sampler="ddim"), generator=torch.Generator().manual_seed(0))
+    assert clips == [m.x0_bound] * 4
+    assert max(x0s) <= m.x0_bound + 1e-6
+
+
 def test_latent_schedule_is_the_pixel_cosine_schedule():
     ours, pixel = ld.CosineSchedule(1000), NoiseSchedule("cosine", 1000)
     assert all(ours.abar(i) == pytest.approx(pixel.abar(i), rel=1e-12) for i in (-1, 0, 10, 500, 998, 999))

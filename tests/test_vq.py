@@ -257,3 +257,15 @@ def test_latent_arithmetic_figure_works(digits, tmp_path):
     z = m.encode(digits.test_x[:3])
     assert z.shape == (3, 16 * 16) and torch.equal(m.decode(z), m.decode(z.reshape(3, 16, 4, 4)))
     assert vae_latent_figure(m, digits, tmp_path / "vq.png").stat().st_size > 0
+
+
+def test_default_code_grid_keeps_the_prior_short_on_28x28():
+    """One downsampling left 28x28 MNIST a 14x14 grid (L = 196 tokens: ~290 CPU-s of AR sampling per 1,000
+    images and a prior that learned little in the suite's budget); the default now picks 7x7, digits keep 4x4."""
+    mnist = DataInfo(name="mnist-like", shape=(1, 28, 28), kind="image", levels=256)
+    digits = DataInfo(name="digits-like", shape=(1, 8, 8), kind="image", levels=17)
+    assert vq.make_vq_ar(mnist).latent_shape == (7, 7) and vq.make_vq_ar(mnist).length == 49
+    assert vq.make_vq_maskgit(mnist).latent_shape == (7, 7)
+    assert vq.make_vqvae(digits).latent_shape == (4, 4)
+    assert vq.make_vqvae(mnist, n_down=1).latent_shape == (14, 14)  # an explicit n_down still wins
+    assert [vq.default_n_down(s, s) for s in (4, 8, 28, 32, 64)] == [1, 1, 2, 2, 3]
