@@ -31,6 +31,7 @@ records and return them to the driver, which alone appends to the store.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import logging
@@ -270,6 +271,10 @@ def validate_samples(x: Any, shape: tuple[int, ...], is_image: bool, who: str, n
 
 
 def _code_hash(factory: Any) -> str:
+    """Hash of the source file that defines ``factory`` (a ``functools.partial`` is unwrapped to its function), so
+    editing a family's module retrains its cached models; ``"unknown"`` when there is no source file."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
     try:
         return file_hash(inspect.getsourcefile(factory))
     except (TypeError, OSError):

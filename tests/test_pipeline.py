@@ -394,3 +394,17 @@ def test_rows_sharing_a_network_train_it_once(tmp_path, tiny, monkeypatch):
         t.join(timeout=60)
     assert len(fits) == 1
     assert sorted(r["extra"]["cached"] for r in out.values()) == [False, True]
+
+
+def test_code_hash_follows_partial_factories_to_their_module():
+    """GAN presets are registered as functools.partial of make_gan; their models' cache key must still carry
+    the hash of baselines/gan.py, or editing the GAN code would silently reuse models trained by the old code."""
+    from bench.pipeline import _code_hash
+    from genbench.cache import file_hash
+
+    import baselines.gan as gan_module
+
+    gan_file = file_hash(gan_module.__file__)
+    for name in ("gan", "cgan", "wgan-gp"):
+        assert _code_hash(greg.get(name).factory) == gan_file
+    assert _code_hash(greg.get("vae").factory) != gan_file
