@@ -602,11 +602,12 @@ class GAN:
             self._ema.update()
 
     # -- sampling ----------------------------------------------------------------------
-    def make_sampler(self, weights: str = "ema") -> OnePassSampler:
-        """Sampling option for :meth:`sample`: ``weights="ema"`` (the default: the
-        EMA generator when ``ema`` > 0, else the raw one) or ``"raw"`` (the trained
-        generator's own weights, for the EMA-against-raw comparison on one run)."""
-        if weights not in ("ema", "raw"):
+    def make_sampler(self, weights: str | None = None) -> OnePassSampler:
+        """Sampling option for :meth:`sample`: ``weights=None`` (the default: the EMA
+        generator when ``ema`` > 0, else the raw one), ``"ema"`` (the EMA generator;
+        an error without one) or ``"raw"`` (the trained generator's own weights, for
+        the EMA-against-raw comparison on one run)."""
+        if weights not in (None, "ema", "raw"):
             raise ValueError(f"{self.name}: weights must be 'ema' or 'raw', got {weights!r}")
         if weights == "ema" and self.G_ema is None:
             raise ValueError(f"{self.name}: weights='ema' needs a model built with ema > 0")
