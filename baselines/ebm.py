@@ -8,7 +8,8 @@ Mordatch 2019):
 
 * each step takes a batch of chains from the buffer (a fraction ``reinit`` of
   them restarted from noise), runs ``train_steps`` Langevin updates
-  x <- x - step_size * grad E(x) + noise * eps, writes them back, and
+  x <- x - step_size * clamp(grad E(x), -grad_clamp, grad_clamp) + noise * eps
+  (no clamp when ``grad_clamp`` is None), writes them back, and
   minimizes E(x_data) - E(x_neg) + reg * (E(x_data)^2 + E(x_neg)^2).
 * ``sample(n, steps=S)`` starts *fresh* chains from noise and runs S Langevin
   updates (``info.iterative``; default ``default_steps``), so quality depends on
@@ -86,6 +87,9 @@ class EBM:
         buffer_size: number of persistent chains.
         reinit: probability that a chain is restarted from noise when visited.
         reg: weight of the energy-magnitude regularizer.
+        grad_clamp: clamp each input-gradient component of a Langevin update to
+            [-grad_clamp, grad_clamp] (network units; Du & Mordatch 2019's image
+            recipe bounds every step this way), or None for the raw gradient.
         default_steps: Langevin updates of ``sample`` when ``steps`` is None.
         init_range: 2-D chains start uniform in [-init_range, init_range]^2 (standardized units).
         device: ``"cpu"``, ``"cuda"`` or None (auto).
@@ -107,6 +111,7 @@ class EBM:
         buffer_size: int = 10000,
         reinit: float = 0.1,
         reg: float = 0.1,
+        grad_clamp: float | None = None,
         default_steps: int = 100,
         init_range: float = 2.5,
         device: str | None = None,
@@ -117,6 +122,8 @@ class EBM:
             raise ValueError(f"ebm: train_steps and default_steps must be >= 1, got {train_steps}, {default_steps}")
         if not 0 <= reinit <= 1:
             raise ValueError(f"ebm: reinit is a probability in [0, 1], got {reinit}")
+        if grad_clamp is not None and grad_clamp <= 0:
+            raise ValueError(f"ebm: grad_clamp must be > 0 or None, got {grad_clamp}")
         if buffer_size < 1:
             raise ValueError(f"ebm: buffer_size must be >= 1, got {buffer_size}")
         if hidden is None:
@@ -129,6 +136,7 @@ class EBM:
         self.buffer_size = int(buffer_size)
         self.reinit = float(reinit)
         self.reg = float(reg)
+        self.grad_clamp = None if grad_clamp is None else float(grad_clamp)
         self.default_steps = int(default_steps)
         self.init_range = float(init_range)
         self.device = pick_device(device)
@@ -164,7 +172,7 @@ class EBM:
         return (u * 2 - 1) * self.init_range
 
     def _langevin(self, h: Tensor, n_steps: int, generator: torch.Generator | None = None) -> Tensor:
-        """n_steps updates h <- h - step_size grad E(h) + noise eps (network space)."""
+        """n_steps updates h <- h - step_size clamp(grad E(h)) + noise eps (network space)."""
         was_training = self.net.training
         self.net.eval()
         for p in self.net.parameters():
@@ -175,6 +183,8 @@ class EBM:
                 for _ in range(n_steps):
                     h = h.detach().requires_grad_(True)
                     (grad,) = torch.autograd.grad(self.net(h).sum(), h)
+                    if self.grad_clamp is not None:
+                        grad = grad.clamp(-self.grad_clamp, self.grad_clamp)
                     eps = torch.randn(h.shape, generator=generator).to(h.device) if generator is not None else torch.randn_like(h)
                     h = h - self.step_size * grad + self.noise * eps
                     if self.data_info.is_image:
@@ -267,6 +277,7 @@ def make_ebm(
     buffer_size: int = 10000,
     reinit: float = 0.1,
     reg: float = 0.1,
+    grad_clamp: float | None = None,
     default_steps: int = 100,
     init_range: float = 2.5,
     device: str | None = None,
@@ -284,6 +295,7 @@ def make_ebm(
         buffer_size=buffer_size,
         reinit=reinit,
         reg=reg,
+        grad_clamp=grad_clamp,
         default_steps=default_steps,
         init_range=init_range,
         device=device,

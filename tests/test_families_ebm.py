@@ -58,9 +58,24 @@ def test_image_steps_zero_is_quantized_uniform_noise():
         m.sample(2, steps=-1)
 
 
+def test_grad_clamp_bounds_every_langevin_move():
+    """Without noise, one update moves each pixel by at most step_size * grad_clamp
+    (network units, [-1, 1] images), and an unclamped update moves further."""
+    ds = data.load("digits")
+    moves = {}
+    for clamp in (None, 1e-3):
+        torch.manual_seed(0)
+        m = registry.build("ebm", ds.info, device="cpu", hidden=(16,), step_size=10.0, noise=0.0, grad_clamp=clamp, train_steps=1, buffer_size=64)
+        m.fit(TrainData(ds.train_x[:64], ds.info), Budget(steps=1, batch_size=16))
+        h0 = torch.rand(32, *ds.info.shape) * 1.6 - 0.8  # away from the [-1, 1] clamp
+        moves[clamp] = (m._langevin(h0, 1) - h0).abs().max().item()
+    assert moves[1e-3] <= 10.0 * 1e-3 + 1e-6
+    assert moves[None] > 10.0 * 1e-3
+
+
 @pytest.mark.parametrize(
     "hp,match",
-    [({"arch": "resnet"}, "arch"), ({"train_steps": 0}, "train_steps"), ({"reinit": 1.5}, "reinit"), ({"buffer_size": 0}, "buffer_size")],
+    [({"arch": "resnet"}, "arch"), ({"train_steps": 0}, "train_steps"), ({"reinit": 1.5}, "reinit"), ({"buffer_size": 0}, "buffer_size"), ({"grad_clamp": 0.0}, "grad_clamp")],
 )
 def test_bad_hyperparameters_are_named(hp, match):
     with pytest.raises(ValueError, match=match):
