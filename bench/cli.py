@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_suite(
             suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=os.environ.get("GENBENCH_PROGRESS", "1") != "0",
             executor=args.executor, workers=args.jobs, threads=args.threads, ray_address=args.ray_address, imports=tuple(args.imports or ()),
-            job_lines=not args.no_progress, **({"save_samples": True} if args.save_samples else {}),
+            job_lines=not args.no_progress, **({"save_samples": True} if args.save_samples else {}), **({"retime": True} if args.retime else {}),
         )  # fmt: skip
     except (ValueError, RuntimeError) as e:  # e.g. --device cuda without CUDA, ray not installed
         return _err(str(e))
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="results/cache directory (default: results)")
     r.add_argument("--out", default=None, help="leaderboard directory (default: RESULTS/leaderboards; the committed tables: --out leaderboards)")
     r.add_argument("--no-leaderboard", action="store_true", help="do not write the leaderboard after the run")
+    r.add_argument("--retime", action="store_true",
+                   help="time again the rows whose latency was flagged ⚠ (other processes used the CPU while it was measured); "
+                        "a quiet measurement replaces the flagged one")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress lines (one per job start and end on stderr) and no bars")
     r.add_argument("--save-samples", action="store_true", help="keep each job's samples as .npz and a PNG grid under RESULTS/SUITE/samples/")
     r.add_argument("--jobs", type=_positive, default=None,

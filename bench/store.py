@@ -172,18 +172,31 @@ class ResultStore:
         return out
 
     def records(self, include_internal: bool = False) -> list[dict[str, Any]]:
-        """Readable records, first of each key; internal markers (``_job_done``, ``_error``) only with ``include_internal``."""
-        out, seen = [], set()
+        """Readable records, first of each key; internal markers (``_job_done``, ``_error``) only with ``include_internal``.
+
+        One exception: a timing record flagged ``loaded`` (measured while other processes used the CPU) is
+        replaced by a later record of its key that is not (``bench run --retime`` appends those)."""
+        out: list[dict[str, Any]] = []
+        at: dict[tuple, int] = {}
         for r in self._read():
             if self.keep is not None and not self.keep(r):
                 continue
             k = record_key(r)
-            if k in seen:
+            if k in at:
+                i = at[k]
+                if i >= 0 and out[i].get("loaded") is True and r.get("loaded") is False:
+                    out[i] = r
                 continue
-            seen.add(k)
             if include_internal or not str(r.get("metric", "")).startswith("_"):
+                at[k] = len(out)
                 out.append(r)
+            else:
+                at[k] = -1
         return out
+
+    def loaded_keys(self) -> set[tuple]:
+        """Keys whose current record is a timing flagged ``loaded``: what ``bench run --retime`` measures again."""
+        return {record_key(r) for r in self.records() if r.get("loaded") is True}
 
     def left_out(self) -> int:
         """Readable records (internal markers not counted) that ``keep`` rejects: e.g. records of an earlier

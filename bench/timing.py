@@ -166,6 +166,7 @@ def _metric_names(job: Any) -> list[str]:
 
 def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
     have = runner.store.keys()
+    redo = runner.store.loaded_keys() if getattr(runner, "retime", False) else set()  # bench run --retime
     done = runner.store.done_jobs() if callable(getattr(runner.store, "done_jobs", None)) else None
     rows = []
     for job in jobs:
@@ -179,7 +180,7 @@ def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
             continue
         for steps in job.gen.steps:
             row = job.gen.row_label(steps)
-            missing = {o for o in outs if (job.id, row, o) not in have}
+            missing = {o for o in outs if (job.id, row, o) not in have or (job.id, row, o) in redo}
             if missing:
                 rows.append(_Row(job, row, steps, missing))
     return rows
@@ -291,7 +292,9 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
     ``runner`` provides ``suite``, ``store.keys()``, ``device``,
     ``load_model(job)``, ``sampler_for(job)`` and ``append(job, row, metric,
     fields, steps=...)`` (``bench.runner.Runner``). Rows whose timing records
-    already exist are skipped, so a resumed run only times what is missing.
+    already exist are skipped, so a resumed run only times what is missing; with ``runner.retime``
+    (``bench run --retime``) rows whose records were flagged ``loaded`` are timed again, and a
+    quiet measurement replaces the flagged one (:meth:`bench.store.ResultStore.records`).
     """
     rows = _plan_rows(runner, jobs)
     if not rows:

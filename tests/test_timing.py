@@ -147,6 +147,11 @@ class FakeStore:
     def done_jobs(self):
         return {f"toy/{n}/seed0" for n in ("a", "b", "bad")} - self.failed
 
+    loaded: set = field(default_factory=set)
+
+    def loaded_keys(self):
+        return self.loaded
+
 
 class FakeRunner:
     def __init__(self, suite, models):
@@ -198,6 +203,13 @@ def test_timing_phase_records_and_resume():
     n = len(r.store.recs)
     timing.run_timing_phase(r, jobs)  # resume: everything exists, nothing is timed again
     assert len(r.store.recs) == n
+    # --retime: only the rows whose timing was flagged loaded are measured again
+    r.store.loaded = {("toy/a/seed0", "a@4", "latency_ms")}
+    timing.run_timing_phase(r, jobs)
+    assert len(r.store.recs) == n
+    r.retime = True
+    timing.run_timing_phase(r, jobs)
+    assert {(x["generator"], x["metric"]) for x in r.store.recs[n:]} == {("a@4", "latency_ms")}
 
 
 def test_timing_phase_skips_rows_without_timing_metrics_and_reports_bad_settings():
