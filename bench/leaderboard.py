@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -645,6 +646,30 @@ def left_out_lines(n: int, suite: str) -> list[str]:
             f"changed since, or rows no longer in it); `bench run --suite {suite}` recomputes what the suite asks for now"]
 
 
+def _grid_is_current(name: str, df: pd.DataFrame) -> bool:
+    """Whether a sample grid ``<dataset>__<name>.png`` belongs to a row of the table now: ``name`` is a current
+    row's label (``@`` written ``_at``) or a current generator's name plus a figure suffix
+    (``vae_latent-arithmetic``), but not an older step count of it (``ebm_at20`` once the row samples at 60 and 256).
+    The results directory keeps the grids of every configuration it ran; the table shows only its own."""
+    if "generator" not in df or df.empty:
+        return True
+    rows = {str(r).replace("@", "_at") for r in df["generator"].dropna().unique()}
+    if name in rows:
+        return True
+    bases = {str(b) for b in df["base"].dropna().unique()} if "base" in df else set()
+    return any(name.startswith(b + "_") and re.fullmatch(r"at\d+", name[len(b) + 1 :]) is None for b in bases | rows)
+
+
+def _stale_grid(file_name: str, suite: Suite, df: pd.DataFrame) -> bool:
+    """A sample grid ``<dataset>__<name>.png`` of one of the suite's data sets whose row is no longer in the table."""
+    for d in suite.datasets:
+        prefix = f"{d.name}__"
+        if file_name.startswith(prefix) and file_name.endswith(".png"):
+            sub = df[df["dataset"] == d.name] if "dataset" in df else df
+            return not _grid_is_current(file_name[len(prefix) : -len(".png")], sub)
+    return False
+
+
 def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir: Path) -> Path:
     assets = _assets_dir(out_dir, suite.name)
     if assets.is_symlink():
@@ -660,6 +685,8 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
                 try:
                     check_name(p.name, "asset file name")
                 except ValueError:
+                    continue
+                if _stale_grid(p.name, suite, df):
                     continue
                 safeio.atomic_write(assets / p.name, p.read_bytes(), root=assets)
                 copied.add(p.name)
@@ -698,6 +725,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
     for d in suite.datasets:
         md += [f"## {d.name}", "", dataset_table(df, suite, d.name)]
         grids = sorted(g for g in assets.glob(f"{d.name}__*.png") if g.name not in old or _sig(g) != before.get(g.name))
+        grids = [g for g in grids if not _stale_grid(g.name, suite, df)]
         if grids:
             md += ["Samples (first seed):", "", " ".join(f"![{g.stem.split('__', 1)[1]}](assets/{suite.name}/{g.name})" for g in grids), ""]
         steps: dict[str, int] = {}

@@ -257,3 +257,16 @@ def test_section_figures_are_listed_in_the_manifest(tmp_path):
     assert "## Speed and quality" in md and "speed_quality__digits_pareto.png" in md
     manifest = json.loads((tmp_path / "lb" / "assets" / "lbsq" / lb.MANIFEST).read_text())
     assert "speed_quality__digits_pareto.png" in manifest
+
+
+def test_only_the_current_rows_sample_grids_are_shown():
+    """The results directory keeps the grids of every configuration it ran; the table shows its own rows' grids."""
+    import pandas as pd
+
+    from bench.leaderboard import _grid_is_current
+
+    df = pd.DataFrame({"generator": ["ebm@60", "ebm@256", "vae", "vae-mode", "ddpm@25"], "base": ["ebm", "ebm", "vae", "vae-mode", "ddpm"]})
+    for name in ("ebm_at60", "ebm_at256", "vae", "vae-mode", "ddpm_at25", "vae_latent-arithmetic", "vae-mode_latent-arithmetic"):
+        assert _grid_is_current(name, df), name
+    for name in ("ebm_at20", "ebm_at200", "ebm", "gan", "ddpm_at50", "vqvae_latent-arithmetic"):
+        assert not _grid_is_current(name, df), name
