@@ -84,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run_suite(
             suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=os.environ.get("GENBENCH_PROGRESS", "1") != "0",
             executor=args.executor, workers=args.jobs, threads=args.threads, ray_address=args.ray_address, imports=tuple(args.imports or ()),
-            job_lines=not args.no_progress, **({"save_samples": True} if args.save_samples else {}), **({"retime": True} if args.retime else {}),
+            job_lines=not args.no_progress, **({"save_samples": True} if args.save_samples else {}), retime=args.retime,
         )  # fmt: skip
     except (ValueError, RuntimeError) as e:  # e.g. --device cuda without CUDA, ray not installed
         return _err(str(e))

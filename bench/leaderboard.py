@@ -29,6 +29,7 @@ import datetime as _dt
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -646,28 +647,34 @@ def left_out_lines(n: int, suite: str) -> list[str]:
             f"changed since, or rows no longer in it); `bench run --suite {suite}` recomputes what the suite asks for now"]
 
 
-def _grid_is_current(name: str, df: pd.DataFrame) -> bool:
+def _grid_is_current(name: str, rows: set[str], bases: set[str]) -> bool:
     """Whether a sample grid ``<dataset>__<name>.png`` belongs to a row of the table now: ``name`` is a current
-    row's label (``@`` written ``_at``) or a current generator's name plus a figure suffix
+    row's label (``@`` written ``_at``, in ``rows``) or a current generator's name plus a figure suffix
     (``vae_latent-arithmetic``), but not an older step count of it (``ebm_at20`` once the row samples at 60 and 256).
     The results directory keeps the grids of every configuration it ran; the table shows only its own."""
-    if "generator" not in df or df.empty:
-        return True
-    rows = {str(r).replace("@", "_at") for r in df["generator"].dropna().unique()}
-    if name in rows:
-        return True
-    bases = {str(b) for b in df["base"].dropna().unique()} if "base" in df else set()
-    return any(name.startswith(b + "_") and re.fullmatch(r"at\d+", name[len(b) + 1 :]) is None for b in bases | rows)
+    return name in rows or any(name.startswith(b + "_") and re.fullmatch(r"at\d+", name[len(b) + 1 :]) is None for b in bases | rows)
 
 
-def _stale_grid(file_name: str, suite: Suite, df: pd.DataFrame) -> bool:
-    """A sample grid ``<dataset>__<name>.png`` of one of the suite's data sets whose row is no longer in the table."""
+def _stale_grids(suite: Suite, df: pd.DataFrame) -> Callable[[str], bool]:
+    """A test of file names: True for a sample grid ``<dataset>__<name>.png`` of one of the suite's data sets whose
+    row is no longer in the table (:func:`_grid_is_current`); the current rows are read from ``df`` once."""
+    if "generator" not in df or "dataset" not in df or df.empty:
+        return lambda file_name: False
+    current = {}
     for d in suite.datasets:
-        prefix = f"{d.name}__"
-        if file_name.startswith(prefix) and file_name.endswith(".png"):
-            sub = df[df["dataset"] == d.name] if "dataset" in df else df
-            return not _grid_is_current(file_name[len(prefix) : -len(".png")], sub)
-    return False
+        sub = df[df["dataset"] == d.name]
+        if sub.empty:
+            continue
+        bases = {str(b) for b in sub["base"].dropna().unique()} if "base" in sub else set()
+        current[f"{d.name}__"] = ({str(r).replace("@", "_at") for r in sub["generator"].dropna().unique()}, bases)
+
+    def stale(file_name: str) -> bool:
+        for prefix, (rows, bases) in current.items():
+            if file_name.startswith(prefix) and file_name.endswith(".png"):
+                return not _grid_is_current(file_name[len(prefix) : -len(".png")], rows, bases)
+        return False
+
+    return stale
 
 
 def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir: Path) -> Path:
@@ -678,6 +685,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
     old = set(_read_manifest(assets))  # removed only once the new markdown no longer refers to them
     before = {p.name: _sig(p) for p in assets.iterdir() if p.is_file()}
     copied: set[str] = set()
+    stale = _stale_grids(suite, df)
     src_assets = store.root / "assets"
     if src_assets.is_dir():
         for p in sorted(src_assets.iterdir()):
@@ -686,7 +694,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
                     check_name(p.name, "asset file name")
                 except ValueError:
                     continue
-                if _stale_grid(p.name, suite, df):
+                if stale(p.name):
                     continue
                 safeio.atomic_write(assets / p.name, p.read_bytes(), root=assets)
                 copied.add(p.name)
@@ -725,7 +733,7 @@ def _write_markdown(suite: Suite, df: pd.DataFrame, store: ResultStore, out_dir:
     for d in suite.datasets:
         md += [f"## {d.name}", "", dataset_table(df, suite, d.name)]
         grids = sorted(g for g in assets.glob(f"{d.name}__*.png") if g.name not in old or _sig(g) != before.get(g.name))
-        grids = [g for g in grids if not _stale_grid(g.name, suite, df)]
+        grids = [g for g in grids if not stale(g.name)]
         if grids:
             md += ["Samples (first seed):", "", " ".join(f"![{g.stem.split('__', 1)[1]}](assets/{suite.name}/{g.name})" for g in grids), ""]
         steps: dict[str, int] = {}

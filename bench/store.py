@@ -176,23 +176,15 @@ class ResultStore:
 
         One exception: a timing record flagged ``loaded`` (measured while other processes used the CPU) is
         replaced by a later record of its key that is not (``bench run --retime`` appends those)."""
-        out: list[dict[str, Any]] = []
-        at: dict[tuple, int] = {}
+        first: dict[tuple, dict[str, Any]] = {}  # a replacement keeps the key's place
         for r in self._read():
             if self.keep is not None and not self.keep(r):
                 continue
             k = record_key(r)
-            if k in at:
-                i = at[k]
-                if i >= 0 and out[i].get("loaded") is True and r.get("loaded") is False:
-                    out[i] = r
-                continue
-            if include_internal or not str(r.get("metric", "")).startswith("_"):
-                at[k] = len(out)
-                out.append(r)
-            else:
-                at[k] = -1
-        return out
+            old = first.get(k)
+            if old is None or (old.get("loaded") is True and r.get("loaded") is False):
+                first[k] = r
+        return [r for r in first.values() if include_internal or not str(r.get("metric", "")).startswith("_")]
 
     def loaded_keys(self) -> set[tuple]:
         """Keys whose current record is a timing flagged ``loaded``: what ``bench run --retime`` measures again."""

@@ -261,12 +261,17 @@ def test_section_figures_are_listed_in_the_manifest(tmp_path):
 
 def test_only_the_current_rows_sample_grids_are_shown():
     """The results directory keeps the grids of every configuration it ran; the table shows its own rows' grids."""
+    from types import SimpleNamespace
+
     import pandas as pd
 
-    from bench.leaderboard import _grid_is_current
+    from bench.leaderboard import _stale_grids
 
-    df = pd.DataFrame({"generator": ["ebm@60", "ebm@256", "vae", "vae-mode", "ddpm@25"], "base": ["ebm", "ebm", "vae", "vae-mode", "ddpm"]})
+    gens = ["ebm@60", "ebm@256", "vae", "vae-mode", "ddpm@25"]
+    df = pd.DataFrame({"dataset": "d", "generator": gens, "base": ["ebm", "ebm", "vae", "vae-mode", "ddpm"]})
+    stale = _stale_grids(SimpleNamespace(datasets=[SimpleNamespace(name="d"), SimpleNamespace(name="other")]), df)
     for name in ("ebm_at60", "ebm_at256", "vae", "vae-mode", "ddpm_at25", "vae_latent-arithmetic", "vae-mode_latent-arithmetic"):
-        assert _grid_is_current(name, df), name
+        assert not stale(f"d__{name}.png"), name
     for name in ("ebm_at20", "ebm_at200", "ebm", "gan", "ddpm_at50", "vqvae_latent-arithmetic"):
-        assert not _grid_is_current(name, df), name
+        assert stale(f"d__{name}.png"), name
+    assert not stale("losses__d.png") and not stale("other__gan.png")  # not a grid of a data set with rows: kept
