@@ -123,6 +123,32 @@ def test_maskgit_rejects_more_steps_than_tokens():
         vq.MaskGITSampler(0)
 
 
+def test_bidirectional_prior_learns_to_copy_by_position():
+    """A masked token equal to the token 4 positions away (sequences [a b c d a b c d], one of each pair
+    masked) can only be found through the positions; the content is the same for every candidate. With
+    token and position embeddings at the same scale the prior solves it (cross-entropy near 0 nats); with
+    the token embeddings at nn.Embedding's default std 1, 50x the positions, it stayed near 1.2 nats."""
+    torch.manual_seed(0)
+    net = vq.CodeTransformer(8, 8, dim=32, depth=1, heads=2, dropout=0.0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        half = torch.randint(0, 8, (n, 4))
+        first = torch.randint(0, 2, (n, 4)).bool()
+        return torch.cat([half, half], 1), torch.cat([first, ~first], 1)
+
+    def loss(codes: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        logits = net(torch.where(masked, torch.full_like(codes, net.special), codes))
+        return torch.nn.functional.cross_entropy(logits[masked], codes[masked])
+
+    for _ in range(150):
+        opt.zero_grad()
+        loss(*batch(64)).backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(loss(*batch(512))) < 0.2
+
+
 def test_cosine_mask_ratio():
     assert float(vq.cosine_mask_ratio(0.0)) == 1.0
     assert float(vq.cosine_mask_ratio(0.5)) == pytest.approx(math.sqrt(0.5))
