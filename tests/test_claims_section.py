@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from bench.leaderboard import cell_stats, records_frame
-from bench.sections.claims import section, verdict
+from bench.sections.claims import paired_lead, section, verdict
 
 
 def _records(values: dict[str, list[float]], metric: str = "fid", direction: str = "min") -> pd.DataFrame:
@@ -67,3 +67,20 @@ def test_bad_claims_are_named(tmp_path):
         section(_records({"gan": [1.0, 2.0]}), {"claims": [{"claim": "x", "dataset": "d", "metric": "fid", "a": "gan"}]}, tmp_path)
     with pytest.raises(ValueError, match="relation"):
         verdict(cell_stats([1.0, 2.0]), cell_stats([1.0, 2.0]), "min", "sometimes")
+
+
+def test_paired_claims_test_the_per_seed_differences(tmp_path):
+    """Two samplings of one model per seed: the models' spread (10 -> 30) hides a steady 1-unit lead from the
+    unpaired test, the paired one finds it; its interval is scipy's paired t-interval on the same numbers."""
+    one, eight = [31.0, 21.2, 11.1], [30.0, 20.0, 10.0]
+    recs = _records({"m@8": eight, "m@1": one})
+    claim = {"claim": "more steps help", "dataset": "d", "metric": "fid", "a": "m@8", "b": "m@1"}
+    md_unpaired = section(recs, {"claims": [claim]}, tmp_path)
+    md_paired = section(recs, {"claims": [{**claim, "paired": True}]}, tmp_path)
+    assert "within noise" in md_unpaired
+    assert "**reproduced**" in md_paired and "paired by seed" in md_paired
+    ci = stats.ttest_rel(one, eight).confidence_interval(0.95)
+    lead, hw = paired_lead(dict(enumerate(eight)), dict(enumerate(one)), "min")
+    assert lead == pytest.approx((ci.low + ci.high) / 2)
+    assert hw == pytest.approx((ci.high - ci.low) / 2)
+    assert paired_lead({0: 1.0}, {0: 2.0}, "min") is None  # one common seed: the unpaired test stands

@@ -11,6 +11,7 @@ rows of one data set on one metric::
     a = "gan"            # row labels as in the tables (``name@steps`` for iterative rows)
     b = "vae"
     relation = "better"  # "better": a beats b; "no_worse": a is at least as good as b
+    paired = true        # optional: a and b sample the same trained model of each seed
 
 The test is the one the tables use to mark ties (:func:`bench.leaderboard.welch_halfwidth`):
 the 95% Welch interval of the difference of the two rows' means, with the
@@ -25,14 +26,23 @@ which row is ahead. Each claim gets a verdict:
 * ``not reproduced``: ``b`` is ahead and the interval excludes 0;
 * ``untested``: a row, the metric or an uncertainty is missing.
 
+``paired = true`` is for two rows of one trained model per seed (the same
+network sampled two ways: 1 vs 8 decoding steps, EMA vs raw weights). Their
+seed-to-seed spread is mostly the spread of the trained models, which both
+rows share, so the claim tests the per-seed differences instead: their mean
+and the 95% t-interval (n - 1 degrees of freedom) over the seeds both rows
+have. With fewer than two common seeds it falls back to the unpaired test.
+
 A claim that does not reproduce stays in the table with its numbers.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats as _stats
 
 from bench.leaderboard import CellStats, cell_stats, fmt_num, welch_halfwidth
 
@@ -57,6 +67,32 @@ def _ahead(direction: str, a: float, b: float) -> float:
     return abs(b) - abs(a)  # "zero": closest to zero is best
 
 
+def _per_seed(records: pd.DataFrame, dataset: str, metric: str, row: str) -> dict[int, float]:
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == metric) & (records["generator"] == row) & records["value"].notna()]
+    return {int(k): float(v) for k, v in sub.groupby("seed")["value"].mean().items()}
+
+
+def paired_lead(a: dict[int, float], b: dict[int, float], direction: str | None, level: float = 0.95) -> tuple[float, float] | None:
+    """(mean of the per-seed leads of a over b, half-width of their ``level`` t-interval) over the common seeds;
+    None with fewer than two common seeds or an unknown direction."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2 or direction not in ("min", "max", "zero"):
+        return None
+    d = [_ahead(direction, a[s], b[s]) for s in seeds]
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    return mean, float(_stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n))
+
+
+def _judge(lead: float, hw: float, relation: str) -> str:
+    if lead > hw:
+        return "reproduced"
+    if lead < -hw:
+        return "not reproduced"
+    return "reproduced (tie)" if relation == "no_worse" else "within noise"
+
+
 def verdict(a: CellStats, b: CellStats, direction: str | None, relation: str) -> tuple[str, float | None, float | None]:
     """(verdict, how far a is ahead of b, 95% half-width) for one claim; see the module docstring."""
     if relation not in RELATIONS:
@@ -65,11 +101,7 @@ def verdict(a: CellStats, b: CellStats, direction: str | None, relation: str) ->
         return "untested", None, None
     lead = _ahead(direction, a.mean, b.mean)
     hw = welch_halfwidth(a, b)
-    if lead > hw:
-        return "reproduced", lead, hw
-    if lead < -hw:
-        return "not reproduced", lead, hw
-    return ("reproduced (tie)" if relation == "no_worse" else "within noise"), lead, hw
+    return _judge(lead, hw, relation), lead, hw
 
 
 def _cell_text(c: CellStats) -> str:
@@ -85,8 +117,9 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         return "\n".join(out + ["_no claims listed in the suite_"])
     out.append(
         "Textbook claims tested on this suite's runs. Each compares row a with row b on one metric; the verdict uses the tables' "
-        "significance rule (95% Welch interval of the difference of the means, standard error over seeds). `better` claims need "
-        "a ahead with the interval excluding 0; `no_worse` claims also hold on a tie. Claims that do not reproduce stay listed."
+        "significance rule (95% Welch interval of the difference of the means, standard error over seeds); a test 'paired by seed' "
+        "compares two samplings of the same trained model per seed by the mean per-seed difference and its 95% t-interval. `better` "
+        "claims need a ahead with the interval excluding 0; `no_worse` claims also hold on a tie. Claims that do not reproduce stay listed."
     )
     out.append("")
     rows = []
@@ -98,10 +131,14 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         ca, dir_a = _cell(records, c["dataset"], c["metric"], c["a"])
         cb, dir_b = _cell(records, c["dataset"], c["metric"], c["b"])
         v, lead, hw = verdict(ca, cb, dir_a or dir_b, relation)
+        paired = paired_lead(*(_per_seed(records, c["dataset"], c["metric"], c[k]) for k in "ab"), dir_a or dir_b) if c.get("paired") else None
+        if paired is not None and v != "untested":
+            lead, hw = paired
+            v = _judge(lead, hw, relation)
         label = next((x for x in records.loc[records["metric"] == c["metric"], "label"] if isinstance(x, str)), c["metric"])
         rows.append({
             "claim": c["claim"] + (f" ({c['cite']})" if c.get("cite") else ""),
-            "test": f"{c['a']} {'>' if relation == 'better' else '≥'} {c['b']} on {label}, {c['dataset']}",
+            "test": f"{c['a']} {'>' if relation == 'better' else '≥'} {c['b']} on {label}, {c['dataset']}" + (", paired by seed" if paired else ""),
             "a": _cell_text(ca), "b": _cell_text(cb),
             "a ahead by [95% ±]": "—" if lead is None else f"{fmt_num(lead)} [± {fmt_num(hw)}]",
             "verdict": f"**{v}**" if v.startswith("reproduced") else v,
