@@ -4,7 +4,7 @@ budgets become one curve each; single-budget models are left out; the figure is 
 from __future__ import annotations
 
 from bench.leaderboard import records_frame
-from bench.sections.budget_curve import curve_frame, section
+from bench.sections.budget_curve import curve_frame, section, suite_budget_steps
 
 
 def _records() -> list[dict]:
@@ -34,3 +34,13 @@ def test_section_writes_table_and_figure(tmp_path):
     assert (tmp_path / "mnist" / "budget_curve__mnist5k.png").stat().st_size > 1000
     assert "assets/mnist/budget_curve__mnist5k.png" in md
     assert "no model is trained at two or more budgets" in section(records_frame(_records()[4:6] + _records()[-3:]), {}, tmp_path)
+
+
+
+def test_rows_loaded_from_the_cache_take_their_steps_from_the_suite(tmp_path):
+    recs = [dict(r, settings=None) if r["generator"] == "gan-2000" and r["metric"] == "train_s" else r for r in _records()]
+    assert curve_frame(records_frame(recs), ["fid"])["steps"].isna().tolist() == [False, True]
+    suite = {"generators": [{"name": "gan-2000", "model": "gan", "budget": {"steps": 2000, "batch_size": 64}}, {"name": "data"}]}
+    assert suite_budget_steps(suite) == {"gan-2000": 2000}
+    assert list(curve_frame(records_frame(recs), ["fid"], suite_budget_steps(suite))["steps"]) == [500, 2000]
+    assert "nan" not in section(records_frame(recs), suite, tmp_path).split("![")[0]

@@ -29,12 +29,26 @@ def _budget_steps(settings: Any) -> int | None:
     return int(steps) if isinstance(steps, (int, float)) else None
 
 
-def curve_frame(records: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per (dataset, model, generator row): budget steps, mean training seconds and each metric's mean over seeds."""
+def suite_budget_steps(suite: dict) -> dict[str, int]:
+    """Training steps of each generator row of a suite (its ``budget.steps``), by row name."""
+    out = {}
+    for g in suite.get("generators") or []:
+        steps = _budget_steps(g)
+        if isinstance(g, dict) and "name" in g and steps is not None:
+            out[str(g["name"])] = steps
+    return out
+
+
+def curve_frame(records: pd.DataFrame, metrics: list[str], budget_steps: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per (dataset, model, generator row): budget steps, mean training seconds and each metric's mean over seeds.
+
+    The steps come from the ``train_s`` record's settings; a record without them (a model loaded from the
+    artifact cache by a pipeline that did not copy them) takes the row's steps from ``budget_steps``."""
     train = records[(records["metric"] == "train_s") & records["value"].notna()]
     rows = []
     for (ds, model, gen), g in train.groupby(["dataset", "model", "generator"], sort=False):
-        row: dict[str, Any] = {"dataset": ds, "model": model, "row": gen, "steps": _budget_steps(g["settings"].iloc[0]),
+        steps = next((s for s in map(_budget_steps, g["settings"]) if s is not None), (budget_steps or {}).get(gen))
+        row: dict[str, Any] = {"dataset": ds, "model": model, "row": gen, "steps": steps,
                                "train_s": float(g["value"].mean()), "seeds": int(g["seed"].nunique())}  # fmt: skip
         for m in metrics:
             # a row's metric records carry its label (name@steps for iterative rows) as generator and its name as base
@@ -70,7 +84,7 @@ def _figure(df: pd.DataFrame, metrics: list[str], labels: dict[str, str], path: 
 def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
     metrics = list((suite.get("budget_curve") or {}).get("metrics", ["fid", "is"]))
     out = ["## Quality against training compute", ""]
-    df = curve_frame(records, metrics)
+    df = curve_frame(records, metrics, suite_budget_steps(suite))
     if df.empty:
         return "\n".join(out + ["_no model is trained at two or more budgets in this suite_"])
     labels = {m: next((x for x in records.loc[records["metric"] == m, "label"] if isinstance(x, str)), m) for m in metrics}
