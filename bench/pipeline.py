@@ -394,7 +394,7 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
         if state is not None and isinstance(report, dict):
             try:
                 model.load_state_dict(state)
-                return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}}
+                return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}, "settings": {"budget": ctx.model_key["budget"]}}
             except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
                 model = build_model(ctx)
         seed_everything(job.seed)

@@ -394,6 +394,8 @@ def test_rows_sharing_a_network_train_it_once(tmp_path, tiny, monkeypatch):
         t.join(timeout=60)
     assert len(fits) == 1
     assert sorted(r["extra"]["cached"] for r in out.values()) == [False, True]
+    budgets = [r.get("settings", {}).get("budget") for r in out.values()]  # the cached model's record says its budget too
+    assert None not in budgets and budgets[0] == budgets[1]
 
 
 def test_code_hash_follows_partial_factories_to_their_module():
