@@ -131,8 +131,12 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         ca, dir_a = _cell(records, c["dataset"], c["metric"], c["a"])
         cb, dir_b = _cell(records, c["dataset"], c["metric"], c["b"])
         v, lead, hw = verdict(ca, cb, dir_a or dir_b, relation)
-        paired = paired_lead(*(_per_seed(records, c["dataset"], c["metric"], c[k]) for k in "ab"), dir_a or dir_b) if c.get("paired") else None
-        if paired is not None and v != "untested":
+        paired = None
+        if c.get("paired") and v != "untested":
+            per_seed_a = _per_seed(records, c["dataset"], c["metric"], c["a"])
+            per_seed_b = _per_seed(records, c["dataset"], c["metric"], c["b"])
+            paired = paired_lead(per_seed_a, per_seed_b, dir_a or dir_b)
+        if paired is not None:
             lead, hw = paired
             v = _judge(lead, hw, relation)
         label = next((x for x in records.loc[records["metric"] == c["metric"], "label"] if isinstance(x, str)), c["metric"])
