@@ -10,7 +10,9 @@ of s. Masks alternate so every coordinate is transformed. The scale is bounded
 so the untrained flow is the identity.
 
 * Images: checkerboard masks; the conditioners are MLPs on the flattened image
-  (default, cheap at 8x8) or small conv nets (``conditioner="conv"``). Data are
+  (default, cheap at 8x8) or small conv nets (``conditioner="conv"``), which
+  with ``squeeze`` > 0 run at several scales: a 2x2 squeeze between levels and
+  channel-wise masks after it (Dinh et al.'s multi-scale layout). Data are
   uniformly dequantized, y = (x_int + u) / K in [0, 1), mapped to logit space
   (logit(a + (1 - 2a) y), a = 0.05) and through a learned per-dimension affine
   (initialized from the data) before the couplings. ``log_prob`` reports the
@@ -114,6 +116,64 @@ class _Rotation(nn.Module):
         return y @ self.w
 
 
+class _Squeeze(nn.Module):
+    """Space-to-depth (Dinh et al. 2017, section 3.6): (C, H, W) -> (4C, H/2, W/2),
+    each 2x2 block of pixels moved into channels; a permutation, log|det| = 0."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return nn.functional.pixel_unshuffle(x, 2), torch.zeros(len(x), device=x.device, dtype=x.dtype)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return nn.functional.pixel_shuffle(y, 2)
+
+
+class _Unsqueeze(_Squeeze):
+    """The inverse of :class:`_Squeeze` as a layer (returns the base point to the data's shape)."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return nn.functional.pixel_shuffle(x, 2), torch.zeros(len(x), device=x.device, dtype=x.dtype)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return nn.functional.pixel_unshuffle(y, 2)
+
+
+def _conv_net(c_in: int, c_out: int, width: int) -> nn.Module:
+    """The conv conditioner: two 3x3 hidden layers of ``width`` channels (SiLU)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, width, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(width, c_out, 3, padding=1),
+    )
+
+
+def _image_couplings(shape: tuple[int, ...], n_couplings: int, width: int, s_max: float, squeeze: int) -> list[nn.Module]:
+    """Multi-scale layout for ``conditioner="conv"``: ``squeeze + 1`` levels of
+    ``n_couplings`` couplings each, a squeeze between levels. A level's masks
+    cycle checkerboard and its complement, and after a squeeze also the first
+    half of the channels and the other half, as in Dinh et al. 2017; the
+    conditioner's width doubles per level as the grid halves. No dimensions are
+    factored out: after the last level the squeezes are undone, so the base point
+    has the data's shape."""
+    c, h, w = shape
+    layers: list[nn.Module] = []
+    for level in range(squeeze + 1):
+        if level:
+            if h % 2 or w % 2:
+                raise ValueError(f"realnvp: squeeze={squeeze} needs sides divisible by 2**{squeeze}, got {shape[1]}x{shape[2]}")
+            layers.append(_Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+        checker = ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2).float()[None, None].expand(1, c, h, w)
+        channel = (torch.arange(c) < c // 2).float()[None, :, None, None].expand(1, c, h, w)
+        masks = [checker, 1 - checker] + ([channel, 1 - channel] if level else [])
+        for i in range(n_couplings):
+            mask = masks[i % len(masks)].clone()
+            layers.append(_Coupling(mask, _conv_net(c + 1, 2 * c, width * 2**level), s_max, conv=True))
+    layers += [_Unsqueeze() for _ in range(squeeze)]
+    return layers
+
+
 class _FlowNet(nn.Module):
     def __init__(
         self,
@@ -125,28 +185,21 @@ class _FlowNet(nn.Module):
         alpha: float,
         conditioner: str,
         dropout: float,
+        squeeze: int = 0,
     ) -> None:
         super().__init__()
         self.is_image = info.is_image
         self.shape = tuple(info.shape)
         self.alpha = alpha
         layers = []
-        if self.is_image:
+        if self.is_image and conditioner == "conv":
+            layers = _image_couplings(self.shape, n_couplings, width, s_max, squeeze)
+        elif self.is_image:  # MLP on the flattened image, checkerboard mask
             c, h, w = self.shape
             checker = ((torch.arange(h)[:, None] + torch.arange(w)[None]) % 2).float()[None, None]
             for i in range(n_couplings):
                 mask = (checker if i % 2 == 0 else 1 - checker).expand(1, c, h, w).clone()
-                if conditioner == "conv":
-                    net = nn.Sequential(
-                        nn.Conv2d(c + 1, width, 3, padding=1),
-                        nn.SiLU(),
-                        nn.Conv2d(width, width, 3, padding=1),
-                        nn.SiLU(),
-                        nn.Conv2d(width, 2 * c, 3, padding=1),
-                    )
-                    layers.append(_Coupling(mask, net, s_max, conv=True))
-                else:  # MLP on the flattened image, checkerboard mask
-                    layers.append(_Coupling(mask, _mlp(info.dim, 2 * info.dim, hidden, dropout), s_max, conv=False))
+                layers.append(_Coupling(mask, _mlp(info.dim, 2 * info.dim, hidden, dropout), s_max, conv=False))
         else:
             d = info.dim
             for i in range(n_couplings):
@@ -203,7 +256,8 @@ class RealNVP:
 
     Args:
         info: data description.
-        n_couplings: number of coupling layers (masks alternate; default 8).
+        n_couplings: number of coupling layers (masks alternate; default 8); with
+            ``squeeze`` > 0, the number per level.
         conditioner: images only: ``"mlp"`` (an MLP on the flattened image, checkerboard
             mask; cheap at 8x8) or ``"conv"`` (3x3 conv net, for larger images).
         width: channels of the conv conditioners.
@@ -214,6 +268,10 @@ class RealNVP:
         weight_decay: Adam weight decay.
         dropout: dropout in the MLP conditioners (default 0.3 for images, where the
             1437 digits are overfitted quickly without it; 0 for 2-D).
+        squeeze: images with ``conditioner="conv"`` only: the number of 2x2
+            squeezes, i.e. ``squeeze + 1`` levels of couplings (the multi-scale
+            layout of Dinh et al. 2017, without factoring dimensions out); 0 keeps
+            every coupling at the data's resolution.
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
@@ -232,6 +290,7 @@ class RealNVP:
         alpha: float = 0.05,
         weight_decay: float = 0.0,
         dropout: float | None = None,
+        squeeze: int = 0,
         device: str | None = None,
     ) -> None:
         if info.is_image and not info.levels:
@@ -254,7 +313,9 @@ class RealNVP:
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = pick_device(device)
-        self.net = _FlowNet(info, n_couplings, width, tuple(hidden), s_max, alpha, conditioner, dropout).to(self.device)
+        if squeeze < 0 or (squeeze and conditioner != "conv"):
+            raise ValueError(f"realnvp: squeeze must be >= 0 and needs conditioner='conv', got squeeze={squeeze} with {conditioner!r}")
+        self.net = _FlowNet(info, n_couplings, width, tuple(hidden), s_max, alpha, conditioner, dropout, squeeze).to(self.device)
         self.last_nfe = 0
         self._fitted = False
 
@@ -374,6 +435,7 @@ def make_realnvp(
     alpha: float = 0.05,
     weight_decay: float = 0.0,
     dropout: float | None = None,
+    squeeze: int = 0,
     device: str | None = None,
 ) -> RealNVP:
     """RealNVP affine-coupling flow; exact log_prob (dequantized bound on images)."""
@@ -388,5 +450,6 @@ def make_realnvp(
         alpha=alpha,
         weight_decay=weight_decay,
         dropout=dropout,
+        squeeze=squeeze,
         device=device,
     )

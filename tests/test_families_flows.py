@@ -1,5 +1,5 @@
 """realnvp (baselines/flows.py): invertibility, log-determinants against autograd,
-dequantization bound, conv conditioners, sampler temperature, validation."""
+dequantization bound, conv conditioners and the multi-scale layout, sampler temperature, validation."""
 
 from __future__ import annotations
 
@@ -29,23 +29,25 @@ def _randomize(m):
 
 
 @pytest.mark.parametrize(
-    "dataset,hp", [("swissroll", {"hidden": (16,)}), ("digits", {"hidden": (32,)}), ("digits", {"conditioner": "conv", "width": 8})]
+    "dataset,hp", [("swissroll", {"hidden": (16,)}), ("digits", {"hidden": (32,)}), ("digits", {"conditioner": "conv", "width": 8}),
+     ("digits", {"conditioner": "conv", "width": 4, "squeeze": 1})],  # 8x8 then 4x4 with channel masks
 )
 def test_inverse_and_log_det(dataset, hp):
     ds = data.load(dataset)
     torch.manual_seed(0)
-    m = registry.build("realnvp", ds.info, device="cpu", n_couplings=4, **hp)
+    m = registry.build("realnvp", ds.info, device="cpu", **{"n_couplings": 4, **hp})
     m.fit(TrainData(ds.train_x, ds.info), Budget(steps=2, batch_size=32))
     _randomize(m)
     m.net.eval()
     x = ds.test_x[:3].double() if ds.info.kind == "points" else dequantize(ds.test_x[:3], ds.info.levels).double()
     net = m.net.double()
     z, logdet = net.to_base(x)
+    assert z.shape == x.shape  # the base point has the data's shape (squeezes undone)
     assert torch.allclose(net.invert(z), x, atol=1e-6)
     for i in range(len(x)):
         jac = torch.autograd.functional.jacobian(lambda v: net.to_base(v[None])[0].flatten(), x[i])
         jac = jac.reshape(ds.info.dim, ds.info.dim)
-        assert float(torch.linalg.slogdet(jac).logabsdet) == pytest.approx(float(logdet[i].detach()), abs=1e-6)
+        assert float(torch.linalg.slogdet(jac).logabsdet) == pytest.approx(float(logdet[i].detach()), rel=1e-7, abs=1e-6)
 
 
 def test_image_log_prob_is_the_dequantization_bound():
@@ -84,6 +86,9 @@ def test_temperature_shrinks_2d_samples():
         ({"conditioner": "attention"}, "conditioner"),
         ({"alpha": 0.5}, "alpha"),
         ({"dropout": 1.0}, "dropout"),
+        ({"squeeze": 1}, "squeeze"),  # the MLP conditioner has no multi-scale layout
+        ({"conditioner": "conv", "squeeze": -1}, "squeeze"),
+        ({"conditioner": "conv", "squeeze": 4}, "divisible"),  # 8 -> 4 -> 2 -> 1: no fourth squeeze
     ],
 )
 def test_bad_hyperparameters_are_named(hp, match):
