@@ -1,9 +1,9 @@
 """pytest-benchmark: what the one training loop costs on top of a plain PyTorch step.
 
 For every trainable family of the mnist suite, at its mnist-suite size and
-params (``bench/suites/mnist.toml``; 28x28, K = 256, batch 64 but realnvp's
-128, one thread), one training step through the harness (``model.fit``: the
-loop of ``baselines/training.py`` with its minibatches, EMA, curves, warm-up,
+params (``bench/suites/mnist.toml``; 28x28, K = 256, batch 64, one thread),
+one training step through the harness (``model.fit``: the loop of
+``baselines/training.py`` with its minibatches, EMA, curves, warm-up,
 clipping and progress) is timed against a minimal hand-written step of the
 same networks (taken from the built model), optimizer settings and batch:
 index a random minibatch, compute the family's textbook loss in a few lines,
@@ -20,7 +20,7 @@ What one step is, per entry (the plain twin does the same work):
 * wgan-gp: ``n_critic`` = 2 critic updates (each on a fresh real batch, with
   the gradient penalty on interpolates) and one generator update, EMA.
 * vae, autoencoder, realnvp: one Adam step on the ELBO / reconstruction /
-  dequantized NLL (realnvp with clipping at 100, dropout on).
+  dequantized NLL (realnvp: the multi-scale conv flow, clipping at 100).
 * ddpm, flow-matching: one Adam step on the eps / velocity regression, clipping
   at 1, EMA.
 * ebm: one PCD update: a 60-step Langevin chain (clamped gradient) from the
@@ -92,7 +92,7 @@ SIZES: dict[str, dict] = {
     "wgan-gp": {"width": 32, "ema": 0.999, "n_critic": 2, "lr": 2e-4},
     "cgan": {"width": 32, "ema": 0.999},
     "flow-matching": {"width": 16, "mults": [1, 2, 2]},
-    "realnvp": {},
+    "realnvp": {"conditioner": "conv", "squeeze": 2, "n_couplings": 4, "width": 16},
     "ebm": {"arch": "conv", "width": 16, "reinit": 0.05, "train_steps": 60, "step_size": 10.0, "noise": 0.005, "grad_clamp": 0.03},
     "vqvae": {"num_codes": 64},  # no prior to train: every fit step is an autoencoder step
     # the suite's ae_fraction is 0.1667; here fit(n) = 1 autoencoder step + n - 1 prior steps
@@ -104,7 +104,7 @@ SIZES: dict[str, dict] = {
     "latent-diffusion": {"ae_fraction": 1e-9},
 }
 MODEL = {"latent-diffusion-ae": "latent-diffusion"}  # entry -> registry name, where they differ
-BATCH = {"realnvp": 128}  # the suite's batch size, where it is not 64
+BATCH: dict[str, int] = {}  # the suite's batch size, where it is not 64
 # Training images (default 1024). The VQ and latent-diffusion fits encode and reconstruct the whole training set
 # after their autoencoder stage (~5 s for 1024 images): a fixed cost that the difference of fits removes but whose
 # noise swamps a prior step of ~60 ms; 256 images (4 minibatches) keep it near 1 s. A step costs the same.
@@ -237,7 +237,7 @@ def _plain_realnvp(m, d: TrainData, g: torch.Generator) -> PlainStep:
     params = [p for p in m.net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-3)
     k, a, net = m.data_info.levels, m.net.alpha, m.net
-    b = BATCH["realnvp"]
+    b = BATCH.get("realnvp", 64)
 
     def step() -> None:
         s = a + (1 - 2 * a) * dequantize(_batch(d.x, g, b), k, g)
