@@ -36,7 +36,6 @@ def test_section_writes_table_and_figure(tmp_path):
     assert "no model is trained at two or more budgets" in section(records_frame(_records()[4:6] + _records()[-3:]), {}, tmp_path)
 
 
-
 def test_rows_loaded_from_the_cache_take_their_steps_from_the_suite(tmp_path):
     recs = [dict(r, settings=None) if r["generator"] == "gan-2000" and r["metric"] == "train_s" else r for r in _records()]
     assert curve_frame(records_frame(recs), ["fid"])["steps"].isna().tolist() == [False, True]
