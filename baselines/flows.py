@@ -313,8 +313,8 @@ class RealNVP:
         self.lr = lr
         self.weight_decay = weight_decay
         self.device = pick_device(device)
-        if squeeze < 0 or (squeeze and conditioner != "conv"):
-            raise ValueError(f"realnvp: squeeze must be >= 0 and needs conditioner='conv', got squeeze={squeeze} with {conditioner!r}")
+        if squeeze < 0 or (squeeze and (conditioner != "conv" or not info.is_image)):
+            raise ValueError(f"realnvp: squeeze must be >= 0 and needs image data with conditioner='conv', got squeeze={squeeze} with {conditioner!r}")
         self.net = _FlowNet(info, n_couplings, width, tuple(hidden), s_max, alpha, conditioner, dropout, squeeze).to(self.device)
         self.last_nfe = 0
         self._fitted = False

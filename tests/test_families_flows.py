@@ -96,6 +96,11 @@ def test_bad_hyperparameters_are_named(hp, match):
         registry.build("realnvp", data.load("digits").info, **hp)
 
 
+def test_squeeze_needs_images():
+    with pytest.raises(ValueError, match="squeeze"):
+        registry.build("realnvp", data.load("swissroll").info, conditioner="conv", squeeze=1)
+
+
 def test_image_needs_levels():
     with pytest.raises(ValueError, match="levels"):
         registry.build("realnvp", DataInfo(name="x", shape=(1, 4, 4), kind="image"))
