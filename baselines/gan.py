@@ -14,9 +14,12 @@ class-conditional GAN, in one module (the GAN family of the seeds).
   samples at once (Lin et al. 2018): m real (or m fake) samples are
   concatenated along the feature / channel axis, so its first layer takes m
   times the features or channels. A remedy for mode collapse.
-* ``cgan``: class-conditional non-saturating GAN: conditional BatchNorm in the
-  generator (per-class scale and shift) and a projection discriminator
-  (Miyato & Koyama 2018): ``D(x, y) = w . phi(x) + embed(y) . phi(x)``.
+* ``cgan``: class-conditional non-saturating GAN. The label enters both
+  networks at their input, as in Mirza & Osindero (2014): its one-hot code is
+  concatenated to ``z`` and, as constant planes (one-hot features for
+  points), to the discriminator's input. On top, conditional BatchNorm in the
+  generator (per-class scale and shift) and a projection term in the
+  discriminator (Miyato & Koyama 2018): ``D(x, y) = w . phi(x, y) + embed(y) . phi(x, y)``.
 
 The four are one model, :class:`GAN`, configured by loss kind (``ns`` or
 ``wgan-gp``), packing degree, ``conditional`` and ``ema``; each registered
@@ -170,6 +173,18 @@ class CondBatchNorm(nn.Module):
 
 
 # ============================================================================ networks
+def _with_onehot(x: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
+    """``x`` (N, D) or (N, C, H, W) with the one-hot code of ``y`` appended: as
+    ``num_classes`` features, or as that many constant planes for images.
+    Returns ``x`` unchanged when ``num_classes`` is 0 (unconditional)."""
+    if not num_classes:
+        return x
+    code = F.one_hot(y, num_classes).to(x.dtype)
+    if x.ndim == 4:
+        code = code[:, :, None, None].expand(-1, -1, x.shape[2], x.shape[3])
+    return torch.cat([x, code], 1)
+
+
 def _n_up(h: int, w: int) -> int:
     """Number of 2x upsamplings from the start map to (h, w).
 
@@ -185,14 +200,16 @@ def _n_up(h: int, w: int) -> int:
 
 
 class MLPGenerator(nn.Module):
-    """z (N, z_dim) [+ labels] -> points (N, D). BatchNorm (conditional if labelled) + ReLU."""
+    """z (N, z_dim) [+ labels] -> points (N, D). BatchNorm (conditional if labelled) + ReLU.
+
+    With labels, their one-hot code is also concatenated to ``z``."""
 
     def __init__(self, z_dim: int, d_out: int, hidden: Sequence[int], num_classes: int = 0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
-        d = z_dim
+        d = z_dim + num_classes
         for h in hidden:
             self.linears.append(nn.Linear(d, h))
             self.norms.append(CondBatchNorm(h, num_classes, spatial=False) if num_classes else BatchNorm1d(h))
@@ -200,7 +217,7 @@ class MLPGenerator(nn.Module):
         self.out = nn.Linear(d, d_out)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = z
+        h = _with_onehot(z, y, self.num_classes)
         for lin, norm in zip(self.linears, self.norms):
             h = lin(h)
             h = norm(h, y) if self.num_classes else norm(h)
@@ -211,19 +228,21 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """Points (N, D) (packed: (N, m D)) [+ labels] -> logits (N,). LeakyReLU(0.2), no norm.
 
-    With labels, a projection head: ``w . phi(x) + embed(y) . phi(x)``.
+    With labels, their one-hot code is concatenated to the input and a
+    projection term is added: ``w . phi(x, y) + embed(y) . phi(x, y)``.
     """
 
     def __init__(self, d_in: int, hidden: Sequence[int], num_classes: int = 0) -> None:
         super().__init__()
         self.d_in = d_in
-        self.body = mlp(d_in, hidden[-1], hidden[:-1], act=_leaky)
+        self.num_classes = num_classes
+        self.body = mlp(d_in + num_classes, hidden[-1], hidden[:-1], act=_leaky)
         self.body.append(_leaky())
         self.head = nn.Linear(hidden[-1], 1)
         self.embed = nn.Embedding(num_classes, hidden[-1]) if num_classes else None
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        phi = self.body(x)
+        phi = self.body(_with_onehot(x, y, self.num_classes))
         out = self.head(phi).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(y) * phi).sum(1)
@@ -235,7 +254,8 @@ class ConvGenerator(nn.Module):
 
     Linear to a (c0, s, s) map (s ~ 2), then 4x4 stride-2 transposed convs with
     BatchNorm (conditional when labelled) + ReLU, a 3x3 conv and a sigmoid;
-    the output is cropped to (H, W).
+    the output is cropped to (H, W). With labels, their one-hot code is also
+    concatenated to ``z``.
     """
 
     def __init__(self, z_dim: int, shape: Sequence[int], width: int, num_classes: int = 0) -> None:
@@ -246,7 +266,7 @@ class ConvGenerator(nn.Module):
         n = _n_up(h, w)
         self.start = (width * 2 ** min(n - 1, 3), math.ceil(h / 2**n), math.ceil(w / 2**n))
         ch = self.start[0]
-        self.fc = nn.Linear(z_dim, ch * self.start[1] * self.start[2], bias=False)
+        self.fc = nn.Linear(z_dim + num_classes, ch * self.start[1] * self.start[2], bias=False)
         norm = (lambda k: CondBatchNorm(k, num_classes)) if num_classes else nn.BatchNorm2d
         self.norms = nn.ModuleList([norm(ch)])
         self.ups = nn.ModuleList()
@@ -261,7 +281,7 @@ class ConvGenerator(nn.Module):
         return F.relu(self.norms[i](h, y) if self.num_classes else self.norms[i](h))
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self._norm(0, self.fc(z).view(-1, *self.start), y)
+        h = self._norm(0, self.fc(_with_onehot(z, y, self.num_classes)).view(-1, *self.start), y)
         for i, up in enumerate(self.ups):
             h = self._norm(i + 1, up(h), y)
         x = torch.sigmoid(self.to_img(h))
@@ -273,7 +293,8 @@ class ConvDiscriminator(nn.Module):
 
     4x4 stride-2 convs with LeakyReLU(0.2); BatchNorm after every conv but the
     first when ``batchnorm`` (never in a WGAN-GP critic). The unconditional
-    head is a linear layer on the flattened feature map. With labels, the
+    head is a linear layer on the flattened feature map. With labels, their
+    one-hot code enters as constant input planes, and the
     projection term of Miyato & Koyama (2018) is added: ``embed(y) . phi``
     where ``phi`` is the feature map summed over its positions (one value per
     channel) and the class embeddings start small (the head's scale), so the
@@ -285,7 +306,8 @@ class ConvDiscriminator(nn.Module):
         _, h, w = shape
         n = _n_up(h, w)
         layers: list[nn.Module] = []
-        ch_in, ch = in_channels, width
+        self.num_classes = num_classes
+        ch_in, ch = in_channels + num_classes, width
         for i in range(n):
             layers.append(nn.Conv2d(ch_in, ch, 4, stride=2, padding=1, bias=not (batchnorm and i > 0)))
             if batchnorm and i > 0:
@@ -294,7 +316,7 @@ class ConvDiscriminator(nn.Module):
             ch_in, ch = ch, min(ch * 2, width * 8)
         self.body = nn.Sequential(*layers)
         with torch.no_grad():  # feature map size (k=4, s=2, p=1 gives floor(h / 2))
-            fmap = self.body.eval()(torch.zeros(1, in_channels, h, w))
+            fmap = self.body.eval()(torch.zeros(1, in_channels + num_classes, h, w))
         self.body.train()
         self.d_feat = int(fmap.numel())
         self.in_channels = in_channels
@@ -306,7 +328,7 @@ class ConvDiscriminator(nn.Module):
             nn.init.uniform_(self.embed.weight, -bound, bound)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        fmap = self.body(x)
+        fmap = self.body(_with_onehot(x, y, self.num_classes))
         out = self.head(fmap.flatten(1)).squeeze(1)
         if self.embed is not None:
             out = out + (self.embed(y) * fmap.sum((2, 3))).sum(1)
@@ -322,8 +344,9 @@ class GAN:
         name: registry name reported in ``info``.
         loss: ``"ns"`` (non-saturating) or ``"wgan-gp"``.
         pack: PacGAN packing degree m (1 = no packing).
-        conditional: class-conditional (conditional BatchNorm generator,
-            projection discriminator; needs a labelled data set; no packing).
+        conditional: class-conditional (one-hot label concatenated to both
+            networks' inputs, conditional BatchNorm generator, projection
+            discriminator; needs a labelled data set; no packing).
         z_dim: latent dimension (default 2 for points, as in the PacGAN
             protocol, and 64 for images).
         hidden: MLP hidden widths for points (generator and discriminator).
