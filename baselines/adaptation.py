@@ -1,6 +1,6 @@
 """Parameter-efficient adaptation of a trained class-conditional network.
 
-The methods of the seeds' personalization comparison (Textual Inversion /
+The personalization methods compared by ``bench/personalization.py`` (Textual Inversion /
 DreamBooth / Custom Diffusion / LoRA), as model surgery on a network that has
 a class-embedding table (``nets.UNet``, ``nets.TimeMLP``):
 

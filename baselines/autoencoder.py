@@ -1,7 +1,7 @@
 """Autoencoders as generators: ``autoencoder`` (deterministic) and ``dae`` (denoising).
 
 An autoencoder learns an encoder E and a decoder D with D(E(x)) ~ x. It is not
-a generative model by itself; as in the seeds, it becomes one by fitting a
+a generative model by itself; it becomes one by fitting a
 density to the latent codes of the training data (a full-covariance Gaussian
 or a Gaussian mixture, hyperparameter ``latent_prior``) and decoding samples
 of that density. Not every latent point decodes onto the data manifold, and
@@ -10,7 +10,7 @@ the sample metrics show it: nothing here hides that.
 * ``autoencoder``: reconstruction loss only.
 * ``dae``: the encoder sees a corrupted input x + sigma * eps and the decoder
   must reconstruct the clean x, which pushes the map towards a projection onto
-  the data manifold (the seeds' "nullspace" of the autoencoder).
+  the data manifold (directions off the manifold fall in the map's nullspace).
 
 Data: images are fed as x in [0, 1] (scaled to [-1, 1] inside) and decoded
 with a sigmoid; samples are rounded to the K levels. The image loss

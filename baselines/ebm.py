@@ -1,8 +1,8 @@
 """Energy-based model trained with persistent contrastive divergence (PCD).
 
 p(x) = exp(-E(x)) / Z with an unnormalized energy network E. The gradient of
-the log-likelihood is -E_data[grad E] + E_model[grad E] (the seeds' contrastive
-divergence); the model expectation uses negative samples from Langevin chains
+the log-likelihood is -E_data[grad E] + E_model[grad E] (contrastive
+divergence, Hinton 2002); the model expectation uses negative samples from Langevin chains
 that persist across training steps in a replay buffer (Tieleman 2008; Du &
 Mordatch 2019):
 

@@ -1,10 +1,10 @@
 """Generative adversarial networks: non-saturating GAN, WGAN-GP, PacGAN and a
-class-conditional GAN, in one module (the GAN family of the seeds).
+class-conditional GAN, in one module.
 
 * ``gan``: the non-saturating GAN (Goodfellow et al. 2014). The discriminator
   minimises the binary cross-entropy of real vs fake; the generator minimises
   ``-log D(G(z))`` (the non-saturating loss) instead of ``log(1 - D(G(z)))``.
-  Recipe of the seeds / DCGAN (Radford et al. 2016): BatchNorm in the
+  Recipe of DCGAN (Radford et al. 2016): BatchNorm in the
   generator, LeakyReLU(0.2) in the discriminator, Adam lr 2e-4, betas (0.5, 0.999).
 * ``wgan-gp``: Wasserstein GAN with gradient penalty (Gulrajani et al. 2017):
   critic loss ``E f(fake) - E f(real) + 10 E (||grad f(x_hat)|| - 1)^2`` on

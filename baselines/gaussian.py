@@ -1,4 +1,4 @@
-"""Case study #1 of the seeds: fitting a Gaussian, and its two relatives.
+"""Fitting a Gaussian by maximum likelihood, and its two relatives.
 
 * ``gaussian``: full-covariance maximum likelihood, N(mu, Sigma).
 * ``ppca``: probabilistic PCA (Tipping & Bishop 1999) with k components,

@@ -1,7 +1,7 @@
 """LoRA: low-rank adapters for ``nn.Linear`` and ``nn.Conv2d`` (Hu et al. 2021).
 
-A frozen base weight W gets a trainable low-rank residual (the seeds'
-"personalized residuals": W' = W + ΔW, ΔW = B A of rank r):
+A frozen base weight W gets a trainable low-rank residual ("personalized
+residuals": W' = W + ΔW, ΔW = B A of rank r):
 
     y = base(x) + (alpha / r) * B(A(x))
 

@@ -30,7 +30,7 @@ Bounds (nats per example, higher is better):
   bound is non-decreasing in k and tends to log p(x).
 
 ``encode(x) -> (mu, logvar)`` and ``decode(z)`` (mean image) expose the latent
-space for the seeds' latent arithmetic (``bench.figures.vae_latent_figure``).
+space for latent arithmetic (``bench.figures.vae_latent_figure``).
 """
 
 from __future__ import annotations

@@ -280,11 +280,10 @@ class CodeTransformer(nn.Module):
     masks attention to earlier positions. ``forward(tokens (N, L)) -> logits (N, L, K)``.
 
     Token and position embeddings both start at std 0.02 (the GPT/BERT
-    convention). With ``nn.Embedding``'s default std 1 the token vectors were
-    50x the position vectors, and after the pre-norm LayerNorm a position was
-    a small perturbation: the bidirectional (MaskGIT) prior, which has no
-    other way to know where a token sits, learned little spatial context
-    (issue 30; the measured figures are in the mnist suite's header).
+    convention). With ``nn.Embedding``'s default std 1 the token vectors would
+    be ~50x the position vectors, and after the pre-norm LayerNorm a position
+    would be a small perturbation: the bidirectional (MaskGIT) prior, which has
+    no other way to know where a token sits, would learn little spatial context.
     """
 
     def __init__(
@@ -421,10 +420,10 @@ def default_n_down(height: int, width: int) -> int:
     """Stride-2 downsamplings that bring an image to a code grid of side at most ``MAX_GRID_SIDE`` (8), at least one.
 
     The priors' cost grows with the number of codes L: a causal transformer
-    samples with L sequential network evaluations and attends over all L.
-    On 28x28 MNIST one downsampling left a 14x14 grid (L = 196): 1,000 samples
-    took ~290 CPU-seconds and 200 prior steps (~0.33 s each) learned little
-    (FID 617); two give 7x7 (L = 49). 8x8 digits keep n_down = 1 (4x4).
+    samples with L sequential network evaluations and attends over all L, so
+    28x28 MNIST gets two downsamplings (7x7, L = 49) rather than one (14x14,
+    L = 196; the mnist suite's header has the measured cost), and 8x8 digits
+    keep n_down = 1 (4x4).
     Stops early where a side would no longer halve exactly.
     """
     n = 1

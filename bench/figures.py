@@ -1,6 +1,6 @@
 """Model-specific leaderboard figures.
 
-* :func:`vae_latent_figure`: the seeds' latent-space arithmetic for a model
+* :func:`vae_latent_figure`: latent-space arithmetic for a model
   (a VAE, or any model that encodes and decodes, e.g. an autoencoder)
   with ``encode(x) -> (mu, logvar)`` (or codes) and ``decode(z) -> images``:
   a linear interpolation between two test digits, and class-attribute vectors

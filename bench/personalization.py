@@ -1,7 +1,7 @@
 """The personalization experiment: teach a pretrained class-conditional
 diffusion model a new concept from a handful of images, several ways.
 
-Following the seeds' comparison of personalization methods (Textual Inversion /
+A comparison of personalization methods (Textual Inversion /
 DreamBooth / Custom Diffusion / LoRA "personalized residuals"), on digits:
 
 1. **Pretrain** the class-conditional ``ddpm`` (``conditional=True``) on the

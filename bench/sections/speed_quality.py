@@ -57,7 +57,7 @@ METRICS = {
     "params": "params",
     "peak_mem_mb": "mem",
 }
-SPREAD_TARGET = 0.15  # issue 11: rows sharing one network should agree on ms/NFE within ±15%
+SPREAD_TARGET = 0.15  # rows sharing one network should agree on ms/NFE within ±15%
 
 
 def _fmt(v: Any) -> str:
