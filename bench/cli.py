@@ -27,7 +27,7 @@ from .evaluate import format_eval
 from .leaderboard import check_output, export_text, write_leaderboard
 from .provenance import resolve_device
 from .runner import run_suite
-from .suite import SuiteError, available_suites, load_suite, validate_names
+from .suite import SuiteError, available_suites, load_suite
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -60,8 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         return _err(problem)
     try:
-        suite = load_suite(args.suite)
-        validate_names(suite)
+        suite = load_suite(args.suite)  # its names are checked once, by run_suite, before any work
     except SuiteError as e:
         return _err(str(e))
     out = args.out if args.out is not None else str(default_out(args.results))

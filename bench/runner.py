@@ -122,7 +122,6 @@ class Runner:
         is capped at the number of jobs left (a pool never idles); ``threads`` limits every worker's threads.
         """
         t0 = time.perf_counter()
-        validate_names(self.suite)
         require_complete_capabilities(self.suite)  # half-implemented generators fail here, before any work (bench/check.py)
         jobs = plan(self.suite, seeds)
         summary = RunSummary(planned=len(jobs))
@@ -312,6 +311,7 @@ def run_suite(
     par = choose_parallelism(1 if executor == "local" and workers is None else workers, threads, device=dev)  # local: one worker, every core
     for spec in imports:  # the driver plans with the user's registrations too
         import_user_module(spec)
+    validate_names(suite)  # once per run, before any work (load_suite checked the fields)
     with LoadMonitor(threshold_cores=0.25, own_threads=max(1, par.workers * par.threads), track_children=True, poll_s=1.0) as mon:
         if suite.experiment:
             summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=dev, progress=progress)

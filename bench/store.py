@@ -16,6 +16,11 @@ are dropped. A runner and a leaderboard pass the suite's current-configuration
 test (:class:`bench.pipeline.CurrentConfig`), so after the suite is edited the
 records of its earlier configuration stay in the file but are neither shown
 nor counted as done.
+
+Each process parses a records file once: the lines read so far are kept in an
+index shared by every store on that path (:class:`_Index`), and a later read
+parses only the lines appended since (by this process or another one). A file
+that was replaced or shrank is read again from the start.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +49,93 @@ _REPORTED: set[tuple[str, int]] = set()
 
 class DamagedRecordWarning(UserWarning):
     """A line of records.jsonl that cannot be read (the message gives file and line number)."""
+
+
+def _parse_line(raw: bytes) -> dict[str, Any]:
+    """One line of records.jsonl as a checked record; ``ValueError`` / ``UnicodeDecodeError`` when it is damaged."""
+    try:
+        r = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    check_record(r)  # every field the readers use, with types and ranges
+    return r
+
+
+class _Index:
+    """The readable records of one file, in file order, and how far the file has been read.
+
+    ``refresh`` parses only the complete lines appended since the last call. The file is read again from the
+    beginning when it was replaced (another inode), is shorter than what was read, or no longer starts with the
+    bytes read before (its first ``HEAD`` bytes and the last line read are compared): an edited file is never
+    served from a stale index."""
+
+    HEAD = 1 << 16
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._reset(None)
+
+    def _reset(self, ident: tuple[int, int] | None) -> None:
+        self.ident = ident
+        self.offset = 0
+        self.lineno = 0
+        self.head = b""
+        self.last = b""
+        self.records: list[dict[str, Any]] = []
+
+    def _unchanged(self, path: Path) -> bool:
+        """Do the bytes read before still sit where they were?"""
+        with open(path, "rb") as f:
+            if f.read(len(self.head)) != self.head:
+                return False
+            f.seek(self.offset - len(self.last))
+            return f.read(len(self.last)) == self.last
+
+    def refresh(self, path: Path) -> list[dict[str, Any]]:
+        with self.lock:
+            try:
+                st = os.stat(path)
+                ident = (st.st_dev, st.st_ino)
+                if ident != self.ident or st.st_size < self.offset or not self._unchanged(path):
+                    self._reset(ident)
+                if st.st_size > self.offset:
+                    self._read_new(path)
+            except FileNotFoundError:
+                self._reset(None)
+            return self.records
+
+    def _read_new(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            for raw in f:
+                if not raw.endswith(b"\n"):
+                    break  # partial line from a crash (or being written): read again next time
+                if len(self.head) < self.HEAD:
+                    self.head += raw[: self.HEAD - len(self.head)]
+                self.offset += len(raw)
+                self.lineno += 1
+                self.last = raw
+                if not raw.strip():
+                    continue
+                try:
+                    self.records.append(_parse_line(raw))
+                except (UnicodeDecodeError, ValueError) as e:
+                    key = (str(path), self.lineno)
+                    if key not in _REPORTED:
+                        _REPORTED.add(key)
+                        why = str(e).splitlines()[0][:120]
+                        warnings.warn(f"{path}:{self.lineno}: unreadable record skipped ({why}); its job will be recomputed", DamagedRecordWarning, stacklevel=5)
+
+
+_INDEXES: dict[str, _Index] = {}
+_INDEXES_LOCK = threading.Lock()
+
+
+def _index(path: Path) -> _Index:
+    """The process-wide index of ``path`` (one per resolved path, shared by every :class:`ResultStore`)."""
+    key = os.path.realpath(path)
+    with _INDEXES_LOCK:
+        return _INDEXES.setdefault(key, _Index())
 
 
 def record_key(r: dict[str, Any]) -> tuple:
@@ -143,33 +236,11 @@ class ResultStore:
         return iter(self.records())
 
     def _read(self) -> list[dict[str, Any]]:
-        """Every readable record in file order. Bad lines (garbled JSON, invalid UTF-8, JSON that is not an
-        object) are skipped and reported once per (file, line) as a :class:`DamagedRecordWarning`; a partial
-        last line from a crash is ignored silently (the next append cuts it)."""
-        if not self.path.exists():
-            return []
-        out = []
-        with open(self.path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                if not raw.endswith(b"\n"):
-                    break  # partial line from a crash
-                try:
-                    try:
-                        r = json.loads(raw.decode("utf-8"))
-                    except RecursionError:
-                        raise ValueError("nested too deeply") from None
-                    check_record(r)  # every field the readers use, with types and ranges
-                except (UnicodeDecodeError, ValueError) as e:
-                    if not raw.strip():
-                        continue
-                    key = (str(self.path), lineno)
-                    if key not in _REPORTED:
-                        _REPORTED.add(key)
-                        why = str(e).splitlines()[0][:120]
-                        warnings.warn(f"{self.path}:{lineno}: unreadable record skipped ({why}); its job will be recomputed", DamagedRecordWarning, stacklevel=3)
-                    continue
-                out.append(r)
-        return out
+        """Every readable record in file order (a copy of the process's index, see :class:`_Index`). Bad lines
+        (garbled JSON, invalid UTF-8, JSON that is not an object) are skipped and reported once per (file, line)
+        as a :class:`DamagedRecordWarning`; a partial last line from a crash is ignored silently (the next append
+        cuts it)."""
+        return list(_index(self.path).refresh(self.path))
 
     def records(self, include_internal: bool = False) -> list[dict[str, Any]]:
         """Readable records, first of each key; internal markers (``_job_done``, ``_error``) only with ``include_internal``.
