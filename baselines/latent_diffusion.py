@@ -40,7 +40,6 @@ space can reach.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,29 +52,13 @@ from .nets import UNet, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 from .samplers import Denoiser, Sampler, make_sampler
+from .schedules import NoiseSchedule
 from .training import EMA, Batch, default_warmup, train
 
-__all__ = ["KLAutoencoder", "LatentDiffusion", "LatentReconstruction", "CosineSchedule"]
+__all__ = ["KLAutoencoder", "LatentDiffusion", "LatentReconstruction"]
 
 _OBJECTIVES = {"eps": "ddim", "velocity": "euler"}  # objective -> default sampler
 _DECODERS = ("mode", "sample", "mean")
-
-
-class CosineSchedule:
-    """Cosine noise schedule (Nichol & Dhariwal 2021, s = 0.008, betas clipped at 0.999)
-    in the form the diffusion samplers need: ``T`` and ``abar(i)`` for i = t - 1 (``abar(-1) = 1``)."""
-
-    def __init__(self, T: int = 1000, s: float = 0.008) -> None:
-        if int(T) < 2:
-            raise ValueError(f"latent-diffusion: the number of diffusion steps T must be >= 2, got {T}")
-        self.T = int(T)
-        t = torch.arange(self.T + 1, dtype=torch.float64) / self.T
-        f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
-        betas = (1 - f[1:] / f[:-1]).clamp(0.0, 0.999)
-        self.alphas_bar = torch.cumprod(1 - betas, 0)
-
-    def abar(self, i: int) -> float:
-        return 1.0 if i < 0 else float(self.alphas_bar[i])
 
 
 class KLAutoencoder(nn.Module):
@@ -213,7 +196,9 @@ class LatentDiffusion:
         t_scale = 1000.0 if objective == "velocity" else 1.0
         self.net = UNet(latent_channels, width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=t_scale).to(self.device)
         self.ema = EMA(self.net, ema_decay)
-        self.schedule = CosineSchedule(T) if objective == "eps" else None
+        if objective == "eps" and int(T) < 2:
+            raise ValueError(f"latent-diffusion: the number of diffusion steps T must be >= 2, got {T}")
+        self.schedule = NoiseSchedule("cosine", int(T)) if objective == "eps" else None
         self.set_latent_scale(1.0, None)
         self.default_steps = int(steps)
         self._sampler_params: dict[str, Any] = {"sampler": sampler or _OBJECTIVES[objective]}
