@@ -202,6 +202,9 @@ def _sample_fn(r: _Row, n: int, seed: int, device: Any = None) -> Callable[[], o
     return call
 
 
+NFE_UNKNOWN = "NFE unknown: the model reports no last_nfe, its sampler no nfe, and the suite's [speed_quality] nfe table has no entry"
+
+
 def _nfe(r: _Row, suite_raw: dict) -> int | None:
     """Network evaluations per sample: the model's ``last_nfe``, else the suite's ``[speed_quality] nfe`` table, else 1 for one-shot models."""
     nfe = getattr(r.model, "last_nfe", None)
@@ -346,6 +349,8 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
                         per = {**fields, "value": lat.per_sample_ms / r.nfe, "lo": lat.q25_ms / r.nfe, "hi": lat.q75_ms / r.nfe}
                         per["settings"] = {**fields["settings"], "nfe": r.nfe, "definition": "median ms per sample at the suite batch / NFE"}
                         _append(runner, r, "ms_per_nfe", per)
+                    elif "ms_per_nfe" in r.want:  # recorded as n/a, so that later runs do not load the model again for it
+                        _append(runner, r, "ms_per_nfe", {**fields, "value": None, "lo": None, "hi": None, "loaded": False, "na": True, "na_reason": NFE_UNKNOWN})
             for r in ok:
                 if {"flops_per_sample", "params", "peak_mem_mb"} & r.want:
                     _cost(runner, r, st, device, seed)

@@ -279,3 +279,28 @@ def test_a_row_failing_inside_the_block_loses_only_itself(capsys):
     got = {(x["generator"], x["metric"]) for x in r.store.recs}
     assert got == {("a", "latency_ms"), ("a", "ms_per_nfe")}
     assert "out of memory" in capsys.readouterr().err
+
+
+def test_a_row_without_an_nfe_gets_an_na_ms_per_nfe_and_is_not_planned_again():
+    """An iterative model that reports no NFE (and no suite nfe table entry): ms per NFE is recorded n/a with its
+    reason, so the next run's timing phase has nothing left to do for the row (it used to load, or retrain, the
+    model in every run to try again)."""
+
+    class NoNFE(ToyGen):
+        def sample(self, n, **kw):
+            out = super().sample(n, **kw)
+            self.last_nfe = None
+            return out
+
+    loads = []
+    r = FakeRunner(SimpleNamespace(settings={"latency_batch": 4, "latency_repeats": 2, "timing_max_repeats": 3}, raw={}), {"b": NoNFE(0.0, [], "b")})
+    real_load = r.load_model
+    r.load_model = lambda job: loads.append(job.id) or real_load(job)
+    jobs = [_job("b", [None], metrics=("latency",))]
+    timing.run_timing_phase(r, jobs)
+    recs = {x["metric"]: x for x in r.store.recs}
+    assert recs["latency_ms"]["value"] > 0
+    na = recs["ms_per_nfe"]
+    assert na["na"] is True and na["value"] is None and "NFE unknown" in na["na_reason"] and na["loaded"] is False
+    timing.run_timing_phase(r, jobs)
+    assert loads == ["toy/b/seed0"] and len(r.store.recs) == 2
