@@ -16,8 +16,8 @@ name (``bench/suites/NAME.toml``) or a path to a ``.toml`` file.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
 from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 

@@ -401,10 +401,9 @@ def test_rows_sharing_a_network_train_it_once(tmp_path, tiny, monkeypatch):
 def test_code_hash_follows_partial_factories_to_their_module():
     """GAN presets are registered as functools.partial of make_gan; their models' cache key must still carry
     the hash of baselines/gan.py, or editing the GAN code would silently reuse models trained by the old code."""
+    import baselines.gan as gan_module
     from bench.pipeline import _code_hash
     from genbench.cache import file_hash
-
-    import baselines.gan as gan_module
 
     gan_file = file_hash(gan_module.__file__)
     for name in ("gan", "cgan", "wgan-gp"):
