@@ -184,7 +184,7 @@ class Runner:
         ctx = self.context(job)
         load_data(ctx)
         got = train(ctx)
-        if got is not None and not got["extra"].get("cached") and self.progress:  # not an error, but it costs a training run
+        if got is not None and not got["extra"].get("cached") and (self.job_lines or self.progress):  # not an error, but it costs a training run
             print(f"bench: {job.id}: its trained model was not in the cache (the family's code changed since the job ran, or the cache "
                   f"was cleared): trained again ({got['value'] or 0:.0f} s) to be timed", file=sys.stderr)  # fmt: skip
         _choose_sampler(ctx)

@@ -84,3 +84,21 @@ def test_bench_run_sets_up_once(tmp_path, counts):
     lines = (tmp_path / "res" / "once" / "records.jsonl").read_bytes().splitlines()
     assert len(lines) > 8 and counts["parsed"] == len(lines)
     assert (tmp_path / "lb" / "once.md").exists()
+
+
+def test_the_timing_phase_says_when_it_trains_a_model_again(tmp_path, monkeypatch, capsys):
+    """A model missing from the cache when the timing phase loads it (the family's code changed since its job ran)
+    is trained again, and a progress line says so: it can cost as much as the job did."""
+    import bench.runner as runner_mod
+    from bench.suite import load_suite
+
+    p = tmp_path / "once.toml"
+    p.write_text('name = "once"\nseeds = [0]\n[[datasets]]\nname = "ring8"\nextractor = "raw"\nn_fake = 200\nmetrics = ["fid"]\n'
+                 '[[generators]]\nname = "gmm"\nparams = { n_components = 8 }\n')  # fmt: skip
+    suite = load_suite(str(p))
+    runner = runner_mod.Runner(suite, results_dir=tmp_path / "res", device="cpu", progress=False, job_lines=True)
+    job = runner_mod.plan(suite, None)[0]
+    runner.load_model(job)
+    assert "trained again" in capsys.readouterr().err  # an empty cache: trained here
+    runner.load_model(job)
+    assert "trained again" not in capsys.readouterr().err  # now cached
