@@ -345,12 +345,13 @@ def run_timing_phase(runner: Any, jobs: list[Any]) -> None:
                     fields = _latency_fields(lat, st, load, r, len(bb), device)
                     if "latency_ms" in r.want:
                         _append(runner, r, "latency_ms", fields)
+                    per_nfe = {**fields["settings"], "definition": "median ms per sample at the suite batch / NFE"}
                     if "ms_per_nfe" in r.want and r.nfe:
                         per = {**fields, "value": lat.per_sample_ms / r.nfe, "lo": lat.q25_ms / r.nfe, "hi": lat.q75_ms / r.nfe}
-                        per["settings"] = {**fields["settings"], "nfe": r.nfe, "definition": "median ms per sample at the suite batch / NFE"}
-                        _append(runner, r, "ms_per_nfe", per)
+                        _append(runner, r, "ms_per_nfe", {**per, "settings": {**per_nfe, "nfe": r.nfe}})
                     elif "ms_per_nfe" in r.want:  # recorded as n/a, so that later runs do not load the model again for it
-                        _append(runner, r, "ms_per_nfe", {**fields, "value": None, "lo": None, "hi": None, "loaded": False, "na": True, "na_reason": NFE_UNKNOWN})
+                        na = {"value": None, "lo": None, "hi": None, "loaded": False, "na": True, "na_reason": NFE_UNKNOWN}
+                        _append(runner, r, "ms_per_nfe", {**fields, **na, "settings": per_nfe})
             for r in ok:
                 if {"flops_per_sample", "params", "peak_mem_mb"} & r.want:
                     _cost(runner, r, st, device, seed)

@@ -302,5 +302,6 @@ def test_a_row_without_an_nfe_gets_an_na_ms_per_nfe_and_is_not_planned_again():
     assert recs["latency_ms"]["value"] > 0
     na = recs["ms_per_nfe"]
     assert na["na"] is True and na["value"] is None and "NFE unknown" in na["na_reason"] and na["loaded"] is False
+    assert na["settings"]["definition"] == "median ms per sample at the suite batch / NFE"  # the protocol line stays whole
     timing.run_timing_phase(r, jobs)
     assert loads == ["toy/b/seed0"] and len(r.store.recs) == 2
