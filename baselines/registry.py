@@ -44,6 +44,7 @@ _BUILTIN_MODULES = (
 # a ModuleNotFoundError for exactly that module is tolerated, any other error is not.
 _OPTIONAL_MODULES = (
     "baselines.vq",
+    "baselines.vq_priors",
     "baselines.latent_diffusion",
     "baselines.translation",
     "baselines.corrupted",

@@ -32,6 +32,11 @@ Likelihood (``vqvae`` and ``vq-ar``): the encoder is deterministic, so
 bound; :meth:`elbo` returns it in nats per example (``info.likelihood`` =
 ``"vq-bound"``). MaskGIT has no tractable code likelihood and reports none.
 
+This module holds the shared generator (training both stages, encoding,
+decoding, the bound), ``vqvae`` and its reconstruction floor; the quantizer
+and the autoencoder network are in ``baselines/vq_quantizer.py``, the
+transformer priors in ``baselines/vq_priors.py``.
+
 Samples decode the sampled codes with the decoder's most likely level per
 pixel (``decoder="mode"``, default) or draw ``x ~ p(x | z)`` (``"sample"``).
 
@@ -46,370 +51,27 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .nets import pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, from_levels, to_levels
+from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
 from .training import Batch, default_warmup, train
+from .vq_quantizer import VectorQuantizer, _decode_levels, _VQNet, code_statistics
 
 __all__ = [
     "VectorQuantizer",
-    "CodeTransformer",
-    "MaskGITSampler",
-    "AutoregressiveSampler",
     "VQVAE",
-    "VQAutoregressive",
-    "VQMaskGIT",
     "VQReconstruction",
-    "cosine_mask_ratio",
     "code_statistics",
     "default_n_down",
 ]
 
 _DECODERS = ("mode", "sample", "mean")
-
-
-# ----------------------------------------------------------------------------- quantizer
-@dataclass
-class Quantized:
-    """Output of :class:`VectorQuantizer`: straight-through ``z_q`` (N, D, h, w),
-    ``codes`` (N, h, w) long, and the loss terms (scalars)."""
-
-    z_q: Tensor
-    codes: Tensor
-    loss: Tensor
-    commitment: Tensor
-    codebook: Tensor
-
-
-class VectorQuantizer(nn.Module):
-    """Nearest-neighbour vector quantizer with a straight-through gradient.
-
-    Args:
-        num_codes: codebook size K.
-        dim: code dimension D.
-        beta: commitment weight (0.25 as in van den Oord et al.).
-        ema: update the codebook by exponential moving averages instead of the
-            codebook loss.
-        decay: EMA decay of cluster sizes and sums.
-        eps: Laplace smoothing of the EMA cluster sizes.
-
-    The codebook is initialised from the first training batch's encoder
-    outputs (random rows), so no code starts far from the data.
-    """
-
-    def __init__(self, num_codes: int, dim: int, *, beta: float = 0.25, ema: bool = False, decay: float = 0.99, eps: float = 1e-5) -> None:
-        super().__init__()
-        if num_codes < 2 or dim < 1:
-            raise ValueError(f"VectorQuantizer: num_codes must be >= 2 and dim >= 1, got {num_codes}, {dim}")
-        if beta < 0:
-            raise ValueError(f"VectorQuantizer: beta must be >= 0, got {beta}")
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"VectorQuantizer: decay must be in (0, 1), got {decay}")
-        self.num_codes = int(num_codes)
-        self.dim = int(dim)
-        self.beta = float(beta)
-        self.ema = bool(ema)
-        self.decay = float(decay)
-        self.eps = float(eps)
-        init = torch.empty(num_codes, dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
-        if self.ema:
-            self.register_buffer("embed", init)
-            self.register_buffer("cluster_size", torch.zeros(num_codes))
-            self.register_buffer("embed_sum", init.clone())
-        else:
-            self.embed = nn.Parameter(init)
-        self.register_buffer("initialized", torch.tensor(False))
-        self.register_buffer("last_used", torch.zeros(num_codes, dtype=torch.long))
-        self.register_buffer("step", torch.tensor(0, dtype=torch.long))
-
-    def nearest(self, z: Tensor) -> Tensor:
-        """Index of the nearest code (squared Euclidean distance) for every row of z (M, D) -> (M,)."""
-        e = self.embed
-        d = (z * z).sum(1, keepdim=True) - 2 * z @ e.t() + (e * e).sum(1)[None]
-        return d.argmin(1)
-
-    def lookup(self, codes: Tensor) -> Tensor:
-        """Codes (N, h, w) -> code vectors (N, D, h, w)."""
-        return self.embed[codes].permute(0, 3, 1, 2).contiguous()
-
-    @torch.no_grad()
-    def _init_from(self, flat: Tensor) -> None:
-        idx = torch.randint(0, flat.shape[0], (self.num_codes,), device=flat.device)
-        rows = flat[idx] + 1e-3 * torch.randn(self.num_codes, self.dim, device=flat.device)
-        self.embed.data.copy_(rows)
-        if self.ema:
-            self.embed_sum.copy_(rows)
-            self.cluster_size.fill_(1.0)
-        self.initialized.fill_(True)
-
-    def forward(self, z_e: Tensor) -> Quantized:
-        """Quantize ``z_e`` (N, D, h, w). In training mode, also updates the EMA
-        codebook and the per-code "last used" step."""
-        n, d, h, w = z_e.shape
-        if d != self.dim:
-            raise ValueError(f"VectorQuantizer: input has {d} channels, the codebook has dimension {self.dim}")
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        if self.training and not bool(self.initialized):
-            self._init_from(flat.detach())
-        codes = self.nearest(flat.detach())
-        e = self.embed[codes]
-        if self.training:
-            self.step += 1
-            self.last_used[torch.unique(codes)] = self.step
-            if self.ema:
-                self._ema_update(flat.detach(), codes)
-                e = self.embed[codes]
-        commitment = F.mse_loss(flat, e.detach())
-        codebook = F.mse_loss(e, flat.detach()) if not self.ema else torch.zeros((), device=z_e.device)
-        loss = codebook + self.beta * commitment
-        z_q = flat + (e - flat).detach()  # straight-through: forward e, gradient identity
-        z_q = z_q.reshape(n, h, w, d).permute(0, 3, 1, 2)
-        return Quantized(z_q, codes.reshape(n, h, w), loss, commitment, codebook)
-
-    @torch.no_grad()
-    def _ema_update(self, flat: Tensor, codes: Tensor) -> None:
-        onehot = F.one_hot(codes, self.num_codes).type(flat.dtype)
-        self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
-        self.embed_sum.mul_(self.decay).add_(onehot.t() @ flat, alpha=1 - self.decay)
-        total = self.cluster_size.sum()
-        smoothed = (self.cluster_size + self.eps) / (total + self.num_codes * self.eps) * total
-        self.embed.copy_(self.embed_sum / smoothed[:, None])
-
-    @torch.no_grad()
-    def restart_dead(self, z_e: Tensor, after: int) -> int:
-        """Move every code unused for more than ``after`` steps onto a random
-        encoder output of ``z_e`` (N, D, h, w); returns how many were restarted."""
-        dead = (self.step - self.last_used) > after
-        k = int(dead.sum())
-        if k == 0:
-            return 0
-        flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.dim)
-        rows = flat[torch.randint(0, flat.shape[0], (k,), device=flat.device)]
-        rows = rows + 1e-3 * torch.randn_like(rows)
-        self.embed.data[dead] = rows
-        if self.ema:
-            self.embed_sum[dead] = rows
-            self.cluster_size[dead] = 1.0
-        self.last_used[dead] = self.step
-        return k
-
-
-def code_statistics(codes: Tensor, num_codes: int) -> dict[str, float]:
-    """Usage statistics of a batch of codes (any shape, values in [0, K)).
-
-    Returns ``usage`` (fraction of the K codes used at least once), ``perplexity``
-    ``exp(-sum p log p)`` of the code histogram (1 = one code, K = uniform),
-    ``dead_codes`` (codes never used) and ``codebook_size`` K.
-    """
-    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=num_codes).double()
-    p = counts / counts.sum().clamp_min(1)
-    ent = -(p[p > 0] * p[p > 0].log()).sum()
-    used = int((counts > 0).sum())
-    return {"codebook_size": int(num_codes), "usage": used / num_codes, "perplexity": float(ent.exp()), "dead_codes": int(num_codes - used)}
-
-
-# ----------------------------------------------------------------------------- autoencoder
-class _VQNet(nn.Module):
-    """Conv encoder -> quantizer -> conv decoder with K logits per pixel."""
-
-    def __init__(self, info: DataInfo, num_codes: int, code_dim: int, width: int, n_down: int, beta: float, ema: bool) -> None:
-        super().__init__()
-        c, h, w = info.shape
-        self.levels = int(info.levels)
-        self.shape = (c, h, w)
-        enc: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
-        ch = width
-        for _ in range(n_down):
-            enc += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
-            ch *= 2
-        enc += [nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, code_dim, 1)]
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(code_dim, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU()]
-        for _ in range(n_down):
-            dec += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
-            ch //= 2
-        dec += [nn.Conv2d(ch, c * self.levels, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
-        self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta, ema=ema)
-        self.grid = (h // 2**n_down, w // 2**n_down)
-
-    def encode(self, x: Tensor) -> Tensor:
-        """Images in [0, 1] -> continuous z_e (N, D, h, w)."""
-        return self.encoder(x * 2 - 1)
-
-    def log_probs(self, z_q: Tensor) -> Tensor:
-        """Quantized grid -> log-probabilities over the K levels, (N, C, H, W, K)."""
-        c, h, w = self.shape
-        out = self.decoder(z_q)[:, :, :h, :w]
-        return F.log_softmax(out.reshape(-1, c, self.levels, h, w).movedim(2, -1), dim=-1)
-
-    def log_px(self, x: Tensor, z_q: Tensor) -> Tensor:
-        """log p(x | z_q) in nats per example, (N,)."""
-        logp = self.log_probs(z_q)
-        idx = to_levels(x, self.levels)
-        return logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).flatten(1).sum(1)
-
-
-def _decode_levels(logp: Tensor, mode: str, generator: torch.Generator | None) -> Tensor:
-    """(N, C, H, W, K) log-probabilities -> images in [0, 1] on the K levels (or the mean)."""
-    k = logp.shape[-1]
-    if mode == "mode":
-        return from_levels(logp.argmax(-1), k)
-    if mode == "mean":
-        levels = torch.arange(k, device=logp.device, dtype=logp.dtype) / (k - 1)
-        return (logp.exp() * levels).sum(-1)
-    u = torch.rand(logp.shape[:-1], generator=generator).to(logp.device)  # CPU uniforms: same on any device
-    x_int = (logp.exp().cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=k - 1)
-    return from_levels(x_int, k)
-
-
-# ----------------------------------------------------------------------------- priors
-class CodeTransformer(nn.Module):
-    """A small pre-norm transformer over a sequence of L codes.
-
-    Token ids 0..K-1 are codes; id K is the special token (``[MASK]`` for
-    MaskGIT, start-of-sequence for the autoregressive prior). ``causal=True``
-    masks attention to earlier positions. ``forward(tokens (N, L)) -> logits (N, L, K)``.
-
-    Token and position embeddings both start at std 0.02 (the GPT/BERT
-    convention). With ``nn.Embedding``'s default std 1 the token vectors would
-    be ~50x the position vectors, and after the pre-norm LayerNorm a position
-    would be a small perturbation: the bidirectional (MaskGIT) prior, which has
-    no other way to know where a token sits, would learn little spatial context.
-    """
-
-    def __init__(
-        self, num_codes: int, length: int, *, dim: int = 64, depth: int = 2, heads: int = 4, causal: bool = False, dropout: float = 0.0
-    ) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"CodeTransformer: dim ({dim}) must be divisible by heads ({heads})")
-        self.num_codes = int(num_codes)
-        self.length = int(length)
-        self.causal = bool(causal)
-        self.tok = nn.Embedding(num_codes + 1, dim)
-        nn.init.normal_(self.tok.weight, std=0.02)
-        self.pos = nn.Parameter(0.02 * torch.randn(length, dim))
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"CodeTransformer: dropout must be in [0, 1), got {dropout}")
-        self.drop = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
-        self.body = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_codes)
-        mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
-        self.register_buffer("causal_mask", mask, persistent=False)
-
-    @property
-    def special(self) -> int:
-        return self.num_codes
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        n, length = tokens.shape
-        h = self.drop(self.tok(tokens) + self.pos[:length])
-        mask = self.causal_mask[:length, :length] if self.causal else None
-        h = self.body(h, mask=mask, is_causal=self.causal)
-        return self.head(self.norm(h))
-
-
-def cosine_mask_ratio(r: Tensor | float) -> Tensor:
-    """MaskGIT's cosine schedule gamma(r) = cos(pi r / 2): fraction of tokens masked at progress r in [0, 1]."""
-    return torch.cos(torch.as_tensor(r, dtype=torch.float64) * math.pi / 2)
-
-
-def _check_temperature(who: str, t: float) -> float:
-    if not float(t) > 0:
-        raise ValueError(f"{who}: temperature must be > 0, got {t}")
-    return float(t)
-
-
-class MaskGITSampler:
-    """MaskGIT decoding (Chang et al. 2022): T parallel steps with confidence-based re-masking.
-
-    Start with every token ``[MASK]``. At step t = 1..T the network predicts all
-    tokens once; a code is drawn for every masked position (softmax at
-    ``temperature``); its confidence is its log-probability plus Gumbel noise
-    scaled by ``choice_temperature * (1 - t / T)``; the
-    ``n_t = floor(L cos(pi t / (2 T)))`` least confident *new* tokens are
-    masked again (at least one new token is kept per step, so all L are
-    filled after step T). Already fixed tokens never change.
-
-    ``nfe`` = T network evaluations per sample; requires 1 <= T <= L.
-    """
-
-    name = "maskgit"
-
-    def __init__(self, steps: int = 8, *, temperature: float = 1.0, choice_temperature: float = 4.5) -> None:
-        if int(steps) < 1:
-            raise ValueError(f"maskgit: steps (T) must be >= 1, got {steps}")
-        if choice_temperature < 0:
-            raise ValueError(f"maskgit: choice_temperature must be >= 0, got {choice_temperature}")
-        self.steps = int(steps)
-        self.temperature = _check_temperature("maskgit", temperature)
-        self.choice_temperature = float(choice_temperature)
-        self.nfe = 0
-
-    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, mask_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """Codes (n, length) sampled with ``net(tokens) -> logits (n, length, K)``."""
-        T = self.steps
-        if T > length:
-            raise ValueError(f"maskgit: steps (T = {T}) must be at most the number of tokens L = {length}")
-        tokens = torch.full((n, length), mask_id, dtype=torch.long, device=device)
-        for t in range(1, T + 1):
-            logits = net(tokens).float()
-            masked = tokens == mask_id
-            probs = F.softmax(logits / self.temperature, dim=-1)
-            u = torch.rand(probs.shape[:-1], generator=generator).to(device)
-            draw = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
-            conf = probs.gather(-1, draw.unsqueeze(-1)).squeeze(-1).clamp_min(1e-30).log()
-            if self.choice_temperature > 0:
-                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp(1e-20, 1 - 1e-7))).to(device)
-                conf = conf + self.choice_temperature * (1 - t / T) * g
-            conf = torch.where(masked, conf, torch.full_like(conf, math.inf))  # fixed tokens stay
-            candidate = torch.where(masked, draw, tokens)
-            n_masked = masked.sum(1)  # same for every row
-            keep_masked = torch.floor(length * cosine_mask_ratio(t / T)).long().item() if t < T else 0
-            keep_masked = torch.clamp(torch.full_like(n_masked, int(keep_masked)), max=(n_masked - 1).clamp_min(0))
-            order = conf.argsort(dim=1)  # least confident first
-            rank = order.argsort(dim=1)
-            remask = rank < keep_masked[:, None]
-            tokens = torch.where(remask, torch.full_like(candidate, mask_id), candidate)
-        self.nfe = T
-        return tokens
-
-
-class AutoregressiveSampler:
-    """Ancestral sampling of a causal prior in raster order: one network
-    evaluation per token (``nfe`` = L), codes drawn at ``temperature``."""
-
-    name = "ancestral"
-
-    def __init__(self, *, temperature: float = 1.0) -> None:
-        self.temperature = _check_temperature("vq-ar", temperature)
-        self.nfe = 0
-
-    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, bos_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """Codes (n, length) drawn from ``net([BOS, c_1 .. c_{L-1}]) -> logits (n, length, K)``."""
-        seq = torch.full((n, length), bos_id, dtype=torch.long, device=device)
-        codes = torch.zeros((n, length), dtype=torch.long, device=device)
-        for i in range(length):
-            logits = net(seq[:, : i + 1])[:, i].float()
-            probs = F.softmax(logits / self.temperature, dim=-1)
-            u = torch.rand(n, generator=generator).to(device)
-            c = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
-            codes[:, i] = c
-            if i + 1 < length:
-                seq[:, i + 1] = c
-        self.nfe = length
-        return codes
 
 
 # ----------------------------------------------------------------------------- generators
@@ -725,7 +387,6 @@ class _VQBound:
         return torch.cat(out).float().cpu()
 
 
-
 class IndependentCodeSampler:
     """Codes drawn independently per position from the per-position histogram ``position_logp`` (L, K).
 
@@ -747,130 +408,6 @@ class IndependentCodeSampler:
 
 class VQVAE(_VQBound, _VQBase):
     """VQ-VAE with an independent categorical prior per code position (the code histogram); VQ bound."""
-
-
-class _TransformerPrior(_VQBase):
-    """Shared parts of the transformer priors (constructor arguments and the training of stage 2)."""
-
-    causal = False
-
-    def __init__(
-        self, info: DataInfo, *, prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1,
-        prior_weight_decay: float = 0.01, **kwargs: Any,
-    ) -> None:  # fmt: skip
-        self._prior_cfg = {"dim": int(prior_dim), "depth": int(prior_depth), "heads": int(prior_heads), "dropout": float(prior_dropout)}
-        self.prior_weight_decay = float(prior_weight_decay)
-        super().__init__(info, **kwargs)
-
-    def _make_prior(self) -> nn.Module:
-        return CodeTransformer(self.num_codes, self.length, causal=self.causal, **self._prior_cfg)
-
-    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Training loss of the prior on a batch of codes (N, L), nats per token."""
-        raise NotImplementedError
-
-    def _fit_prior(self, codes: Tensor, budget: Budget, t0: float) -> TrainReport:
-        super()._fit_prior(codes, budget, t0)  # keep the histogram too (diagnostics)
-        if budget.steps < 1:
-            return TrainReport()
-
-        def loss(batch: Batch, generator: torch.Generator | None) -> dict[str, Tensor]:
-            val = self._prior_loss(batch.x.to(self.device), generator)
-            return {"loss": val, "prior_nats_per_token": val}
-
-        self.prior.train()
-        opt = torch.optim.AdamW(self.prior.parameters(), lr=self.prior_lr, weight_decay=self.prior_weight_decay)
-        rep = train(
-            f"{self.name} prior", budget, codes, loss=loss, optimizer=opt, params=list(self.prior.parameters()),
-            warmup=default_warmup(budget.steps), clip_grad=1.0, curves=("prior_nats_per_token",), check_finite=True, started=t0,
-        )  # fmt: skip
-        self.prior.eval()
-        return rep
-
-
-class VQAutoregressive(_VQBound, _TransformerPrior):
-    """VQ-VAE with a causal transformer prior over raster-ordered codes (exact code likelihood, NFE = L)."""
-
-    name = "vq-ar"
-    causal = True
-    _iterative = False
-
-    def _inputs(self, codes: Tensor) -> Tensor:
-        bos = torch.full((len(codes), 1), self.num_codes, dtype=torch.long, device=codes.device)
-        return torch.cat([bos, codes[:, :-1]], 1)
-
-    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
-        logits = self.prior(self._inputs(codes))
-        return F.cross_entropy(logits.reshape(-1, self.num_codes), codes.reshape(-1))
-
-    @torch.no_grad()
-    def code_log_prob(self, codes: Tensor) -> Tensor:
-        """Exact log p(codes) = sum_i log p(c_i | c_<i) in nats, codes (N, L) raster order, (N,)."""
-        codes = codes.long().to(self.device)
-        self.prior.eval()
-        logp = F.log_softmax(self.prior(self._inputs(codes)).float(), -1)
-        return logp.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(1)
-
-    def make_sampler(self, **params: Any) -> AutoregressiveSampler:
-        """``AutoregressiveSampler(temperature=...)``; ``sampler="ancestral"`` may be named."""
-        name = params.pop("sampler", "ancestral")
-        if name != "ancestral":
-            raise ValueError(f"vq-ar: unknown sampler {name!r}; valid: ancestral")
-        return AutoregressiveSampler(**params)
-
-    def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
-        if not isinstance(sampler, AutoregressiveSampler):
-            raise TypeError(f"vq-ar: sampler must be an AutoregressiveSampler, got {type(sampler).__name__}")
-        if steps is not None and int(steps) != self.length:
-            raise ValueError(f"vq-ar: sampling takes one network evaluation per token: steps must be None or L = {self.length}, got {steps}")
-        codes = sampler(self.prior, n, self.length, self.num_codes, device=self.device, generator=generator)
-        self.last_nfe = sampler.nfe
-        return codes
-
-
-class VQMaskGIT(_TransformerPrior):
-    """VQ-VAE with a bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T = NFE)."""
-
-    name = "vq-maskgit"
-    causal = False
-    _iterative = True
-
-    def __init__(self, info: DataInfo, *, default_steps: int = 8, temperature: float = 1.0, choice_temperature: float = 4.5, **kwargs: Any) -> None:
-        self._defaults = {"steps": int(default_steps), "temperature": float(temperature), "choice_temperature": float(choice_temperature)}
-        super().__init__(info, **kwargs)
-        if not 1 <= self._defaults["steps"] <= self.length:
-            raise ValueError(f"vq-maskgit: default_steps must be in [1, L = {self.length}], got {default_steps}")
-
-    @property
-    def _default_steps(self) -> int:  # type: ignore[override]
-        return self._sampler.steps
-
-    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Cross-entropy on the masked positions; the mask ratio is gamma(r), r ~ U(0, 1), at least one token masked."""
-        n, length = codes.shape
-        r = torch.rand(n, generator=generator)
-        n_mask = torch.ceil(cosine_mask_ratio(r) * length).clamp(1, length).long().to(codes.device)
-        rank = torch.rand(n, length, generator=generator).argsort(1).argsort(1).to(codes.device)
-        masked = rank < n_mask[:, None]
-        tokens = torch.where(masked, torch.full_like(codes, self.num_codes), codes)
-        logits = self.prior(tokens)
-        return F.cross_entropy(logits[masked], codes[masked])
-
-    def make_sampler(self, **params: Any) -> MaskGITSampler:
-        """``MaskGITSampler(steps, temperature, choice_temperature)``; unspecified values use the model's defaults."""
-        name = params.pop("sampler", "maskgit")
-        if name != "maskgit":
-            raise ValueError(f"vq-maskgit: unknown sampler {name!r}; valid: maskgit")
-        return MaskGITSampler(**{**self._defaults, **params})
-
-    def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
-        if not isinstance(sampler, MaskGITSampler):
-            raise TypeError(f"vq-maskgit: sampler must be a MaskGITSampler, got {type(sampler).__name__}")
-        if steps is not None and int(steps) != sampler.steps:
-            sampler = MaskGITSampler(int(steps), temperature=sampler.temperature, choice_temperature=sampler.choice_temperature)
-        codes = sampler(self.prior, n, self.length, self.num_codes, device=self.device, generator=generator)
-        self.last_nfe = sampler.nfe
-        return codes
 
 
 # ----------------------------------------------------------------------------- reconstruction floor
@@ -929,36 +466,6 @@ def make_vqvae(
 ) -> VQVAE:  # fmt: skip
     """VQ-VAE (nearest-code quantizer, straight-through, beta 0.25) with an independent per-position code prior; VQ bound."""
     return VQVAE(info, **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device))
-
-
-@register("vq-ar", family="vq", kinds=("image",))
-def make_vq_ar(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
-    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, device: str | None = None,
-) -> VQAutoregressive:  # fmt: skip
-    """VQ-VAE + causal transformer prior over raster-ordered codes (one NFE per token); VQ bound in nats."""
-    return VQAutoregressive(
-        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
-        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
-        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
-    )  # fmt: skip
-
-
-@register("vq-maskgit", family="vq", kinds=("image",))
-def make_vq_maskgit(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
-    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
-    choice_temperature: float = 4.5, device: str | None = None,
-) -> VQMaskGIT:  # fmt: skip
-    """VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T)."""
-    return VQMaskGIT(
-        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
-        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
-        default_steps=default_steps, temperature=temperature, choice_temperature=choice_temperature,
-        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
-    )  # fmt: skip
 
 
 @register("vqvae-recon", family="reference", kinds=("image",))

@@ -1,4 +1,4 @@
-"""VQ-VAE and its priors (baselines/vq.py): quantizer, MaskGIT decoding, exact AR code likelihood, the VQ bound."""
+"""VQ-VAE and its priors (baselines/vq.py, vq_quantizer.py, vq_priors.py): quantizer, MaskGIT decoding, exact AR code likelihood, the VQ bound."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from baselines import vq
+from baselines import vq, vq_priors, vq_quantizer
 from baselines.protocol import Budget, DataInfo, HeldOutReference, LabeledSampler, LikelihoodBound, SamplerChoice, TrainData
 
 TINY = DataInfo(name="tiny", shape=(1, 4, 4), kind="image", levels=5)  # n_down=1 -> 2x2 code grid, L = 4
@@ -22,19 +22,19 @@ def _tiny_data(n: int = 64) -> TrainData:
 
 # ----------------------------------------------------------------------------- quantizer
 def test_quantizer_picks_the_nearest_code():
-    q = vq.VectorQuantizer(3, 2).eval()
+    q = vq_quantizer.VectorQuantizer(3, 2).eval()
     q.embed.data = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     z = torch.tensor([[0.9, 0.2], [0.1, 0.1], [0.2, 0.7], [0.6, 0.55]])  # nearest: 1, 0, 2, 1 (0.16+0.3025 < 0.36+0.2025)
     assert q.nearest(z).tolist() == [1, 0, 2, 1]
     # against brute force on random points and codes
-    q2 = vq.VectorQuantizer(17, 5).eval()
+    q2 = vq_quantizer.VectorQuantizer(17, 5).eval()
     q2.embed.data = torch.randn(17, 5)
     pts = torch.randn(500, 5)
     assert torch.equal(q2.nearest(pts), torch.cdist(pts, q2.embed.data).argmin(1))
 
 
 def test_quantizer_forward_returns_code_vectors_and_passes_gradients_straight_through():
-    q = vq.VectorQuantizer(4, 3, beta=0.25).eval()
+    q = vq_quantizer.VectorQuantizer(4, 3, beta=0.25).eval()
     q.embed.data = torch.randn(4, 3)
     z_e = torch.randn(2, 3, 2, 2, requires_grad=True)
     out = q(z_e)
@@ -54,7 +54,7 @@ def test_quantizer_forward_returns_code_vectors_and_passes_gradients_straight_th
 
 
 def test_ema_codebook_converges_to_the_mean_of_its_vectors():
-    q = vq.VectorQuantizer(2, 2, ema=True, decay=0.5, eps=1e-9).train()
+    q = vq_quantizer.VectorQuantizer(2, 2, ema=True, decay=0.5, eps=1e-9).train()
     z = torch.tensor([[10.0, 0.0], [12.0, 0.0], [0.0, -5.0], [0.0, -7.0]]).reshape(1, 2, 2, 2).permute(0, 3, 1, 2)
     q(z)  # first call initialises the codebook from the batch
     q.embed.copy_(torch.tensor([[9.0, 0.0], [0.0, -4.0]]))
@@ -66,7 +66,7 @@ def test_ema_codebook_converges_to_the_mean_of_its_vectors():
 
 
 def test_dead_codes_are_restarted_on_encoder_outputs():
-    q = vq.VectorQuantizer(4, 2).train()
+    q = vq_quantizer.VectorQuantizer(4, 2).train()
     z = torch.tensor([[1.0, 1.0], [1.1, 1.0], [0.9, 1.0], [1.0, 0.9]]).reshape(1, 2, 2, 2).permute(0, 3, 1, 2)
     q(z)
     q.embed.data = torch.tensor([[1.0, 1.0], [50.0, 50.0], [-50.0, 50.0], [50.0, -50.0]])
@@ -79,9 +79,9 @@ def test_dead_codes_are_restarted_on_encoder_outputs():
 
 
 def test_code_statistics():
-    s = vq.code_statistics(torch.tensor([0, 1, 2, 3] * 5), 8)
+    s = vq_quantizer.code_statistics(torch.tensor([0, 1, 2, 3] * 5), 8)
     assert s == {"codebook_size": 8, "usage": 0.5, "perplexity": pytest.approx(4.0), "dead_codes": 4}
-    s = vq.code_statistics(torch.tensor([0, 0, 0, 1]), 2)
+    s = vq_quantizer.code_statistics(torch.tensor([0, 0, 0, 1]), 2)
     p = torch.tensor([0.75, 0.25])
     assert s["perplexity"] == pytest.approx(math.exp(-(p * p.log()).sum().item()))
 
@@ -101,7 +101,7 @@ class _CountingNet:
 def test_maskgit_makes_T_calls_and_unmasks_every_token(T):
     L, K = 16, 10
     net = _CountingNet(K, mask_id=K)
-    s = vq.MaskGITSampler(T, choice_temperature=1.0)
+    s = vq_priors.MaskGITSampler(T, choice_temperature=1.0)
     out = s(net, 5, L, K, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     assert net.calls == T and s.nfe == T
     assert out.shape == (5, L) and (out != K).all() and out.max() < K
@@ -118,9 +118,9 @@ def test_maskgit_makes_T_calls_and_unmasks_every_token(T):
 
 def test_maskgit_rejects_more_steps_than_tokens():
     with pytest.raises(ValueError, match="at most the number of tokens"):
-        vq.MaskGITSampler(5)(_CountingNet(3, 3), 2, 4, 3, device=torch.device("cpu"))
+        vq_priors.MaskGITSampler(5)(_CountingNet(3, 3), 2, 4, 3, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="steps"):
-        vq.MaskGITSampler(0)
+        vq_priors.MaskGITSampler(0)
 
 
 def test_bidirectional_prior_learns_to_copy_by_position():
@@ -129,7 +129,7 @@ def test_bidirectional_prior_learns_to_copy_by_position():
     token and position embeddings at the same scale the prior solves it (cross-entropy near 0 nats); with
     the token embeddings at nn.Embedding's default std 1, 50x the positions, it stayed near 1.2 nats."""
     torch.manual_seed(0)
-    net = vq.CodeTransformer(8, 8, dim=32, depth=1, heads=2, dropout=0.0)
+    net = vq_priors.CodeTransformer(8, 8, dim=32, depth=1, heads=2, dropout=0.0)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
 
     def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,9 +150,9 @@ def test_bidirectional_prior_learns_to_copy_by_position():
 
 
 def test_cosine_mask_ratio():
-    assert float(vq.cosine_mask_ratio(0.0)) == 1.0
-    assert float(vq.cosine_mask_ratio(0.5)) == pytest.approx(math.sqrt(0.5))
-    assert float(vq.cosine_mask_ratio(1.0)) == pytest.approx(0.0, abs=1e-12)
+    assert float(vq_priors.cosine_mask_ratio(0.0)) == 1.0
+    assert float(vq_priors.cosine_mask_ratio(0.5)) == pytest.approx(math.sqrt(0.5))
+    assert float(vq_priors.cosine_mask_ratio(1.0)) == pytest.approx(0.0, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- priors and the bound
@@ -161,7 +161,7 @@ def _all_code_grids(k: int, length: int) -> torch.Tensor:
 
 
 def test_ar_code_likelihood_sums_to_one_over_all_code_grids():
-    m = vq.VQAutoregressive(TINY, num_codes=3, code_dim=4, width=8, prior_dim=16, prior_heads=2)
+    m = vq_priors.VQAutoregressive(TINY, num_codes=3, code_dim=4, width=8, prior_dim=16, prior_heads=2)
     assert m.length == 4
     with torch.no_grad():
         for p in m.prior.parameters():  # a non-trivial random prior
@@ -173,10 +173,10 @@ def test_ar_code_likelihood_sums_to_one_over_all_code_grids():
 
 
 def test_ar_sampler_draws_from_the_prior_one_call_per_token():
-    m = vq.VQAutoregressive(TINY, num_codes=2, code_dim=4, width=8, prior_dim=16, prior_heads=2)
+    m = vq_priors.VQAutoregressive(TINY, num_codes=2, code_dim=4, width=8, prior_dim=16, prior_heads=2)
     calls = []
     net = lambda t: (calls.append(t.shape[1]), m.prior(t))[1]  # noqa: E731
-    s = vq.AutoregressiveSampler()
+    s = vq_priors.AutoregressiveSampler()
     with torch.no_grad():
         codes = s(net, 4000, 4, 2, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
         p = m.code_log_prob(_all_code_grids(2, 4)).exp()
@@ -202,7 +202,7 @@ def test_independent_prior_sums_to_one_and_bound_decomposes():
 
 
 # ----------------------------------------------------------------------------- the generators
-@pytest.mark.parametrize("cls", [vq.VQVAE, vq.VQAutoregressive, vq.VQMaskGIT])
+@pytest.mark.parametrize("cls", [vq.VQVAE, vq_priors.VQAutoregressive, vq_priors.VQMaskGIT])
 def test_generators_fit_sample_and_round_trip(digits, cls):
     torch.manual_seed(0)
     m = cls(digits.info, width=16, prior_dim=32) if cls is not vq.VQVAE else cls(digits.info, width=16)
@@ -215,8 +215,8 @@ def test_generators_fit_sample_and_round_trip(digits, cls):
     assert x.shape == (12, 1, 8, 8) and x.dtype == torch.float32
     assert torch.allclose(x * 16, (x * 16).round())  # on the K = 17 levels
     assert isinstance(m, SamplerChoice)
-    assert isinstance(m, LikelihoodBound) == (cls is not vq.VQMaskGIT)
-    expected_nfe = {vq.VQVAE: 1, vq.VQAutoregressive: 16, vq.VQMaskGIT: 8}[cls]
+    assert isinstance(m, LikelihoodBound) == (cls is not vq_priors.VQMaskGIT)
+    expected_nfe = {vq.VQVAE: 1, vq_priors.VQAutoregressive: 16, vq_priors.VQMaskGIT: 8}[cls]
     assert m.last_nfe == expected_nfe
     m2 = cls(digits.info, width=16, prior_dim=32) if cls is not vq.VQVAE else cls(digits.info, width=16)
     m2.load_state_dict(m.state_dict())
@@ -224,7 +224,7 @@ def test_generators_fit_sample_and_round_trip(digits, cls):
 
 
 def test_maskgit_steps_and_sampler_objects(digits):
-    m = vq.VQMaskGIT(digits.info, width=16, prior_dim=32)
+    m = vq_priors.VQMaskGIT(digits.info, width=16, prior_dim=32)
     m.fit(TrainData(digits.train_x, digits.info), Budget(steps=6, batch_size=64))
     for T in (1, 4, 16):
         m.sample(3, steps=T)
@@ -243,7 +243,7 @@ def test_errors_are_clear(digits):
         vq.VQVAE(DataInfo(name="ring8", shape=(2,), kind="points"))
     with pytest.raises(ValueError, match="divisible"):
         vq.VQVAE(digits.info, n_down=4)
-    m = vq.VQAutoregressive(digits.info, width=8)
+    m = vq_priors.VQAutoregressive(digits.info, width=8)
     with pytest.raises(RuntimeError, match="fit"):
         m.sample(2)
     m.fit(TrainData(digits.train_x[:64], digits.info), Budget(steps=2, batch_size=32))
@@ -290,8 +290,8 @@ def test_default_code_grid_keeps_the_prior_short_on_28x28():
     images and a prior that learned little in the suite's budget); the default now picks 7x7, digits keep 4x4."""
     mnist = DataInfo(name="mnist-like", shape=(1, 28, 28), kind="image", levels=256)
     digits = DataInfo(name="digits-like", shape=(1, 8, 8), kind="image", levels=17)
-    assert vq.make_vq_ar(mnist).latent_shape == (7, 7) and vq.make_vq_ar(mnist).length == 49
-    assert vq.make_vq_maskgit(mnist).latent_shape == (7, 7)
+    assert vq_priors.make_vq_ar(mnist).latent_shape == (7, 7) and vq_priors.make_vq_ar(mnist).length == 49
+    assert vq_priors.make_vq_maskgit(mnist).latent_shape == (7, 7)
     assert vq.make_vqvae(digits).latent_shape == (4, 4)
     assert vq.make_vqvae(mnist, n_down=1).latent_shape == (14, 14)  # an explicit n_down still wins
     assert [vq.default_n_down(s, s) for s in (4, 8, 28, 32, 64)] == [1, 1, 2, 2, 3]

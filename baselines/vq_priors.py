@@ -1,0 +1,323 @@
+"""Stage 2 of the VQ models: transformer priors over the code grid of a trained VQ autoencoder (``baselines/vq.py``).
+
+* ``vq-ar``: a causal transformer over the raster-ordered codes; exact
+  ``log p(codes)``; sampled ancestrally, one network evaluation per token
+  (:class:`AutoregressiveSampler`, NFE = L). The VQ bound of ``vq.py`` applies.
+* ``vq-maskgit``: a bidirectional transformer trained to predict masked codes
+  with the cosine mask schedule; :class:`MaskGITSampler` fills the grid in T
+  parallel steps, keeping the most confident predictions and re-masking the
+  rest (Chang et al. 2022). ``steps`` = T = NFE. No tractable likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .protocol import Budget, DataInfo, TrainReport
+from .registry import register
+from .training import Batch, default_warmup, train
+from .vq import _ae_kwargs, _VQBase, _VQBound
+
+__all__ = ["AutoregressiveSampler", "CodeTransformer", "MaskGITSampler", "VQAutoregressive", "VQMaskGIT", "cosine_mask_ratio"]
+
+
+# ----------------------------------------------------------------------------- priors
+class CodeTransformer(nn.Module):
+    """A small pre-norm transformer over a sequence of L codes.
+
+    Token ids 0..K-1 are codes; id K is the special token (``[MASK]`` for
+    MaskGIT, start-of-sequence for the autoregressive prior). ``causal=True``
+    masks attention to earlier positions. ``forward(tokens (N, L)) -> logits (N, L, K)``.
+
+    Token and position embeddings both start at std 0.02 (the GPT/BERT
+    convention). With ``nn.Embedding``'s default std 1 the token vectors would
+    be ~50x the position vectors, and after the pre-norm LayerNorm a position
+    would be a small perturbation: the bidirectional (MaskGIT) prior, which has
+    no other way to know where a token sits, would learn little spatial context.
+    """
+
+    def __init__(
+        self, num_codes: int, length: int, *, dim: int = 64, depth: int = 2, heads: int = 4, causal: bool = False, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"CodeTransformer: dim ({dim}) must be divisible by heads ({heads})")
+        self.num_codes = int(num_codes)
+        self.length = int(length)
+        self.causal = bool(causal)
+        self.tok = nn.Embedding(num_codes + 1, dim)
+        nn.init.normal_(self.tok.weight, std=0.02)
+        self.pos = nn.Parameter(0.02 * torch.randn(length, dim))
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"CodeTransformer: dropout must be in [0, 1), got {dropout}")
+        self.drop = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.body = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_codes)
+        mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    @property
+    def special(self) -> int:
+        return self.num_codes
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        n, length = tokens.shape
+        h = self.drop(self.tok(tokens) + self.pos[:length])
+        mask = self.causal_mask[:length, :length] if self.causal else None
+        h = self.body(h, mask=mask, is_causal=self.causal)
+        return self.head(self.norm(h))
+
+
+def cosine_mask_ratio(r: Tensor | float) -> Tensor:
+    """MaskGIT's cosine schedule gamma(r) = cos(pi r / 2): fraction of tokens masked at progress r in [0, 1]."""
+    return torch.cos(torch.as_tensor(r, dtype=torch.float64) * math.pi / 2)
+
+
+def _check_temperature(who: str, t: float) -> float:
+    if not float(t) > 0:
+        raise ValueError(f"{who}: temperature must be > 0, got {t}")
+    return float(t)
+
+
+class MaskGITSampler:
+    """MaskGIT decoding (Chang et al. 2022): T parallel steps with confidence-based re-masking.
+
+    Start with every token ``[MASK]``. At step t = 1..T the network predicts all
+    tokens once; a code is drawn for every masked position (softmax at
+    ``temperature``); its confidence is its log-probability plus Gumbel noise
+    scaled by ``choice_temperature * (1 - t / T)``; the
+    ``n_t = floor(L cos(pi t / (2 T)))`` least confident *new* tokens are
+    masked again (at least one new token is kept per step, so all L are
+    filled after step T). Already fixed tokens never change.
+
+    ``nfe`` = T network evaluations per sample; requires 1 <= T <= L.
+    """
+
+    name = "maskgit"
+
+    def __init__(self, steps: int = 8, *, temperature: float = 1.0, choice_temperature: float = 4.5) -> None:
+        if int(steps) < 1:
+            raise ValueError(f"maskgit: steps (T) must be >= 1, got {steps}")
+        if choice_temperature < 0:
+            raise ValueError(f"maskgit: choice_temperature must be >= 0, got {choice_temperature}")
+        self.steps = int(steps)
+        self.temperature = _check_temperature("maskgit", temperature)
+        self.choice_temperature = float(choice_temperature)
+        self.nfe = 0
+
+    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, mask_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """Codes (n, length) sampled with ``net(tokens) -> logits (n, length, K)``."""
+        T = self.steps
+        if T > length:
+            raise ValueError(f"maskgit: steps (T = {T}) must be at most the number of tokens L = {length}")
+        tokens = torch.full((n, length), mask_id, dtype=torch.long, device=device)
+        for t in range(1, T + 1):
+            logits = net(tokens).float()
+            masked = tokens == mask_id
+            probs = F.softmax(logits / self.temperature, dim=-1)
+            u = torch.rand(probs.shape[:-1], generator=generator).to(device)
+            draw = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
+            conf = probs.gather(-1, draw.unsqueeze(-1)).squeeze(-1).clamp_min(1e-30).log()
+            if self.choice_temperature > 0:
+                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp(1e-20, 1 - 1e-7))).to(device)
+                conf = conf + self.choice_temperature * (1 - t / T) * g
+            conf = torch.where(masked, conf, torch.full_like(conf, math.inf))  # fixed tokens stay
+            candidate = torch.where(masked, draw, tokens)
+            n_masked = masked.sum(1)  # same for every row
+            keep_masked = torch.floor(length * cosine_mask_ratio(t / T)).long().item() if t < T else 0
+            keep_masked = torch.clamp(torch.full_like(n_masked, int(keep_masked)), max=(n_masked - 1).clamp_min(0))
+            order = conf.argsort(dim=1)  # least confident first
+            rank = order.argsort(dim=1)
+            remask = rank < keep_masked[:, None]
+            tokens = torch.where(remask, torch.full_like(candidate, mask_id), candidate)
+        self.nfe = T
+        return tokens
+
+
+class AutoregressiveSampler:
+    """Ancestral sampling of a causal prior in raster order: one network
+    evaluation per token (``nfe`` = L), codes drawn at ``temperature``."""
+
+    name = "ancestral"
+
+    def __init__(self, *, temperature: float = 1.0) -> None:
+        self.temperature = _check_temperature("vq-ar", temperature)
+        self.nfe = 0
+
+    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, bos_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        """Codes (n, length) drawn from ``net([BOS, c_1 .. c_{L-1}]) -> logits (n, length, K)``."""
+        seq = torch.full((n, length), bos_id, dtype=torch.long, device=device)
+        codes = torch.zeros((n, length), dtype=torch.long, device=device)
+        for i in range(length):
+            logits = net(seq[:, : i + 1])[:, i].float()
+            probs = F.softmax(logits / self.temperature, dim=-1)
+            u = torch.rand(n, generator=generator).to(device)
+            c = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
+            codes[:, i] = c
+            if i + 1 < length:
+                seq[:, i + 1] = c
+        self.nfe = length
+        return codes
+
+
+class _TransformerPrior(_VQBase):
+    """Shared parts of the transformer priors (constructor arguments and the training of stage 2)."""
+
+    causal = False
+
+    def __init__(
+        self, info: DataInfo, *, prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1,
+        prior_weight_decay: float = 0.01, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        self._prior_cfg = {"dim": int(prior_dim), "depth": int(prior_depth), "heads": int(prior_heads), "dropout": float(prior_dropout)}
+        self.prior_weight_decay = float(prior_weight_decay)
+        super().__init__(info, **kwargs)
+
+    def _make_prior(self) -> nn.Module:
+        return CodeTransformer(self.num_codes, self.length, causal=self.causal, **self._prior_cfg)
+
+    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Training loss of the prior on a batch of codes (N, L), nats per token."""
+        raise NotImplementedError
+
+    def _fit_prior(self, codes: Tensor, budget: Budget, t0: float) -> TrainReport:
+        super()._fit_prior(codes, budget, t0)  # keep the histogram too (diagnostics)
+        if budget.steps < 1:
+            return TrainReport()
+
+        def loss(batch: Batch, generator: torch.Generator | None) -> dict[str, Tensor]:
+            val = self._prior_loss(batch.x.to(self.device), generator)
+            return {"loss": val, "prior_nats_per_token": val}
+
+        self.prior.train()
+        opt = torch.optim.AdamW(self.prior.parameters(), lr=self.prior_lr, weight_decay=self.prior_weight_decay)
+        rep = train(
+            f"{self.name} prior", budget, codes, loss=loss, optimizer=opt, params=list(self.prior.parameters()),
+            warmup=default_warmup(budget.steps), clip_grad=1.0, curves=("prior_nats_per_token",), check_finite=True, started=t0,
+        )  # fmt: skip
+        self.prior.eval()
+        return rep
+
+
+class VQAutoregressive(_VQBound, _TransformerPrior):
+    """VQ-VAE with a causal transformer prior over raster-ordered codes (exact code likelihood, NFE = L)."""
+
+    name = "vq-ar"
+    causal = True
+    _iterative = False
+
+    def _inputs(self, codes: Tensor) -> Tensor:
+        bos = torch.full((len(codes), 1), self.num_codes, dtype=torch.long, device=codes.device)
+        return torch.cat([bos, codes[:, :-1]], 1)
+
+    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
+        logits = self.prior(self._inputs(codes))
+        return F.cross_entropy(logits.reshape(-1, self.num_codes), codes.reshape(-1))
+
+    @torch.no_grad()
+    def code_log_prob(self, codes: Tensor) -> Tensor:
+        """Exact log p(codes) = sum_i log p(c_i | c_<i) in nats, codes (N, L) raster order, (N,)."""
+        codes = codes.long().to(self.device)
+        self.prior.eval()
+        logp = F.log_softmax(self.prior(self._inputs(codes)).float(), -1)
+        return logp.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(1)
+
+    def make_sampler(self, **params: Any) -> AutoregressiveSampler:
+        """``AutoregressiveSampler(temperature=...)``; ``sampler="ancestral"`` may be named."""
+        name = params.pop("sampler", "ancestral")
+        if name != "ancestral":
+            raise ValueError(f"vq-ar: unknown sampler {name!r}; valid: ancestral")
+        return AutoregressiveSampler(**params)
+
+    def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
+        if not isinstance(sampler, AutoregressiveSampler):
+            raise TypeError(f"vq-ar: sampler must be an AutoregressiveSampler, got {type(sampler).__name__}")
+        if steps is not None and int(steps) != self.length:
+            raise ValueError(f"vq-ar: sampling takes one network evaluation per token: steps must be None or L = {self.length}, got {steps}")
+        codes = sampler(self.prior, n, self.length, self.num_codes, device=self.device, generator=generator)
+        self.last_nfe = sampler.nfe
+        return codes
+
+
+class VQMaskGIT(_TransformerPrior):
+    """VQ-VAE with a bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T = NFE)."""
+
+    name = "vq-maskgit"
+    causal = False
+    _iterative = True
+
+    def __init__(self, info: DataInfo, *, default_steps: int = 8, temperature: float = 1.0, choice_temperature: float = 4.5, **kwargs: Any) -> None:
+        self._defaults = {"steps": int(default_steps), "temperature": float(temperature), "choice_temperature": float(choice_temperature)}
+        super().__init__(info, **kwargs)
+        if not 1 <= self._defaults["steps"] <= self.length:
+            raise ValueError(f"vq-maskgit: default_steps must be in [1, L = {self.length}], got {default_steps}")
+
+    @property
+    def _default_steps(self) -> int:  # type: ignore[override]
+        return self._sampler.steps
+
+    def _prior_loss(self, codes: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Cross-entropy on the masked positions; the mask ratio is gamma(r), r ~ U(0, 1), at least one token masked."""
+        n, length = codes.shape
+        r = torch.rand(n, generator=generator)
+        n_mask = torch.ceil(cosine_mask_ratio(r) * length).clamp(1, length).long().to(codes.device)
+        rank = torch.rand(n, length, generator=generator).argsort(1).argsort(1).to(codes.device)
+        masked = rank < n_mask[:, None]
+        tokens = torch.where(masked, torch.full_like(codes, self.num_codes), codes)
+        logits = self.prior(tokens)
+        return F.cross_entropy(logits[masked], codes[masked])
+
+    def make_sampler(self, **params: Any) -> MaskGITSampler:
+        """``MaskGITSampler(steps, temperature, choice_temperature)``; unspecified values use the model's defaults."""
+        name = params.pop("sampler", "maskgit")
+        if name != "maskgit":
+            raise ValueError(f"vq-maskgit: unknown sampler {name!r}; valid: maskgit")
+        return MaskGITSampler(**{**self._defaults, **params})
+
+    def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
+        if not isinstance(sampler, MaskGITSampler):
+            raise TypeError(f"vq-maskgit: sampler must be a MaskGITSampler, got {type(sampler).__name__}")
+        if steps is not None and int(steps) != sampler.steps:
+            sampler = MaskGITSampler(int(steps), temperature=sampler.temperature, choice_temperature=sampler.choice_temperature)
+        codes = sampler(self.prior, n, self.length, self.num_codes, device=self.device, generator=generator)
+        self.last_nfe = sampler.nfe
+        return codes
+
+
+# ----------------------------------------------------------------------------- registry
+@register("vq-ar", family="vq", kinds=("image",))
+def make_vq_ar(
+    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
+    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
+    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, device: str | None = None,
+) -> VQAutoregressive:  # fmt: skip
+    """VQ-VAE + causal transformer prior over raster-ordered codes (one NFE per token); VQ bound in nats."""
+    return VQAutoregressive(
+        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
+        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
+        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
+    )  # fmt: skip
+
+
+@register("vq-maskgit", family="vq", kinds=("image",))
+def make_vq_maskgit(
+    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
+    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
+    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
+    choice_temperature: float = 4.5, device: str | None = None,
+) -> VQMaskGIT:  # fmt: skip
+    """VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T)."""
+    return VQMaskGIT(
+        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
+        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
+        default_steps=default_steps, temperature=temperature, choice_temperature=choice_temperature,
+        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
+    )  # fmt: skip
