@@ -189,7 +189,7 @@ def _plain_wgan_gp(m, d: TrainData, g: torch.Generator) -> PlainStep:
 
 
 def _plain_cgan(m, d: TrainData, g: torch.Generator) -> PlainStep:
-    """The non-saturating step with class labels: conditional BatchNorm G, projection D; fakes take the batch's labels."""
+    """The non-saturating step with class labels (one-hot input and conditional BatchNorm in G, one-hot planes and projection in D); fakes take the batch's labels."""
     opt_g, opt_d, ema, k = _gan_setup(m, beta2=0.999)
     labels = d.y.long()
 
