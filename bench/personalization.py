@@ -54,8 +54,10 @@ DreamBooth / Custom Diffusion / LoRA "personalized residuals"), on digits:
    the real reference nines, and the prior FID of train-split 0-8 images
    (N = 324) against the test split's 0-8.
 
-Records are cached per (seed, method, configuration) under
-``cache_dir/personalization`` so an interrupted run resumes.
+The pretrained model and each method's results are cached per (seed, method,
+configuration) in the pipeline's artifact cache under ``cache_dir``
+(:class:`genbench.cache.Cache`: checksummed, locked), so an interrupted run
+resumes and a damaged artifact is recomputed.
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import io
-import json
 import sys
 import time
 from contextlib import contextmanager
@@ -85,7 +85,7 @@ from baselines.lora import parameter_counts, parameter_report
 from baselines.protocol import Adaptable, Budget, TrainData, TrainReport
 from baselines.registry import build
 from baselines.training import thin_curve
-from genbench import safeio
+from genbench.cache import Cache, content_hash
 
 __all__ = [
     "run_personalization",
@@ -125,6 +125,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "cond-proj": {"steps": 300, "lr": 1e-3, "batch_size": 16, "prior": True},
     "lora": {"steps": 300, "lr": 1e-3, "batch_size": 16, "prior": False, "r": 4, "alpha": None, "targets": None},
 }
+
+PRETRAIN = "personalization-pretrain"  # artifact kinds in the pipeline cache (genbench.cache.Cache)
+METHOD = "personalization-method"
 
 
 class PersonalizationError(ValueError):
@@ -168,10 +171,6 @@ def config_from_suite(suite: dict) -> tuple[dict[str, Any], list[dict[str, Any]]
             )
         methods.append({**METHOD_DEFAULTS[kind], **m})
     return cfg, methods
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- model surgery
@@ -293,7 +292,7 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
     ddpm = build(cfg["model"], refs.ds.info, device=device, **cfg["params"])
     # the family's source enters the key: an edited model module is never served a stale cache
     src = hashlib.sha256(inspect.getsource(sys.modules[type(ddpm).__module__]).encode()).hexdigest()[:16]
-    key = _hash(
+    key = (
         {
             "model": cfg["model"],
             "params": cfg["params"],
@@ -305,13 +304,12 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
             "v": 1,
         }
     )
-    root = Path(cache_dir) / "personalization"
-    path, meta_path = root / f"pretrain-{key}.pt", root / f"pretrain-{key}.json"
-    if path.exists() and meta_path.exists():
-        ddpm.load_state_dict(torch.load(path, weights_only=True))
-        report = json.loads(meta_path.read_text())
-        report["cached"] = True
-    else:
+    cache = Cache(cache_dir)  # the pipeline's artifact cache: checksummed, locked, no link followed below it
+    with cache.lock(PRETRAIN, key):  # two runs at once: one trains, the other finds it made
+        state, report = cache.get(PRETRAIN, key), cache.get_json(PRETRAIN, key)
+        if state is not None and isinstance(report, dict):
+            ddpm.load_state_dict(state)
+            return ddpm, {**report, "cached": True}
         torch.manual_seed(seed)
         rep = ddpm.fit(TrainData(refs.pre_x, refs.ds.info, refs.pre_y), Budget(**cfg["pretrain"]))
         report = {
@@ -321,10 +319,8 @@ def pretrain(cfg: dict[str, Any], refs: _Refs, cache_dir: Path, device: str, see
             "cached": False,
             "classes": sorted(set(refs.pre_y.tolist())),
         }
-        buf = io.BytesIO()
-        torch.save(ddpm.state_dict(), buf)
-        safeio.atomic_write(path, buf.getvalue(), root=Path(cache_dir))  # no link followed below the cache
-        safeio.atomic_write(meta_path, json.dumps(report), root=Path(cache_dir))
+        cache.put(PRETRAIN, key, ddpm.state_dict())
+        cache.put_json(PRETRAIN, key, report)
     return ddpm, report
 
 
@@ -430,7 +426,7 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
     """Run the experiment for every seed and method; returns records
     (dataset, generator=<method label>, seed, metric, value, settings, extra)."""
     cfg, methods = config_from_suite(suite)
-    cache_dir = Path(cache_dir)
+    cache = Cache(cache_dir)
     records: list[dict] = []
     from metrics.clip import load_clip
 
@@ -441,7 +437,7 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
         base_net = ddpm.ema.module
         seen = sorted(set(refs.pre_y.tolist()))
         _init_new_row(base_net, refs.concept, refs.ds.info.num_classes, cfg["new_row_init"], seen)
-        base_hash = _hash(
+        base_hash = content_hash(
             {
                 "cfg": cfg,
                 "seed": seed,
@@ -454,13 +450,11 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
         before: dict[str, float] | None = None
         rows: list[tuple[dict, dict]] = []
         for method in methods:
-            mkey = _hash({"base": base_hash, "method": method})
-            mpath = cache_dir / "personalization" / f"method-{mkey}.json"
-            if mpath.exists():
-                res = json.loads(mpath.read_text())
-            else:
+            mkey = {"base": base_hash, "method": method}
+            res = cache.get_json(METHOD, mkey)
+            if not isinstance(res, dict):
                 res = _run_method(ddpm, base_net, method, refs, cfg, seed, prior_cache)
-                safeio.atomic_write(mpath, json.dumps(res), root=Path(cache_dir))
+                cache.put_json(METHOD, mkey, res)
             if method["method"] == "none" and "na" not in res:
                 before = {"prior_fid": res["prior_fid"]}
             rows.append((method, res))

@@ -193,6 +193,34 @@ def test_rerun_uses_the_cache(run, monkeypatch):
     assert strip(again) == strip(recs)
 
 
+def test_a_damaged_cache_artifact_is_recomputed_not_trusted(run, monkeypatch, tmp_path):
+    """The experiment keeps its pretrained model and method results in the pipeline's checksummed cache: a flipped
+    byte in a cached method result is reported and that method is run again, to the same records."""
+    import shutil
+    import warnings
+
+    import bench.personalization as bp
+
+    suite, root, recs = run
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    results = sorted((cache / bp.METHOD).glob("*.json"))
+    assert results and list((cache / bp.PRETRAIN).glob("*.pt"))
+    raw = bytearray(results[0].read_bytes())
+    raw[-3] ^= 0x01
+    results[0].write_bytes(bytes(raw))
+    calls = []
+    real = bp._run_method
+    monkeypatch.setattr(bp, "_run_method", lambda *a, **k: calls.append(a[2]["name"]) or real(*a, **k))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        again = run_personalization(suite, tmp_path / "results", cache, "cpu", [0])
+    assert len(calls) == 1
+    strip = lambda rs: sorted((r["generator"], r["metric"], r["value"] if r["value"] is None else round(r["value"], 9)) for r in rs)  # noqa: E731
+    timings = {"adapt_s", "pretrain_s", "sample_s"}
+    assert [x for x in strip(again) if x[1] not in timings] == [x for x in strip(recs) if x[1] not in timings]
+
+
 def test_section_renders_table_and_grids(run, tmp_path):
     from bench.leaderboard import records_frame
     from bench.sections.personalization import section
