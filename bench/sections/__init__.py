@@ -2,7 +2,7 @@
 
 A section is a function ``section(records, suite, assets_dir) -> str``:
 
-* ``records``: the suite's records as a DataFrame (:func:`bench.leaderboard.records_frame`),
+* ``records``: the suite's records as a DataFrame (:func:`bench.report.records_frame`),
 * ``suite``: the suite's raw TOML table (a dict; sections read their own
   ``[section_name]`` table from it),
 * ``assets_dir``: the folder for the section's PNGs (``leaderboards/assets/<suite>/``);

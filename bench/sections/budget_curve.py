@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.leaderboard import fmt_num
 from bench.plots import _plt, save_figure
+from bench.report import fmt_num
 
 
 def _budget_steps(settings: Any) -> int | None:

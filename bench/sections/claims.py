@@ -13,7 +13,7 @@ rows of one data set on one metric::
     relation = "better"  # "better": a beats b; "no_worse": a is at least as good as b
     paired = true        # optional: a and b sample the same trained model of each seed
 
-The test is the one the tables use to mark ties (:func:`bench.leaderboard.welch_halfwidth`):
+The test is the one the tables use to mark ties (:func:`bench.report.welch_halfwidth`):
 the 95% Welch interval of the difference of the two rows' means, with the
 standard error over seeds (or a single seed's bootstrap interval). The
 metric's own direction (lower / higher / closest to zero is better) decides
@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats as _stats
 
-from bench.leaderboard import CellStats, cell_stats, fmt_num, welch_halfwidth
+from bench.report import CellStats, cell_stats, fmt_num, welch_halfwidth
 
 RELATIONS = ("better", "no_worse")
 _KEYS = ("claim", "dataset", "metric", "a", "b")

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.leaderboard import fmt_num
 from bench.personalization import GRID_METRIC
+from bench.report import fmt_num
 
 COLUMNS = [
     # metric, header, direction, formatter kind

@@ -40,8 +40,8 @@ from typing import Any
 import pandas as pd
 from scipy import stats as _stats
 
-from bench.leaderboard import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
 from bench.plots import save_figure
+from bench.report import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
 
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
@@ -209,7 +209,7 @@ def _marked(r: pd.Series, col: str, marks: dict[str, tuple[set[str], bool]]) -> 
 
 
 def _fid_marks(records: pd.DataFrame, dataset: str, rows: list[str], metric: str) -> tuple[set[str], bool]:
-    """Rows whose ``metric`` is best or statistically tied with the best (bench.leaderboard.tied_with_best)."""
+    """Rows whose ``metric`` is best or statistically tied with the best (bench.report.tied_with_best)."""
     sub = records[(records["dataset"] == dataset) & (records["metric"] == metric)]
     cells = {}
     for r in rows:
