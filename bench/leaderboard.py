@@ -42,6 +42,7 @@ from metrics import registry as mreg
 
 from .pipeline import suite_store
 from .plots import save_loss_curves
+from .report.assets import MANIFEST, _assets_dir, _read_manifest, _remove_generated, _sig, _write_manifest, check_output
 from .report.core import (
     ARROW,
     CellStats,
@@ -54,11 +55,16 @@ from .report.core import (
     tied_with_best,
     welch_halfwidth,
 )
+from .report.provenance import _provenance, _timing_lines, left_out_lines, protocol_lines, run_lines
 from .sections import SECTIONS
 from .store import ResultStore
 from .suite import Suite, qualified, split_metric
 
 __all__ = [
+    "MANIFEST",
+    "check_output",
+    "left_out_lines",
+    "run_lines",
     "is_reference_model",
     "ARROW",
     "FORMATS",
@@ -79,7 +85,6 @@ __all__ = [
 ]
 
 FORMATS = ("md", "csv", "json")
-MANIFEST = ".genbench-assets.json"  # names of the files the harness wrote into an assets folder
 HIDDEN_METRICS = ("train_s",)  # shown as a line under the table, not as a column
 SIGNIFICANCE_NOTE = (
     "**bold** = the best non-reference row and every row statistically indistinguishable from it: the 95% interval of the "
@@ -262,159 +267,6 @@ def _table_records(df: pd.DataFrame, suite: Suite, dataset: str) -> list[dict[st
     return out
 
 
-# ---------------------------------------------------------------- protocol
-def protocol_lines(df: pd.DataFrame, suite: Suite) -> list[str]:
-    lines = []
-    for d in suite.datasets:
-        sub = df[(df["dataset"] == d.name) & df["settings"].notna()]
-        if sub.empty:
-            continue
-        n_fake = sorted({int(v) for v in sub["n_fake"].dropna()})
-        parts = [f"**{d.name}**: extractor `{d.extractor}`"]
-        own = sub[sub["extractor"].isna() | (sub["extractor"] == d.extractor)]
-        ext = next((s for s in own["settings"] if isinstance(s, dict) and s.get("weights_hash")), None)
-        if ext:
-            parts.append(f"weights `{ext.get('weights_hash')}`" + (f" (test acc {ext['test_accuracy']:.3f})" if ext.get("test_accuracy") else ""))
-        for extra in d.extra_extractors:  # METRIC@EXTRACTOR entries: a second ruler on the same samples
-            rows = sub[sub["extractor"] == extra]
-            w = next((s.get("weights_hash") for s in rows["settings"] if isinstance(s, dict) and s.get("weights_hash")), None)
-            named = ", ".join(m for m, e in ((split_metric(x)) for x in d.metrics) if e == extra)
-            parts.append(f"second extractor `{extra}`" + (f" (weights `{w}`)" if w else "") + f" for {named}")
-        parts.append(f"N fake = {', '.join(map(str, n_fake))}")
-        n_real = sorted({int(v) for v in sub["n_real"].dropna()})
-        if n_real:
-            first = sub["settings"].iloc[0]
-            parts.append(f"N real = {', '.join(map(str, n_real))} ({first.get('reference', 'train split') if isinstance(first, dict) else 'train split'})")
-        lines.append("- " + "; ".join(parts))
-        seen: dict[str, dict] = {}
-        skip = ("weights_hash", "test_accuracy", "extractor", "dim", "n_real", "n_fake", "n", "device")
-        for m, g in sub.groupby("metric", sort=False):  # the protocol = settings shared by every record of a metric; varying ones are per-row data
-            dicts = [st for st in g["settings"] if isinstance(st, dict)]
-            if not dicts:
-                continue
-            seen[m] = {k: v for k, v in dicts[0].items()
-                       if k not in skip and not isinstance(v, (dict, list)) and all(k in d and d[k] == v for d in dicts[1:])}  # fmt: skip
-        for m, s in seen.items():
-            if s:
-                lines.append(f"  - `{m}`: " + ", ".join(f"{k}={v}" for k, v in s.items()))
-    return lines
-
-
-def run_lines(runs: list[dict[str, Any]], most: int = 6) -> list[str]:
-    """Provenance lines for the ``bench run`` invocations that did work (``runs.jsonl``): wall time and machine load.
-
-    Runs that added no record and had no failure are left out: no-op re-runs
-    (every job already done) and bookkeeping ones (jobs re-opened by a changed
-    setting whose rows were all current: they only re-write done markers).
-    Beyond ``most`` runs only the total is given for the older ones.
-    """
-    work = [r for r in runs if (r.get("records_added") or 0) > 0 or (r.get("failed") or 0) > 0]
-    if not work:
-        return []
-
-    def one(r: dict[str, Any]) -> str:
-        wall = r.get("wall_s")
-        parts = [f"{r.get('started_utc', '?')}: {r.get('ran', '?')} of {r.get('planned', '?')} jobs ran ({r.get('failed', 0)} failed), "
-                 f"{r.get('records_added', '?')} records, wall {f'{wall:.1f}' if _finite(wall) else '?'} s"
-                 + (f" ({wall / 60:.1f} min)" if _finite(wall) and wall >= 60 else "")
-                 + (f", executor {r.get('executor', '?')} x{r.get('workers', '?')}" if not isinstance(r.get("threads"), int) else
-                    f", executor {r.get('executor', '?')}: {r.get('workers', '?')} worker(s) x {r['threads']} thread(s)"
-                    + (f" ({r['parallelism_source']})" if r.get("parallelism_source") else ""))]  # fmt: skip
-        load = [f"{r['cpu_count']} cores" if r.get("cpu_count") else None,
-                f"this run {fmt_num(r['own_cpu_cores'])} cores on average" if _finite(r.get("own_cpu_cores")) else None,
-                f"other processes {fmt_num(r['other_cpu_cores'])} cores" if _finite(r.get("other_cpu_cores")) else None,
-                f"1-min load average {fmt_num(r['loadavg_before'])} → {fmt_num(r['loadavg_after'])}"
-                if _finite(r.get("loadavg_before")) and _finite(r.get("loadavg_after")) else None]  # fmt: skip
-        load = [x for x in load if x]
-        return "  - " + parts[0] + (("; machine: " + ", ".join(load)) if load else "")
-
-    total = sum(r["wall_s"] for r in work if _finite(r.get("wall_s")))
-    lines = [f"- runs that did work (`bench run`, `runs.jsonl`): {len(work)}, total wall {total:.1f} s ({total / 60:.1f} min)"]
-    older = work[:-most] if len(work) > most else []
-    if older:
-        lines.append(f"  - {len(older)} earlier runs: wall {sum(r['wall_s'] for r in older if _finite(r.get('wall_s'))):.1f} s")
-    return lines + [one(r) for r in work[-most:]]
-
-
-def _timing_lines(df: pd.DataFrame) -> list[str]:
-    """The timing phase's conditions (threads, machine load), when its records exist."""
-    t = df[df["settings"].map(lambda s: isinstance(s, dict) and s.get("phase") == "timing")]
-    if t.empty:
-        return []
-    threads = sorted({s.get("threads") for s in t["settings"] if s.get("threads") is not None})
-    blocks = [s.get("load") if isinstance(s.get("load"), dict) else s for s in t["settings"]]
-    others = [b.get("other_cpu_cores") for b in blocks if _finite(b.get("other_cpu_cores"))]
-    loads = [b.get("loadavg_before") for b in blocks if _finite(b.get("loadavg_before"))]
-    timed = t[t["loaded"].notna()]  # wall-time records (FLOPs and memory do not depend on load)
-    n_loaded = int(timed["loaded"].astype(bool).sum())
-    line = (
-        f"- timing: measured after all jobs in one process, generators interleaved round-robin after warm-up, torch threads = "
-        f"{'/'.join(map(str, threads)) or '?'}; CPU used by other processes during the phase: up to {fmt_num(max(others)) if others else 'n/a'} cores "
-        f"(1-min load average before: {fmt_num(max(loads)) if loads else 'n/a'}); {n_loaded} of {len(timed)} wall-time records flagged ⚠ (loaded)."
-    )
-    return [line]
-
-
-# ---------------------------------------------------------------- assets (only files the harness wrote are ever removed)
-def _inside(root: Path, p: Path) -> bool:
-    try:
-        return p.resolve().is_relative_to(root.resolve())
-    except OSError:
-        return False
-
-
-def check_output(out_dir: str | Path, suite_name: str) -> None:
-    """``ValueError`` when the leaderboard of ``suite_name`` could not be written inside ``out_dir``
-    (e.g. its assets folder is a link leading elsewhere); checked by ``bench run`` before any work."""
-    _assets_dir(Path(out_dir), suite_name)
-
-
-def _assets_dir(out_dir: Path, suite_name: str) -> Path:
-    check_name(suite_name, "suite name")
-    assets = out_dir / "assets" / suite_name
-    if not _inside(out_dir, assets):
-        raise ValueError(f"assets folder {assets} for suite {suite_name!r} leads outside the output directory {out_dir} (a link?); refusing to write or delete there")
-    return assets
-
-
-def _read_manifest(assets: Path) -> list[str]:
-    try:
-        names = json.loads((assets / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return []
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-
-
-def _remove_generated(assets: Path, names: set[str]) -> None:
-    """Delete ``names`` (files a previous render listed in the manifest): plain files directly in ``assets``, nothing else."""
-    for name in sorted(names):
-        try:
-            check_name(name, "asset file name")
-        except ValueError:
-            continue
-        p = assets / name
-        if p.is_file() and not p.is_symlink() and p.parent == assets:
-            p.unlink()
-
-
-def _sig(p: Path) -> tuple[int, int]:
-    """(inode, mtime in ns) of a file: changes when it is rewritten (atomic writes make a new inode)."""
-    st = p.stat()
-    return st.st_ino, st.st_mtime_ns
-
-
-def _write_manifest(assets: Path, before: dict[str, tuple[int, int]], copied: set[str], also: set[str] = frozenset()) -> set[str]:
-    """Write the manifest: the assets this render wrote (returned), plus ``also`` (old ones not yet removed)."""
-    names = set(copied)
-    for p in assets.iterdir():
-        if p.name == MANIFEST or not p.is_file() or p.is_symlink():
-            continue
-        if p.name not in before or _sig(p) != before[p.name]:
-            names.add(p.name)
-    safeio.atomic_write(assets / MANIFEST, json.dumps(sorted(names | set(also)), indent=0) + "\n", root=assets)
-    return names
-
-
 # ---------------------------------------------------------------- writing
 def write_leaderboard(suite: Suite, results_dir: str | Path = "results", out_dir: str | Path = "leaderboards", fmt: str = "md") -> Path:
     """Render the suite's leaderboard from the store; returns the path written.
@@ -462,23 +314,6 @@ def _json_default(v: Any) -> Any:
     if hasattr(v, "__dataclass_fields__"):
         return asdict(v)
     return str(v)
-
-
-def _provenance(df: pd.DataFrame) -> dict[str, Any]:
-    return {
-        "git_commits": sorted({c for c in df["git_commit"].dropna()}),
-        "devices": sorted({c for c in df["device"].dropna()}),
-        "versions": next((v for v in df["versions"] if isinstance(v, dict)), {}),
-        "seeds": sorted({int(s) for s in df["seed"].dropna()}),
-    }
-
-
-def left_out_lines(n: int, suite: str) -> list[str]:
-    """The provenance line saying how many records of an earlier configuration the table leaves out (none when 0)."""
-    if not n:
-        return []
-    return [f"- left out: {n} records of an earlier configuration of this suite (rows whose params, budget, sampling or data set "
-            f"changed since, or rows no longer in it); `bench run --suite {suite}` recomputes what the suite asks for now"]
 
 
 def _grid_is_current(name: str, rows: set[str], bases: set[str]) -> bool:
