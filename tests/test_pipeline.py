@@ -184,7 +184,8 @@ def test_a_row_may_list_its_own_seeds(tmp_path, tiny):
 def test_no_import_cycle_between_runner_executors_experiments():
     """Each module imports cleanly on its own, first, in a fresh interpreter (a cycle hidden by
     function-level imports used to need runner imported first)."""
-    for mod in ("bench.executors", "bench.experiments", "bench.pipeline", "bench.runner"):
+    for mod in ("bench.executors", "bench.experiments", "bench.pipeline", "bench.runner", "bench.job", "bench.stages", "bench.measure", "bench.artifacts",
+                "bench.report", "bench.leaderboard"):
         r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
     assert set(executors.EXECUTORS.names()) >= {"local", "process", "ray"}

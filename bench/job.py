@@ -1,0 +1,264 @@
+"""A job and its context: the plain, serializable :class:`Job` a worker runs, the hashes that say which records
+of a results directory belong to the suite as configured now (:class:`CurrentConfig`), and the
+:class:`JobContext` the stages of ``bench/pipeline.py`` share."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genbench.cache import Cache, content_hash, file_hash
+
+from .provenance import device_description, git_commit, package_versions
+from .store import JOB_DONE, ResultStore
+from .suite import DatasetSpec, GeneratorSpec, Suite, split_metric
+from .timing import TIMING_SETTING_KEYS, timing_hash
+
+
+class SampleError(ValueError):
+    """A generator produced invalid samples (wrong count, shape or range, NaN/inf)."""
+
+
+@dataclass
+class RunSummary:
+    """What a run did: jobs planned / skipped (already done) / run, records this run appended, failures."""
+
+    planned: int = 0
+    skipped: int = 0
+    ran: int = 0
+    records_added: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+    executor: str = ""  # where the jobs ran: local, process or ray
+    workers: int = 0  # worker processes used (local: 1)
+    threads: int | None = None  # threads per worker (None: not limited)
+    na_errors: int = 0  # n/a records of metrics whose precondition failed (records carry na_reason)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (suite, dataset, generator, seed): everything a worker needs, nothing to re-plan.
+
+    ``figure_seeds``: the seeds whose job writes sample grids (the suite's first
+    and smallest seed); ``latent_seed``: the seed whose job writes the latent
+    figure (the suite's smallest seed).
+    """
+
+    suite: str
+    dataset: DatasetSpec
+    gen: GeneratorSpec
+    seed: int
+    figure_seeds: tuple[int, ...] = ()
+    latent_seed: int | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset.name}/{self.gen.name}/seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers only (JSON-able when the suite's params are)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Job:
+        ds, g = dict(d["dataset"]), dict(d["gen"])
+        ds["metrics"] = tuple(ds["metrics"])
+        g["steps"] = tuple(g["steps"])
+        for k in ("datasets", "metrics", "seeds"):
+            g[k] = tuple(g[k]) if g.get(k) is not None else None
+        return cls(
+            suite=d["suite"], dataset=DatasetSpec(**ds), gen=GeneratorSpec(**g), seed=int(d["seed"]),
+            figure_seeds=tuple(d.get("figure_seeds", ())), latent_seed=d.get("latent_seed"),
+        )  # fmt: skip
+
+
+def metric_names(job: Job) -> list[str]:
+    """The dataset's metrics, restricted to the generator row's list when it has one."""
+    return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
+
+
+def _config_hash(job: Job) -> str:
+    """Hash of the row's and data set's configuration; the row's list of seeds is not part of a job (it has one seed)."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
+    return content_hash({"gen": gen, "dataset": job.dataset.__dict__})
+
+
+def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Metric entries without the ``METRIC@EXTRACTOR`` ones (None stays None)."""
+    return None if entries is None else tuple(m for m in entries if split_metric(m)[1] is None)
+
+
+def _row_hash(job: Job) -> str:
+    """What one row (one step count) of the job depends on: the configuration without the step list, without
+    the settings only the timing phase reads (its records carry those settings themselves) and without the
+    ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
+    :class:`CurrentConfig` checks the second extractor's records against the entries listed now)."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
+    gen["metrics"] = _own_metrics(job.gen.metrics)
+    ds = {**job.dataset.__dict__, "metrics": _own_metrics(job.dataset.metrics),
+          "settings": {k: v for k, v in job.dataset.settings.items() if k not in TIMING_SETTING_KEYS}}  # fmt: skip
+    return content_hash({"gen": gen, "dataset": ds})
+
+
+class CurrentConfig:
+    """Which records of a results directory belong to the suite as it is configured now.
+
+    Every record of a job carries ``config_hash`` (the generator row's and data
+    set's configuration, step list and settings included) and ``row_hash``
+    (the same without the step list and the timing-phase settings). A record
+    is *current* when its (dataset, generator) pair is still in the suite, its
+    row label is one of the pair's rows now and its ``row_hash`` matches. A
+    job's done marker is current only when its ``config_hash`` matches, so
+    adding a step count re-opens the job, which then computes only the new
+    row. Timing-phase records also carry ``timing_hash`` (the timing
+    settings, defaults filled in) and are current only while it matches, so a
+    changed ``latency_repeats`` re-times the rows and recomputes nothing else.
+    A record of a second extractor (metric ``"fid@effnet-lite0"``) is current
+    only while the pair's metrics still name that extractor.
+    Records written before ``row_hash`` existed are kept when their pair
+    and row are current (their hash cannot be split); records with neither
+    hash are always kept. Records of an experiment suite (personalization)
+    carry ``experiment_hash`` (:func:`experiment_hash`) and are current while
+    it matches.
+    Use it as a :class:`bench.store.ResultStore` ``keep`` predicate.
+    """
+
+    def __init__(self, jobs: Iterable[Job], experiment: str | None = None) -> None:
+        self._experiment = experiment
+        self._spec: dict[tuple[str, str], tuple[str, str, str, frozenset[str]]] = {}
+        self._extra: dict[tuple[str, str], frozenset[str]] = {}  # the second extractors each pair's metrics name
+        for job in jobs:
+            labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
+            self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), timing_hash(job.dataset.settings), labels)
+            self._extra[(job.dataset.name, job.gen.name)] = frozenset(e for e in job.dataset.metric_groups(metric_names(job)) if e is not None)
+
+    def __call__(self, r: dict[str, Any]) -> bool:
+        if "experiment_hash" in r:
+            return r["experiment_hash"] == self._experiment
+        if "config_hash" not in r and "row_hash" not in r:
+            return True
+        spec = self._spec.get((r.get("dataset"), r.get("base")))
+        if spec is None:
+            return False
+        full, row, timing, labels = spec
+        if r.get("metric") == JOB_DONE:
+            return r.get("config_hash") == full
+        extractor = split_metric(str(r.get("metric")))[1]
+        if extractor is not None and extractor not in self._extra[(r.get("dataset"), r.get("base"))]:
+            return False
+        return r.get("generator") in labels and r.get("row_hash", row) == row and r.get("timing_hash", timing) == timing
+
+
+def experiment_hash(suite: Suite) -> str | None:
+    """Hash of an experiment suite's configuration: everything in its file but its name, prose, seeds and the
+    leaderboard's rendering (``sections``, ``quoted``). None for a grid suite."""
+    if not suite.experiment:
+        return None
+    return content_hash({k: v for k, v in suite.raw.items() if k not in ("name", "description", "seeds", "sections", "quoted")})
+
+
+def current_config(suite: Suite) -> CurrentConfig:
+    """The test of which records belong to ``suite`` as configured now (:class:`bench.pipeline.CurrentConfig`):
+    one job per (dataset, generator) pair; no data is loaded."""
+    return CurrentConfig((Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name)), experiment_hash(suite))
+
+
+def suite_store(results_dir: str | Path, suite: str | Suite) -> ResultStore:
+    """The store of ``suite`` under ``results_dir``: for a :class:`Suite`, reading back only the records of its
+    current configuration (:class:`CurrentConfig`); for a suite name, every record in its file."""
+    if isinstance(suite, Suite):
+        return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite))
+    return ResultStore(Path(results_dir) / suite)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global RNGs (training streams of the families use them)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def provenance(device: str) -> dict[str, Any]:
+    """The provenance fields every record carries: git commit, package versions, device."""
+    return {"git_commit": git_commit(), "versions": package_versions(), "device": device_description(device)}
+
+
+def validate_samples(x: Any, shape: tuple[int, ...], is_image: bool, who: str, n: int | None = None) -> torch.Tensor:
+    """Clear errors for bad samples instead of failures deep inside a metric.
+
+    Checks: a tensor, exactly ``n`` samples (when given), per-example ``shape``,
+    finite, and images in [0, 1]. Returns the samples as float32 on the CPU.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise SampleError(f"{who}: sample() returned {type(x).__name__}, expected a torch.Tensor")
+    if x.ndim == 0 or tuple(x.shape[1:]) != tuple(shape):
+        raise SampleError(f"{who}: samples have shape {tuple(x.shape[1:])}, expected {tuple(shape)} per example")
+    if n is not None and len(x) != n:
+        raise SampleError(f"{who}: asked for {n} samples, got {len(x)}; every metric needs exactly the N it states")
+    x = x.detach().float().cpu()
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise SampleError(f"{who}: {int(bad.any(dim=tuple(range(1, x.ndim))).sum())} of {len(x)} samples contain NaN/inf")
+    if is_image and (x.min() < 0 or x.max() > 1):
+        raise SampleError(f"{who}: image samples must be in [0, 1], got range [{x.min():.3g}, {x.max():.3g}]")
+    return x
+
+
+def _code_hash(factory: Any) -> str:
+    """Hash of the source file that defines ``factory`` (a ``functools.partial`` is unwrapped to its function), so
+    editing a family's module retrains its cached models; ``"unknown"`` when there is no source file."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    try:
+        return file_hash(inspect.getsourcefile(factory))
+    except (TypeError, OSError):
+        return "unknown"
+
+
+@dataclass
+class JobContext:
+    """State shared by the stages of one job.
+
+    ``emit`` receives each finished record (a dict); ``have`` holds the record
+    keys ``(job, row, metric)`` already in the store, which are not recomputed.
+    """
+
+    job: Job
+    cache: Cache
+    device: str
+    assets: Path
+    emit: Callable[[dict[str, Any]], None]
+    have: set[tuple] = field(default_factory=set)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+    ds: Any = None
+    model: Any = None
+    model_key: dict[str, Any] | None = None
+    sampler: Any = None
+    save_samples: bool = False  # keep samples as results/<suite>/samples/<dataset>__<row>__seed<seed>.npz + .png
+    samples_dir: Path | None = None
+    expected: set[tuple] = field(default_factory=set)  # every record key this job must end with
+    extractor_error: Any = None  # the UnavailableExtractor standing in for an extractor that could not load
+    added: int = 0  # metric records appended (internal markers not counted)
+
+    def append(self, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
+        """Build the record of (row, metric) and hand it to the sink."""
+        job = self.job
+        rec = {
+            "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
+            "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
+            "config_hash": _config_hash(job), "row_hash": _row_hash(job), "timestamp": time.time(),
+            **self.provenance, **fields,
+        }  # fmt: skip
+        self.emit(rec)
+        if not metric.startswith("_"):
+            self.added += 1
