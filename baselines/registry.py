@@ -11,6 +11,7 @@ it; see :mod:`genbench.plugins`).
 from __future__ import annotations
 
 import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -26,29 +27,6 @@ __all__ = ["ENTRY_POINT_GROUP", "GENERATORS", "Entry", "Factory", "UnknownGenera
 Factory = Callable[..., Generator]
 
 ENTRY_POINT_GROUP = "genbench.generators"
-
-# Modules that register the built-in families when imported.
-_BUILTIN_MODULES = (
-    "baselines.gaussian",
-    "baselines.reference",
-    "baselines.autoencoder",
-    "baselines.vae",
-    "baselines.flows",
-    "baselines.autoregressive",
-    "baselines.ebm",
-    "baselines.gan",
-    "baselines.diffusion",
-    "baselines.flow_matching",
-)
-# Families that may be absent (not written yet, or an optional extra missing):
-# a ModuleNotFoundError for exactly that module is tolerated, any other error is not.
-_OPTIONAL_MODULES = (
-    "baselines.vq",
-    "baselines.vq_priors",
-    "baselines.latent_diffusion",
-    "baselines.translation",
-    "baselines.corrupted",
-)
 
 DEFAULT_KINDS = ("image", "points")
 
@@ -88,14 +66,15 @@ def _import_builtins() -> None:
     if _imported:
         return
     _imported = True
-    for mod in _BUILTIN_MODULES:
+    for mod in builtin_modules():
         import_module(mod)
-    for mod in _OPTIONAL_MODULES:
-        try:
-            import_module(mod)
-        except ModuleNotFoundError as e:  # family not written yet / extra missing
-            if e.name != mod:
-                raise
+
+
+def builtin_modules() -> list[str]:
+    """Every module of the ``baselines`` package, sorted: the built-in families register themselves when
+    imported, so a new family module is found without a list to edit."""
+    package = import_module("baselines")
+    return sorted(f"baselines.{m.name}" for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
 def available() -> dict[str, Entry]:

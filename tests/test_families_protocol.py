@@ -102,8 +102,23 @@ def _ready(name, ds, steps=25, seed=0):
     return m, rep
 
 
+def test_builtin_families_are_found_by_scanning_the_package():
+    """No list of modules to edit: every module file of baselines/ is imported, and every ``@register("name"``
+    written in one of them is available."""
+    import re
+    from pathlib import Path
+
+    import baselines
+
+    root = Path(baselines.__file__).parent
+    files = sorted(f"baselines.{p.stem}" for p in root.glob("*.py") if not p.stem.startswith("_"))
+    assert registry.builtin_modules() == files
+    written = {m for p in root.glob("*.py") for m in re.findall(r'^@register\("([^"]+)"', p.read_text(), flags=re.M)}
+    assert written and written <= set(registry.available())
+
+
 def test_every_builtin_module_registers_and_metadata_is_sane():
-    modules = set(registry._BUILTIN_MODULES) | set(registry._OPTIONAL_MODULES)
+    modules = set(registry.builtin_modules())
     assert BUILTIN, "no generators registered"
     for name, e in BUILTIN.items():
         assert getattr(e.factory, "func", e.factory).__module__ in modules, name
