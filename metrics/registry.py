@@ -10,9 +10,9 @@ case on metric names. A metric that does not apply is recorded as "n/a".
 The registry is a :class:`genbench.registry.Registry` (``METRICS``); the entry
 of a metric holds its function as target and ``outputs``/``applies`` as
 metadata. Built-in metrics register themselves when their module is imported:
-the modules in :data:`METRIC_MODULES` are imported on the first query;
-those in :data:`OPTIONAL_METRIC_MODULES` only if they exist (a missing module
-is skipped, an import error *inside* an existing module is raised).
+every module of the ``metrics`` package (:data:`METRIC_MODULES`, found by
+listing the package, not kept by hand) is imported on the first query, and an
+import error inside one is raised.
 
 Where each metric is *defined* (the math): ``metrics/fid.py`` (FID, KID),
 ``metrics/prdc.py``, ``metrics/likelihood.py`` ...; ``metrics/panel.py`` wires
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genbench.registry import Registry, UnknownNameError
@@ -39,7 +39,6 @@ __all__ = [
     "MetricSpec",
     "METRICS",
     "METRIC_MODULES",
-    "OPTIONAL_METRIC_MODULES",
     "register_metric",
     "get_metric",
     "available",
@@ -107,46 +106,17 @@ class MetricSpec:
     description: str = ""
 
 
-METRIC_MODULES = ("metrics.panel", "metrics.bounds", "metrics.clip_score", "metrics.fd_inf")
-OPTIONAL_METRIC_MODULES = (
-    "metrics.vendi",
-    "metrics.authpct",
-    "metrics.ct",
-    "metrics.fls",
-    "metrics.cmmd",
-    "metrics.sw",
-    "metrics.sfid",
-    "metrics.translation",
-    "metrics.latency",
-    "metrics.flops",
-    "metrics.codebook",
-)
+def _metric_modules() -> tuple[str, ...]:
+    """Every module of the ``metrics`` package but this one, sorted (subpackages such as the extractors are not
+    metrics): built-in metrics register themselves on import, so a new metric module needs no list to edit."""
+    here = Path(__file__).parent
+    return tuple(sorted(f"metrics.{p.stem}" for p in here.glob("*.py") if not p.stem.startswith("_") and p.stem != "registry"))
 
 
-class _MetricRegistry(Registry):
-    """A :class:`Registry` that also imports optional modules, skipping those not present."""
-
-    def __init__(self, kind: str, *, modules: tuple[str, ...], optional: tuple[str, ...]) -> None:
-        super().__init__(kind, modules=modules)
-        self.optional = optional
-
-    def _load_builtins(self) -> None:
-        if self._loaded or self._loading:
-            return
-        super()._load_builtins()
-        self._loading = True
-        try:
-            for mod in self.optional:
-                try:
-                    import_module(mod)
-                except ModuleNotFoundError as e:
-                    if e.name != mod:  # the module exists but one of its imports is missing: a real error
-                        raise
-        finally:
-            self._loading = False
+METRIC_MODULES = _metric_modules()
 
 
-METRICS: Registry = _MetricRegistry("metric", modules=METRIC_MODULES, optional=OPTIONAL_METRIC_MODULES)
+METRICS: Registry = Registry("metric", modules=METRIC_MODULES)
 
 
 def _always(ctx: EvalContext) -> bool:
