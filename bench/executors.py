@@ -3,7 +3,7 @@
 
 Executors live in :data:`EXECUTORS` (a :class:`genbench.registry.Registry`);
 each is a function ``execute(jobs, cfg, hooks, workers)``. They receive
-:class:`bench.pipeline.Job` objects, never job ids to re-plan. Before running a
+:class:`bench.job.Job` objects, never job ids to re-plan. Before running a
 job an executor asks ``hooks.start(job)`` (the driver claims the job's lock and
 checks it is not done already); afterwards it calls ``hooks.finish(job, error,
 records, n_appended, seconds=...)``. Workers limit their threads to

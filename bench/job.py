@@ -167,7 +167,7 @@ def experiment_hash(suite: Suite) -> str | None:
 
 
 def current_config(suite: Suite) -> CurrentConfig:
-    """The test of which records belong to ``suite`` as configured now (:class:`bench.pipeline.CurrentConfig`):
+    """The test of which records belong to ``suite`` as configured now (:class:`bench.job.CurrentConfig`):
     one job per (dataset, generator) pair; no data is loaded."""
     return CurrentConfig((Job(suite.name, d, g, 0) for d in suite.datasets for g in suite.generators_for(d.name)), experiment_hash(suite))
 

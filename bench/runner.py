@@ -1,6 +1,6 @@
 """The harness: plan jobs, hand them to an executor, keep the store.
 
-A job is (suite, dataset, generator, seed) (:class:`bench.pipeline.Job`); its
+A job is (suite, dataset, generator, seed) (:class:`bench.job.Job`); its
 stages (train -> sample -> features -> measure -> record) live in
 ``bench/pipeline.py``. Jobs are idempotent: trained models, samples and
 features are cached by content hash (``genbench/cache.py``) and every metric

@@ -13,7 +13,7 @@ runs on one results directory claim jobs with a per-job lock (:meth:`ResultStore
 A store may be given ``keep``, a predicate on records: only records it keeps
 are read back (by ``records``, ``keys`` and ``done_jobs``), before duplicates
 are dropped. A runner and a leaderboard pass the suite's current-configuration
-test (:class:`bench.pipeline.CurrentConfig`), so after the suite is edited the
+test (:class:`bench.job.CurrentConfig`), so after the suite is edited the
 records of its earlier configuration stay in the file but are neither shown
 nor counted as done.
 

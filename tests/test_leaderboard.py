@@ -279,24 +279,23 @@ def test_only_the_current_rows_sample_grids_are_shown():
 
 def test_sections_and_the_report_core_do_not_import_the_leaderboard():
     """The leaderboard imports the sections (through the section registry); the sections take their statistics and
-    formatting from bench.report, which imports no pipeline, suite, section or leaderboard code: no cycle."""
+    formatting from bench.report, which imports no pipeline, runner, section or leaderboard code: no cycle."""
     import ast
     from pathlib import Path
 
     import bench
 
     root = Path(bench.__file__).parent
-    forbidden = {"bench.leaderboard", "bench.pipeline", "bench.runner", "bench.sections"}
-    for path in [*sorted((root / "sections").glob("*.py")), *sorted((root / "report").glob("*.py"))]:
-        tree = ast.parse(path.read_text())
-        names = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                base = node.module if node.level == 0 else "bench." + ("report" if path.parent.name == "report" else "sections") + "." + node.module
-                names.add(base if node.level <= 1 else "bench." + node.module)
-            elif isinstance(node, ast.Import):
-                names.update(a.name for a in node.names)
-        bad = {n for n in names for f in forbidden if n == f or n.startswith(f + ".")}
-        if path.parent.name == "sections":
-            bad -= {n for n in bad if n.startswith("bench.sections")}  # a section may use its package's helpers
-        assert not bad, f"{path.relative_to(root)} imports {sorted(bad)}"
+    forbidden = ("bench.leaderboard", "bench.pipeline", "bench.runner", "bench.sections")
+    for package in ("sections", "report"):
+        for path in sorted((root / package).glob("*.py")):
+            names = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):  # relative imports resolved against bench.<package>
+                    base = ["bench", package][: 3 - node.level] if node.level else []
+                    names.add(".".join(base + ([node.module] if node.module else [])))
+                elif isinstance(node, ast.Import):
+                    names.update(a.name for a in node.names)
+            own = f"bench.{package}"  # a section may use its own package's helpers
+            bad = {n for n in names for f in forbidden if (n == f or n.startswith(f + ".")) and not n.startswith(own)}
+            assert not bad, f"{path.relative_to(root)} imports {sorted(bad)}"
