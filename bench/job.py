@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from genbench.cache import Cache, content_hash, file_hash
+from genbench.precision import settings_for
 
 from .provenance import device_description, git_commit, package_versions
 from .store import JOB_DONE, ResultStore
@@ -86,10 +87,21 @@ def metric_names(job: Job) -> list[str]:
     return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
 
 
-def _config_hash(job: Job) -> str:
-    """Hash of the row's and data set's configuration; the row's list of seeds is not part of a job (it has one seed)."""
+_HASH_DEVICES = ("cpu", "cuda", "mps")  # the device types a record may come from (CurrentConfig checks each against its own)
+
+
+def _device_dataset(job: Job, device: str) -> dict[str, Any]:
+    """The data set's configuration as a job run on ``device`` reads it: settings resolved for the device's type
+    (:func:`genbench.precision.settings_for`), so a ``[settings.cuda]`` table is not part of a CPU job's
+    configuration and adding or editing the GPU budgets keeps the CPU records current."""
+    return {**job.dataset.__dict__, "settings": settings_for(job.dataset.settings, device)}
+
+
+def _config_hash(job: Job, device: str = "cpu") -> str:
+    """Hash of the row's and data set's configuration as it applies on ``device`` (:func:`_device_dataset`);
+    the row's list of seeds is not part of a job (it has one seed)."""
     gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
-    return content_hash({"gen": gen, "dataset": job.dataset.__dict__})
+    return content_hash({"gen": gen, "dataset": _device_dataset(job, device)})
 
 
 def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -97,15 +109,16 @@ def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return None if entries is None else tuple(m for m in entries if split_metric(m)[1] is None)
 
 
-def _row_hash(job: Job) -> str:
+def _row_hash(job: Job, device: str = "cpu") -> str:
     """What one row (one step count) of the job depends on: the configuration without the step list, without
     the settings only the timing phase reads (its records carry those settings themselves) and without the
     ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
-    :class:`CurrentConfig` checks the second extractor's records against the entries listed now)."""
+    :class:`CurrentConfig` checks the second extractor's records against the entries listed now); settings
+    resolved for ``device`` as in :func:`_config_hash`."""
     gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
     gen["metrics"] = _own_metrics(job.gen.metrics)
-    ds = {**job.dataset.__dict__, "metrics": _own_metrics(job.dataset.metrics),
-          "settings": {k: v for k, v in job.dataset.settings.items() if k not in TIMING_SETTING_KEYS}}  # fmt: skip
+    ds = _device_dataset(job, device)
+    ds.update(metrics=_own_metrics(job.dataset.metrics), settings={k: v for k, v in ds["settings"].items() if k not in TIMING_SETTING_KEYS})
     return content_hash({"gen": gen, "dataset": ds})
 
 
@@ -134,11 +147,13 @@ class CurrentConfig:
 
     def __init__(self, jobs: Iterable[Job], experiment: str | None = None) -> None:
         self._experiment = experiment
-        self._spec: dict[tuple[str, str], tuple[str, str, str, frozenset[str]]] = {}
+        self._spec: dict[tuple[str, str], tuple[dict[str, str], dict[str, str], str, frozenset[str]]] = {}
         self._extra: dict[tuple[str, str], frozenset[str]] = {}  # the second extractors each pair's metrics name
         for job in jobs:
             labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
-            self._spec[(job.dataset.name, job.gen.name)] = (_config_hash(job), _row_hash(job), timing_hash(job.dataset.settings), labels)
+            full = {d: _config_hash(job, d) for d in _HASH_DEVICES}  # a record is checked against its own device's settings
+            row = {d: _row_hash(job, d) for d in _HASH_DEVICES}
+            self._spec[(job.dataset.name, job.gen.name)] = (full, row, timing_hash(job.dataset.settings), labels)
             self._extra[(job.dataset.name, job.gen.name)] = frozenset(e for e in job.dataset.metric_groups(metric_names(job)) if e is not None)
 
     def __call__(self, r: dict[str, Any]) -> bool:
@@ -150,12 +165,15 @@ class CurrentConfig:
         if spec is None:
             return False
         full, row, timing, labels = spec
+        dev = str(r.get("device", "")).split(":")[0]  # "cpu:<processor> xN threads", "cuda:<name>"
+        full_ok = {full[dev]} if dev in full else set(full.values())
+        row_ok = {row[dev]} if dev in row else set(row.values())
         if r.get("metric") == JOB_DONE:
-            return r.get("config_hash") == full
+            return r.get("config_hash") in full_ok
         extractor = split_metric(str(r.get("metric")))[1]
         if extractor is not None and extractor not in self._extra[(r.get("dataset"), r.get("base"))]:
             return False
-        return r.get("generator") in labels and r.get("row_hash", row) == row and r.get("timing_hash", timing) == timing
+        return r.get("generator") in labels and ("row_hash" not in r or r["row_hash"] in row_ok) and r.get("timing_hash", timing) == timing
 
 
 def experiment_hash(suite: Suite) -> str | None:
@@ -256,7 +274,7 @@ class JobContext:
         rec = {
             "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
             "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
-            "config_hash": _config_hash(job), "row_hash": _row_hash(job), "timestamp": time.time(),
+            "config_hash": _config_hash(job, self.device), "row_hash": _row_hash(job, self.device), "timestamp": time.time(),
             **self.provenance, **fields,
         }  # fmt: skip
         self.emit(rec)

@@ -121,6 +121,26 @@ def test_records_without_row_hash_still_count(tmp_path):
     assert len(suite_store(res, s1).records()) == len([r for r in lines if not r["metric"].startswith("_")])
 
 
+def test_gpu_settings_do_not_invalidate_cpu_records(tmp_path):
+    """A ``[settings.cuda]`` table (GPU budgets, precision) is not part of a CPU job's configuration: adding or
+    editing it reruns nothing on the CPU, while a setting the CPU reads (``[settings.cpu]``) reruns the rows."""
+    res = tmp_path / "res"
+    s1 = _suite(tmp_path)
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    first = _current(s1, res)
+    p = tmp_path / "edits.toml"
+    base = p.read_text()
+    for table in ('budgets = { ddpm = { steps = 50 } }', 'budgets = { ddpm = { steps = 80 } }\nprecision = "bf16"'):
+        p.write_text(base.replace('seeds = [0]', f'seeds = [0]\n[settings.cuda]\n{table}', 1))
+        s2 = load_suite(str(p))
+        summ = runner_mod.run_suite(s2, results_dir=res, progress=False)
+        assert summ.ran == 0 and _current(s2, res) == first, table
+    p.write_text(base.replace('seeds = [0]', 'seeds = [0]\n[settings.cpu]\nbudgets = { ddpm = { steps = 6 } }', 1))
+    s3 = load_suite(str(p))
+    assert runner_mod.run_suite(s3, results_dir=res, progress=False).ran >= 1, "a CPU budget change must rerun its row"
+    assert _current(s3, res)[("ddpm@2", "fid")] != first[("ddpm@2", "fid")]  # 6 training steps instead of 5
+
+
 def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
     """Changing how latency is timed re-measures nothing else (the timing records carry their own settings)."""
     res = tmp_path / "res"
