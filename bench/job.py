@@ -4,6 +4,7 @@ of a results directory belong to the suite as configured now (:class:`CurrentCon
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import random
@@ -231,15 +232,49 @@ def validate_samples(x: Any, shape: tuple[int, ...], is_image: bool, who: str, n
     return x
 
 
+def _local_modules(path: Path) -> set[Path]:
+    """``path`` and, transitively, the modules of its own package that it imports (``from .base import Family``,
+    ``from baselines.nets import mlp``), as resolved source files."""
+    seen: set[Path] = set()
+    todo = [path.resolve()]
+    while todo:
+        f = todo.pop()
+        if f in seen or not f.is_file():
+            continue
+        seen.add(f)
+        try:
+            tree = ast.parse(f.read_text())
+        except (SyntaxError, UnicodeDecodeError, OSError):
+            continue
+        pkg = f.parent
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == pkg.name:
+                names = node.module.split(".")[1:2] or [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] for a in node.names if a.name.split(".")[0] == pkg.name and "." in a.name]
+            todo.extend(pkg / f"{n}.py" for n in names)
+    return seen
+
+
 def _code_hash(factory: Any) -> str:
-    """Hash of the source file that defines ``factory`` (a ``functools.partial`` is unwrapped to its function), so
-    editing a family's module retrains its cached models; ``"unknown"`` when there is no source file."""
+    """Hash of the source a family's trained models depend on: the file that defines ``factory`` (a
+    ``functools.partial`` is unwrapped to its function) and the files of its package that it imports,
+    transitively (:func:`_local_modules`: the family base class, the training loop, the networks ...), so editing
+    any of them retrains its cached models. A self-contained module hashes as its file alone; ``"unknown"``
+    when there is no source file."""
     while isinstance(factory, functools.partial):
         factory = factory.func
     try:
-        return file_hash(inspect.getsourcefile(factory))
+        path = Path(inspect.getsourcefile(factory))  # type: ignore[arg-type]
     except (TypeError, OSError):
         return "unknown"
+    files = _local_modules(path)
+    if len(files) <= 1:
+        return file_hash(path)
+    return content_hash({f.name: file_hash(f) for f in sorted(files)})
 
 
 @dataclass

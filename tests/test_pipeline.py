@@ -400,13 +400,45 @@ def test_rows_sharing_a_network_train_it_once(tmp_path, tiny, monkeypatch):
 
 
 def test_code_hash_follows_partial_factories_to_their_module():
-    """GAN presets are registered as functools.partial of make_gan; their models' cache key must still carry
+    """GAN presets are registered as functools.partial of the GAN class; their models' cache key must still carry
     the hash of baselines/gan.py, or editing the GAN code would silently reuse models trained by the old code."""
-    import baselines.gan as gan_module
+    from bench.pipeline import _code_hash
+
+    hashes = {name: _code_hash(greg.get(name).factory) for name in ("gan", "cgan", "wgan-gp", "vae")}
+    assert hashes["gan"] == hashes["cgan"] == hashes["wgan-gp"] != hashes["vae"]
+    assert "unknown" not in hashes.values()
+
+
+def test_code_hash_covers_the_modules_a_family_imports(tmp_path):
+    """Editing a family's base class (or the training loop) retrains its cached models: the hash covers the
+    package modules the family imports, transitively, and nothing else; a self-contained module hashes as its file."""
+    import importlib
+    import sys
+
     from bench.pipeline import _code_hash
     from genbench.cache import file_hash
 
-    gan_file = file_hash(gan_module.__file__)
-    for name in ("gan", "cgan", "wgan-gp"):
-        assert _code_hash(greg.get(name).factory) == gan_file
-    assert _code_hash(greg.get("vae").factory) != gan_file
+    pkg = tmp_path / "famtmp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "loop.py").write_text("STEPS = 1\n")
+    (pkg / "base.py").write_text("from .loop import STEPS\n")
+    (pkg / "fam.py").write_text("from famtmp.base import STEPS\n\ndef make(info):\n    return STEPS\n")
+    (pkg / "other.py").write_text("X = 1\n")
+    (pkg / "alone.py").write_text("def make(info):\n    return 0\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        fam, alone = importlib.import_module("famtmp.fam"), importlib.import_module("famtmp.alone")
+        h0 = _code_hash(fam.make)
+        assert _code_hash(alone.make) == file_hash(pkg / "alone.py")
+        (pkg / "other.py").write_text("X = 2\n")  # not imported by fam: same hash
+        assert _code_hash(fam.make) == h0
+        (pkg / "loop.py").write_text("STEPS = 2\n")  # imported through base.py: a new hash
+        h1 = _code_hash(fam.make)
+        assert h1 != h0
+        (pkg / "fam.py").write_text((pkg / "fam.py").read_text() + "# edited\n")
+        assert _code_hash(fam.make) not in (h0, h1)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for m in [m for m in sys.modules if m == "famtmp" or m.startswith("famtmp.")]:
+            del sys.modules[m]
