@@ -226,7 +226,7 @@ def train(
         check_finite: raise ``FloatingPointError`` when a recorded value is NaN/inf.
         started: ``time.perf_counter()`` when the family's ``fit`` began (the
             wall-time limit and ``wall_time_s`` count from it); default now.
-        show_progress: False silences the bar (see :func:`progress_enabled`).
+        show_progress: False silences the bar (see :func:`progress_enabled`); default ``budget.progress``.
 
     Returns:
         ``TrainReport`` with the steps done, the wall time (s) from
@@ -266,7 +266,8 @@ def train(
 
     stream = batches()
     scaler = current_scaler()  # fp16 autocast on CUDA (genbench.precision): scaled losses, unscaled before clipping
-    for i in progress(range(budget.steps), f"{name} fit", total=budget.steps, enabled=show_progress):
+    shown = budget.progress if show_progress is None else show_progress
+    for i in progress(range(budget.steps), f"{name} fit", total=budget.steps, enabled=shown):
         if step is not None:
             out = step(stream, gen)
         else:

@@ -284,6 +284,7 @@ def check_generator(
     steps: int | None = None,
     seed: int = 0,
     device: str | None = "cpu",
+    progress: bool = False,
 ) -> CheckReport:
     """Run the checklist (module docstring) on generator ``spec`` and return the report.
 
@@ -299,6 +300,7 @@ def check_generator(
             ``min(info.default_steps, 10)``, 10 when unset).
         seed: seed of the ``torch.Generator`` s used for sampling.
         device: passed to factories that take ``device``.
+        progress: draw the training progress bar (when stderr is a terminal).
     """
     params = dict(params or {})
     try:
@@ -364,7 +366,7 @@ def check_generator(
         t0 = time.perf_counter()
         try:
             torch.manual_seed(seed)
-            out = model.fit(TrainData(ds.train_x, info, ds.train_y, source=getattr(ds, "train_source", None)), Budget(steps=budget_steps, batch_size=batch_size))
+            out = model.fit(TrainData(ds.train_x, info, ds.train_y, source=getattr(ds, "train_source", None)), Budget(steps=budget_steps, batch_size=batch_size, progress=None if progress else False))
             dt = time.perf_counter() - t0
             if not callable(getattr(out, "to_dict", None)):
                 rep.add("fit", "fail", f"fit() returned {type(out).__name__}, expected a TrainReport", dt)

@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.seeds = list(dict.fromkeys(args.seeds))  # --seeds 0 0 runs seed 0 once
     try:
         summary = run_suite(
-            suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=os.environ.get("GENBENCH_PROGRESS", "1") != "0",
+            suite, seeds=args.seeds, results_dir=args.results, device=args.device, progress=_bars(args),
             executor=args.executor, workers=args.jobs, threads=args.threads, ray_address=args.ray_address, imports=tuple(args.imports or ()),
             job_lines=not args.no_progress, **({"save_samples": True} if args.save_samples else {}), retime=args.retime,
         )  # fmt: skip
@@ -286,7 +286,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except ValueError as e:
         return _err(f"--device: {e}")
-    report = check_generator(args.generator, args.dataset, params, n=args.n, budget_steps=args.budget_steps, device=args.device)
+    report = check_generator(args.generator, args.dataset, params, n=args.n, budget_steps=args.budget_steps, device=args.device, progress=_bars(args))
     print(report.format())
     return 0 if report.ok else EXIT_FAILED
 
@@ -386,10 +386,13 @@ def os_error_line(e: OSError) -> str:
     return f"{' -> '.join(paths)}: {why}" if paths else f"{type(e).__name__}: {why}"
 
 
+def _bars(args: argparse.Namespace) -> bool:
+    """Whether progress bars are drawn (on stderr): not with ``--no-progress``, ``GENBENCH_PROGRESS=0`` or a stderr that is not a terminal."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty() and os.environ.get("GENBENCH_PROGRESS", "1") != "0"
+
+
 def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
-        os.environ["GENBENCH_PROGRESS"] = "0"  # every bar (runner, families' training) honours it; bars only ever go to stderr
     return args.fn(args)
 
 

@@ -111,7 +111,7 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
         seed_everything(job.seed)
         with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
             data = TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y, source=getattr(ctx.ds, "train_source", None))
-            rep = model.fit(data, Budget(**ctx.model_key["budget"]))
+            rep = model.fit(data, Budget(**ctx.model_key["budget"], progress=None if ctx.progress else False))
         ctx.cache.put("models", ctx.model_key, model.state_dict())
         ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
     return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": ctx.model_key["budget"]}}

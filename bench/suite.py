@@ -263,7 +263,7 @@ def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
     f = f"generators[{i}] ({name})"
     c.keys(g, _GENERATOR_KEYS, f)
     budget = c.table(g.get("budget"), f"{f}.budget")
-    c.keys(budget, {x.name for x in fields(Budget)}, f"{f}.budget")
+    c.keys(budget, {x.name for x in fields(Budget)} - {"progress"}, f"{f}.budget")
     for k in ("steps", "batch_size"):
         if k in budget:
             c.integer(budget[k], f"{f}.budget.{k}", lo=1)

@@ -139,12 +139,16 @@ class Budget:
 
     ``max_seconds`` (optional) stops training early on wall time; ``lr`` is a
     hint that families may override with their own hyperparameter.
+    ``progress``: whether ``fit`` draws a progress bar on stderr (False never;
+    None when stderr is a terminal, see :func:`baselines.training.progress_enabled`);
+    how a run is shown, not part of its configuration (a suite cannot set it).
     """
 
     steps: int = 1000
     batch_size: int = 128
     lr: float | None = None
     max_seconds: float | None = None
+    progress: bool | None = None
 
 
 @dataclass
