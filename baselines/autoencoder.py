@@ -28,20 +28,20 @@ Neither model has a likelihood (its NLL columns read n/a).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
-from .registry import register
+from .base import Family
+from .nets import ConvDecoder, ConvEncoder, mlp
+from .protocol import DataInfo, TrainData, count_parameters
+from .registry import preset, register
 from .samplers import OnePassSampler
-from .training import Batch, train
+from .training import Batch
 
-__all__ = ["AutoencoderGenerator", "make_autoencoder", "make_dae"]
+__all__ = ["AutoencoderGenerator"]
 
 _PRIORS = ("gaussian", "gmm")
 _RECON_LOSSES = ("mse", "bce")
@@ -82,7 +82,7 @@ class _AENet(nn.Module):
         return torch.sigmoid(out) if self.is_image else out
 
 
-class AutoencoderGenerator:
+class AutoencoderGenerator(Family):
     """Autoencoder (optionally denoising) + a Gaussian / GMM density on the latent codes.
 
     Args:
@@ -94,14 +94,19 @@ class AutoencoderGenerator:
         latent_prior: latent density to sample: ``"gaussian"`` (full covariance) or
             ``"gmm"`` (scikit-learn EM). Both are fitted; ``make_sampler(latent_prior=...)`` switches.
         gmm_components: mixture components when ``latent_prior="gmm"``.
-        noise_std: input corruption std for the denoising variant, in [0, 1]
-            pixel units for images, in standardized units for 2-D (0 = plain AE).
+        noise_std: input corruption std, in [0, 1] pixel units for images, in
+            standardized units for 2-D (0 = plain AE; default 0, or with
+            ``denoising`` 0.2 for images and 0.1 for 2-D).
+        denoising: the denoising autoencoder (registered as ``dae``): ``noise_std`` must be > 0.
         recon_loss: images: ``"mse"`` (squared error in [-1, 1] units) or
             ``"bce"`` (binary cross-entropy on [0, 1] intensities); 2-D data always use MSE.
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
+    name = "autoencoder"
     family = "autoencoder"
+    curves = ("recon",)
+    rng = "global"
 
     def __init__(
         self,
@@ -114,10 +119,15 @@ class AutoencoderGenerator:
         lr: float = 1e-3,
         latent_prior: str = "gaussian",
         gmm_components: int = 10,
-        noise_std: float = 0.0,
+        noise_std: float | None = None,
+        denoising: bool = False,
         recon_loss: str = "mse",
         device: str | None = None,
     ) -> None:
+        if noise_std is None:
+            noise_std = (0.2 if info.is_image else 0.1) if denoising else 0.0
+        if denoising and noise_std <= 0:
+            raise ValueError(f"{name}: noise_std must be > 0 (use 'autoencoder' for none), got {noise_std}")
         if recon_loss not in _RECON_LOSSES:
             raise ValueError(f"{name}: recon_loss must be one of {_RECON_LOSSES}, got {recon_loss!r}")
         if latent_prior not in _PRIORS:
@@ -130,29 +140,23 @@ class AutoencoderGenerator:
             raise ValueError(f"{name}: noise_std must be >= 0, got {noise_std}")
         if gmm_components < 1:
             raise ValueError(f"{name}: gmm_components must be >= 1, got {gmm_components}")
-        self.data_info = info
+        super().__init__(info, lr=lr, device=device)
         self.name = name
         self.latent_dim = latent_dim
-        self.lr = lr
         self.latent_prior = latent_prior
         self.gmm_components = gmm_components
         self.noise_std = float(noise_std)
         self.recon_loss = recon_loss if info.is_image else "mse"
-        self.device = pick_device(device)
         self.net = _AENet(info, latent_dim, width, tuple(hidden)).to(self.device)
         # latent densities, both fitted after training: {name: (weights, means, cholesky factors)}
         self.priors: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
-        self.last_nfe = 0
-        self._fitted = False
 
     # -- protocol ---------------------------------------------------------------------
-    @property
-    def info(self) -> GeneratorInfo:
-        n, t = count_parameters(self.net)
+    def info_fields(self) -> dict[str, Any]:
+        """The parameter count includes the sampled latent density's (weights, means, covariances)."""
         m = 1 if self.latent_prior == "gaussian" else self.gmm_components
         d = self.latent_dim
-        prior = m * (d + d * (d + 1) // 2) + m - 1
-        return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), n_params=n + prior, n_trainable=t)
+        return {"n_params": count_parameters(self.net)[0] + m * (d + d * (d + 1) // 2) + m - 1}
 
     def make_sampler(self, latent_prior: str | None = None) -> OnePassSampler:
         """Sampling option for :meth:`sample` (no retraining): which fitted latent
@@ -175,23 +179,19 @@ class AutoencoderGenerator:
             out = self.net.from_net(self.net.decode_raw(z.float().to(self.device)))
         return out.reshape(len(z), *self.data_info.shape).float().cpu()
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """Train by minimizing the (denoising) reconstruction error, then fit the latent prior.
+    def prepare(self, data: TrainData) -> tuple[Tensor, None]:
+        """The checked training data; 2-D data set the network's standardization.
 
-        Loss: squared error summed over dimensions, mean over the batch.
+        Training minimizes the (denoising) reconstruction error (:meth:`loss`); :meth:`after_fit` then fits the latent densities.
         """
-        t0 = time.perf_counter()
-        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+        x, _ = super().prepare(data)
         if not self.data_info.is_image:
-            self.net.shift.copy_(x_all.mean(0).to(self.device))
-            self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        self.net.train()
-        report = train(self.name, budget, x_all, loss=self.loss, optimizer=opt, curves=("recon",), rng="global", started=t0)
-        self._fit_prior(x_all)
-        self._fitted = True
-        report.wall_time_s = time.perf_counter() - t0
-        return report
+            self.net.shift.copy_(x.mean(0).to(self.device))
+            self.net.scale.copy_(x.std(0).clamp_min(1e-6).to(self.device))
+        return x, None
+
+    def after_fit(self, x: Tensor) -> None:
+        self._fit_prior(x)
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Reconstruction loss summed over dimensions, mean over the batch (``"loss"``,
@@ -255,8 +255,7 @@ class AutoencoderGenerator:
     ) -> Tensor:
         """n samples: images (n, C, H, W) on the K levels in [0, 1], or points (n, 2);
         codes from the latent density chosen by ``sampler`` (:meth:`make_sampler`)."""
-        if not self._fitted:
-            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) before sampling")
+        self.require_fitted()
         prior = None if sampler is None else sampler.get("latent_prior")
         self.last_nfe = 1
         out = self.decode(self.sample_latents(n, generator, prior))
@@ -265,76 +264,18 @@ class AutoencoderGenerator:
             out = torch.round(out.clamp(0, 1) * (k - 1)) / (k - 1)
         return out.float()
 
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"net": self.net.state_dict()}
-        for name, (w, m, c) in self.priors.items():
-            state[f"prior_{name}"] = {"weights": w, "means": m, "chols": c}
-        return state
+    def extra_state(self) -> dict[str, Any]:
+        return {f"prior_{name}": {"weights": w, "means": m, "chols": c} for name, (w, m, c) in self.priors.items()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.priors = {}
         for name in _PRIORS:
             p = state[f"prior_{name}"]
             self.priors[name] = (p["weights"].double(), p["means"].double(), p["chols"].double())
-        self._fitted = True
 
 
-@register("autoencoder", family="autoencoder")
-def make_autoencoder(
-    info: DataInfo,
-    latent_dim: int | None = None,
-    width: int = 16,
-    hidden: Sequence[int] = (128, 128),
-    lr: float = 1e-3,
-    latent_prior: str = "gaussian",
-    gmm_components: int = 10,
-    recon_loss: str = "mse",
-    device: str | None = None,
-) -> AutoencoderGenerator:
-    """Deterministic autoencoder; samples decode a Gaussian/GMM fitted to the latent codes."""
-    return AutoencoderGenerator(
-        info,
-        name="autoencoder",
-        latent_dim=latent_dim,
-        width=width,
-        hidden=hidden,
-        lr=lr,
-        latent_prior=latent_prior,
-        gmm_components=gmm_components,
-        recon_loss=recon_loss,
-        device=device,
-    )
-
-
-@register("dae", family="autoencoder")
-def make_dae(
-    info: DataInfo,
-    latent_dim: int | None = None,
-    width: int = 16,
-    hidden: Sequence[int] = (128, 128),
-    lr: float = 1e-3,
-    latent_prior: str = "gaussian",
-    gmm_components: int = 10,
-    noise_std: float | None = None,
-    recon_loss: str = "mse",
-    device: str | None = None,
-) -> AutoencoderGenerator:
-    """Denoising autoencoder (Gaussian input noise; default std 0.2 of the pixel range, 0.1 standardized units for 2-D)."""
-    if noise_std is None:
-        noise_std = 0.2 if info.is_image else 0.1
-    if noise_std <= 0:
-        raise ValueError(f"dae: noise_std must be > 0 (use 'autoencoder' for none), got {noise_std}")
-    return AutoencoderGenerator(
-        info,
-        name="dae",
-        latent_dim=latent_dim,
-        width=width,
-        hidden=hidden,
-        lr=lr,
-        latent_prior=latent_prior,
-        gmm_components=gmm_components,
-        noise_std=noise_std,
-        recon_loss=recon_loss,
-        device=device,
-    )
+register("autoencoder", family="autoencoder", description="Deterministic autoencoder; samples decode a Gaussian/GMM fitted to the latent codes.")(AutoencoderGenerator)
+preset(
+    "dae", AutoencoderGenerator, family="autoencoder", denoising=True,
+    description="Denoising autoencoder (Gaussian input noise; default std 0.2 of the pixel range, 0.1 standardized units for 2-D).",
+)  # fmt: skip

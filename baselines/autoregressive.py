@@ -26,19 +26,18 @@ so its latency grows with the pixel count.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
+from .base import Family
+from .protocol import DataInfo, to_levels
 from .registry import register
-from .training import Batch, train
+from .training import Batch
 
-__all__ = ["PixelCNN", "make_pixelcnn"]
+__all__ = ["PixelCNN"]
 
 
 
@@ -105,7 +104,7 @@ class _PixelCNNNet(nn.Module):
         return self.head(h).reshape(n, self.c, self.levels, hh, ww).movedim(2, -1)
 
 
-class PixelCNN:
+class PixelCNN(Family):
     """Gated PixelCNN over K intensity levels: exact discrete log-likelihood, sequential sampling.
 
     Args:
@@ -119,7 +118,10 @@ class PixelCNN:
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
+    name = "pixelcnn"
     family = "autoregressive"
+    curves = ("nll",)
+    rng = "global"
 
     def __init__(
         self,
@@ -141,39 +143,20 @@ class PixelCNN:
             raise ValueError(f"pixelcnn: kernel must be odd and >= 3, got {kernel}")
         if n_layers < 1:
             raise ValueError(f"pixelcnn: n_layers must be >= 1, got {n_layers}")
-        self.data_info = info
+        super().__init__(info, lr=lr, weight_decay=weight_decay, device=device)
         self.levels = int(info.levels)
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.device = pick_device(device)
         self.net = _PixelCNNNet(info.shape, self.levels, channels, n_layers, kernel, dropout).to(self.device)
-        self._fitted = False
 
-    @property
-    def info(self) -> GeneratorInfo:
-        n, t = count_parameters(self.net)
-        return GeneratorInfo(
-            name="pixelcnn", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t, likelihood="exact"
-        )
+    def info_fields(self) -> dict[str, Any]:
+        return {"likelihood": "exact"}
 
     def _prep(self, x: Tensor) -> Tensor:
-        return x.float().reshape(len(x), *self.data_info.shape).to(self.device)
+        return self.check_x(x).to(self.device)
 
     def _log_prob(self, x: Tensor) -> Tensor:
         logp = F.log_softmax(self.net(x), dim=-1)
         idx = to_levels(x, self.levels).unsqueeze(-1)
         return logp.gather(-1, idx).squeeze(-1).flatten(1).sum(1)
-
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """Maximum likelihood (cross-entropy over K levels) with Adam; records NLL in nats/example."""
-        t0 = time.perf_counter()
-        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr, weight_decay=self.weight_decay)
-        self.net.train()
-        report = train("pixelcnn", budget, x_all, loss=self.loss, optimizer=opt, curves=("nll",), rng="global", started=t0)
-        self.net.eval()
-        self._fitted = True
-        return report
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Mean negative log-likelihood of the batch, nats per example (``"loss"``, also ``"nll"``)."""
@@ -202,8 +185,7 @@ class PixelCNN:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """n images, pixel by pixel in raster order (H * W network evaluations); values on the K levels."""
-        if not self._fitted:
-            raise RuntimeError("pixelcnn: call fit() (or load_state_dict) before sampling")
+        self.require_fitted()
         c, h, w = self.data_info.shape
         k = self.levels
         u = torch.rand(n, c, h, w, generator=generator).to(self.device)  # inverse-CDF uniforms, drawn on CPU
@@ -217,27 +199,5 @@ class PixelCNN:
                     x[:, :, i, j] = level.float() / (k - 1)
         return x.cpu()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
-        self._fitted = True
-
-
-@register("pixelcnn", family="autoregressive", kinds=("image",))
-def make_pixelcnn(
-    info: DataInfo,
-    channels: int = 32,
-    n_layers: int = 5,
-    kernel: int = 3,
-    dropout: float = 0.0,
-    lr: float = 1e-3,
-    weight_decay: float = 0.0,
-    device: str | None = None,
-) -> PixelCNN:
-    """Gated PixelCNN, exact likelihood over K levels; sequential pixel-by-pixel sampling."""
-    return PixelCNN(
-        info, channels=channels, n_layers=n_layers, kernel=kernel, dropout=dropout, lr=lr, weight_decay=weight_decay, device=device
-    )
+register("pixelcnn", family="autoregressive", kinds=("image",), description="Gated PixelCNN, exact likelihood over K levels; sequential pixel-by-pixel sampling.")(PixelCNN)

@@ -15,22 +15,22 @@ state). Samples are mapped back and images quantized to the K levels of [0, 1].
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .nets import TimeMLP, UNet, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
+from .base import Family
+from .nets import TimeMLP, UNet
+from .protocol import Budget, DataInfo, TrainData, class_labels, from_levels, to_levels
 from .samplers import Denoiser, Sampler, make_sampler
-from .training import EMA, Batch, default_warmup, train
+from .training import EMA, Batch, default_warmup
 
 __all__ = ["DenoisingModel"]
 
 
-class DenoisingModel:
+class DenoisingModel(Family):
     """Base class of :class:`~baselines.diffusion.DDPM` and :class:`~baselines.flow_matching.FlowMatching`.
 
     Args:
@@ -41,16 +41,21 @@ class DenoisingModel:
             are replaced by the null label with probability ``p_uncond`` in training.
         lr: Adam learning rate (``budget.lr`` overrides it).
         ema_decay: decay of the weight average used for sampling.
-        t_scale: multiplies t before the sinusoidal time embedding.
         device: ``"cpu"``, ``"cuda"`` or None (auto).
+
+    A subclass declares only its own hyperparameters and passes the rest on
+    (``**kwargs``); :func:`baselines.base.with_base_keywords` gives it the
+    full signature the registry reads.
     """
 
     name: ClassVar[str] = "denoiser"
     family: ClassVar[str] = ""
+    clip_grad = 1.0
     prediction: ClassVar[str] = ""  # "eps" or "velocity"
     default_sampler: ClassVar[str] = ""
     time_dtype: ClassVar[torch.dtype] = torch.float32
     likelihood: ClassVar[str | None] = None
+    t_scale: ClassVar[float] = 1.0  # multiplies t before the sinusoidal time embedding
 
     def __init__(
         self,
@@ -64,7 +69,6 @@ class DenoisingModel:
         p_uncond: float = 0.1,
         lr: float = 2e-3,
         ema_decay: float = 0.999,
-        t_scale: float = 1.0,
         device: str | None = None,
     ) -> None:
         who = self.name
@@ -76,25 +80,21 @@ class DenoisingModel:
             raise ValueError(f"{who}: conditional=True needs a labelled data set; {info.name} has no classes")
         if not 0.0 <= p_uncond < 1.0:
             raise ValueError(f"{who}: p_uncond must be in [0, 1), got {p_uncond}")
-        self.data_info = info
+        super().__init__(info, lr=float(lr), device=device)
         self.conditional = bool(conditional)
         self.p_uncond = float(p_uncond)
-        self.lr = float(lr)
-        self.device = pick_device(device)
         self.num_classes = info.num_classes if self.conditional else 0
         if info.is_image:
             self.net: nn.Module = UNet(
-                info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=t_scale
+                info.shape[0], width=width, mults=tuple(mults), blocks=blocks, num_classes=self.num_classes, t_scale=self.t_scale
             )
         else:
-            self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes, t_scale=t_scale)
+            self.net = TimeMLP(info.dim, hidden=tuple(hidden), num_classes=self.num_classes, t_scale=self.t_scale)
         self.net.to(self.device)
         self.ema = EMA(self.net, ema_decay)
         # 2-D data are standardized; images use the fixed map [0, 1] -> [-1, 1]
         self.shift = torch.zeros(info.dim if not info.is_image else 1)
         self.scale = torch.ones_like(self.shift)
-        self.last_nfe = 0
-        self._fitted = False
 
     # -- representation -------------------------------------------------------------
     def to_internal(self, x: Tensor) -> Tensor:
@@ -111,34 +111,14 @@ class DenoisingModel:
             return from_levels(to_levels((z + 1) / 2, self.data_info.levels), self.data_info.levels)
         return z * self.scale + self.shift
 
-    def _check_x(self, x: Tensor, what: str) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{self.name}: {what} must be a torch.Tensor, got {type(x).__name__}")
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            raise ValueError(f"{self.name}: {what} has shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{self.name}: {what} contains NaN/inf values")
-
     # -- info / options ---------------------------------------------------------------
     @property
     def default_steps(self) -> int:
         """Steps of the default sampler."""
         raise NotImplementedError
 
-    @property
-    def info(self) -> GeneratorInfo:
-        n, n_tr = count_parameters(self.net)
-        return GeneratorInfo(
-            name=self.name,
-            family=self.family,
-            shape=tuple(self.data_info.shape),
-            conditioning="class" if self.conditional else "none",
-            n_params=n,
-            n_trainable=n_tr,
-            likelihood=self.likelihood,
-            iterative=True,
-            default_steps=self.default_steps,
-        )
+    def info_fields(self) -> dict[str, Any]:
+        return {"conditioning": "class" if self.conditional else "none", "likelihood": self.likelihood, "iterative": True, "default_steps": self.default_steps}
 
     @property
     def accepts(self) -> frozenset[str]:
@@ -190,28 +170,23 @@ class DenoisingModel:
         self.shift = x.mean(0)
         self.scale = x.std(0).clamp_min(1e-6)
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` Adam steps on :meth:`loss`: linear LR warm-up, gradient
-        clipping at 1, EMA of the weights (:func:`baselines.training.train`)."""
-        self._check_x(data.x, "training data")
+    def prepare(self, data: TrainData) -> tuple[Tensor, Tensor | None]:
+        """The checked training data in the model's space (2-D data set the standardization) and, for a
+        conditional model, its labels. Training (:meth:`fit`): Adam on :meth:`loss`, linear LR warm-up,
+        gradient norm clipped at 1, EMA of the weights."""
+        x = self.check_x(data.x, "training data")
         if self.conditional and data.y is None:
             raise ValueError(f"{self.name}: conditional=True needs training labels (TrainData.y)")
+        if not self.data_info.is_image:
+            self._fit_statistics(x.reshape(len(x), -1))
+        return self.to_internal(x), (data.y.long() if self.conditional else None)
+
+    def before_fit(self, x: Tensor, budget: Budget) -> None:
         if budget.steps < 1:
             raise ValueError(f"{self.name}: budget.steps must be >= 1, got {budget.steps}")
-        t0 = time.perf_counter()
-        if not self.data_info.is_image:
-            self._fit_statistics(data.x.float().reshape(len(data.x), -1))
-        x = self.to_internal(data.x)
-        y = data.y.long() if (self.conditional and data.y is not None) else None
-        self.net.train()
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        report = train(
-            self.name, budget, x, y, loss=self.loss, optimizer=opt, params=self.net.parameters(),
-            warmup=default_warmup(budget.steps), clip_grad=1.0, ema=self.ema, started=t0,
-        )  # fmt: skip
-        self.net.eval()
-        self._fitted = True
-        return report
+
+    def warmup(self, budget: Budget) -> int:
+        return default_warmup(budget.steps)
 
     # -- sampling -------------------------------------------------------------------
     def _labels(self, n: int, labels: Tensor | None, generator: torch.Generator | None) -> Tensor | None:
@@ -278,30 +253,9 @@ class DenoisingModel:
         return self.from_internal(self.sample_internal(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
 
     # -- state ----------------------------------------------------------------------
-    def _extra_state(self) -> dict[str, Any]:
-        return {}
+    def extra_state(self) -> dict[str, Any]:
+        """The 2-D standardization (``shift``, ``scale``)."""
+        return {"shift": self.shift.clone(), "scale": self.scale.clone()}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        """Tensors and plain Python only (loads with ``torch.load(weights_only=True)``)."""
-        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
-        return {
-            "net": cpu(self.net.state_dict()),
-            "ema": cpu(self.ema.module.state_dict()),
-            "ema_n": self.ema.n,
-            "shift": self.shift.clone(),
-            "scale": self.scale.clone(),
-            "fitted": self._fitted,
-            **self._extra_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.ema.module.load_state_dict(state["ema"])
-        self.ema.n = int(state.get("ema_n", 0))
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.shift, self.scale = state["shift"].float(), state["scale"].float()
-        self._load_extra_state(state)
-        self._fitted = bool(state.get("fitted", True))
-        self.net.eval()

@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from .adaptation import ADAPT_METHODS, DEFAULT_LR, AdaptationError, prepare_method, state_bytes
+from .base import with_base_keywords
 from .denoising import DenoisingModel
 from .lora import merge_lora, parameter_counts, parameter_report
 from .protocol import Budget, DataInfo, TrainData, TrainReport
@@ -83,6 +84,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_std: Tensor | flo
 
 
 # ----------------------------------------------------------------------------- the model
+@with_base_keywords
 class DDPM(DenoisingModel):
     """epsilon-prediction diffusion model; see the module docstring.
 
@@ -110,16 +112,8 @@ class DDPM(DenoisingModel):
         info: DataInfo,
         T: int = 1000,
         schedule: str = "cosine",
-        width: int = 16,
-        mults: Sequence[int] = (1, 2),
-        blocks: int = 1,
-        hidden: Sequence[int] = (256, 256, 256),
-        conditional: bool = False,
-        p_uncond: float = 0.1,
-        lr: float = 2e-3,
-        ema_decay: float = 0.999,
         elbo_timesteps: int | None = 100,
-        device: str | None = None,
+        **kwargs: Any,
     ) -> None:
         if elbo_timesteps is not None and elbo_timesteps < 1:
             raise ValueError(f"ddpm: elbo_timesteps must be >= 1 or None, got {elbo_timesteps}")
@@ -128,10 +122,7 @@ class DDPM(DenoisingModel):
         self.elbo_timesteps = elbo_timesteps
         self.x0_bound = 1.0  # x_0 predictions are clipped to [-bound, bound] while sampling
         self.clip_denoised = True  # the ELBO's reverse model clips its x_0 prediction like the samplers
-        super().__init__(
-            info, width=width, mults=mults, blocks=blocks, hidden=hidden, conditional=conditional, p_uncond=p_uncond,
-            lr=lr, ema_decay=ema_decay, device=device,
-        )  # fmt: skip
+        super().__init__(info, **kwargs)
 
     @property
     def default_steps(self) -> int:
@@ -236,7 +227,7 @@ class DDPM(DenoisingModel):
         """
         if method not in ADAPT_METHODS:
             raise AdaptationError(f"ddpm: unknown adaptation method {method!r}; valid: {', '.join(ADAPT_METHODS)}")
-        self._check_x(data.x, "adaptation data")
+        x_data = self.check_x(data.x, "adaptation data")
         concept = -1
         if self.conditional:
             if data.y is None:
@@ -252,7 +243,7 @@ class DDPM(DenoisingModel):
         spec = {"method": method, "r": r, "alpha": alpha, "targets": targets}
         params, state_fn, info = prepare_method(net, spec, concept, self.num_classes, generator=gen)
         trainable, total = parameter_counts(net)
-        x = self.to_internal(data.x)
+        x = self.to_internal(x_data)
         y = data.y.long() if self.conditional else None
         px = py = None
         if prior is not None:
@@ -345,7 +336,7 @@ class DDPM(DenoisingModel):
         model scores log p(x) with the null label unless ``labels`` are given
         (then log p(x | y)).
         """
-        self._check_x(x, "x")
+        x = self.check_x(x, "x")
         if timesteps == -1:
             timesteps = self.elbo_timesteps
         gen = torch.Generator().manual_seed(seed)
@@ -391,10 +382,11 @@ class DDPM(DenoisingModel):
         return (-(lt + ldiff + l0)).float()
 
     # -- state ----------------------------------------------------------------------
-    def _extra_state(self) -> dict[str, Any]:
-        return {"x0_bound": self.x0_bound}
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "x0_bound": self.x0_bound}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
         self.x0_bound = float(state["x0_bound"])
 
 

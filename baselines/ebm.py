@@ -26,18 +26,18 @@ chains start uniform in [-init_range, init_range]^2 (standardized units).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nets import ConvEncoder, mlp, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
+from .base import Family
+from .nets import ConvEncoder, mlp
+from .protocol import Budget, DataInfo, TrainData
 from .registry import register
-from .training import Batch, train
+from .training import Batch
 
-__all__ = ["EBM", "make_ebm"]
+__all__ = ["EBM"]
 
 
 
@@ -71,7 +71,7 @@ class _EnergyNet(nn.Module):
         return h * self.scale + self.shift
 
 
-class EBM:
+class EBM(Family):
     """Energy network + PCD training with a replay buffer of Langevin chains.
 
     Args:
@@ -95,7 +95,11 @@ class EBM:
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
+    name = "ebm"
     family = "ebm"
+    curves = ("cd", "energy_data", "energy_neg")
+    rng = "global"
+    betas = (0.0, 0.999)
 
     def __init__(
         self,
@@ -128,8 +132,7 @@ class EBM:
             raise ValueError(f"ebm: buffer_size must be >= 1, got {buffer_size}")
         if hidden is None:
             hidden = (256, 256) if info.is_image else (128, 128)
-        self.data_info = info
-        self.lr = float(lr if lr is not None else (1e-4 if info.is_image else 3e-3))
+        super().__init__(info, lr=float(lr if lr is not None else (1e-4 if info.is_image else 3e-3)), device=device)
         self.train_steps = int(train_steps)
         self.step_size = float(step_size if step_size is not None else (2.0 if info.is_image else 0.05))
         self.noise = float(noise if noise is not None else (0.01 if info.is_image else 0.02))
@@ -139,23 +142,11 @@ class EBM:
         self.grad_clamp = None if grad_clamp is None else float(grad_clamp)
         self.default_steps = int(default_steps)
         self.init_range = float(init_range)
-        self.device = pick_device(device)
         self.net = _EnergyNet(info, arch, width, tuple(hidden)).to(self.device)
-        self._fitted = False
         self._buffer: Tensor | None = None  # PCD replay buffer, alive during fit
 
-    @property
-    def info(self) -> GeneratorInfo:
-        n, t = count_parameters(self.net)
-        return GeneratorInfo(
-            name="ebm",
-            family=self.family,
-            shape=tuple(self.data_info.shape),
-            n_params=n,
-            n_trainable=t,
-            iterative=True,
-            default_steps=self.default_steps,
-        )
+    def info_fields(self) -> dict[str, Any]:
+        return {"iterative": True, "default_steps": self.default_steps}
 
     def energy(self, x: Tensor) -> Tensor:
         """Energy E(x) (N,) of data-space inputs (lower = more probable), no gradient."""
@@ -195,23 +186,20 @@ class EBM:
             self.net.train(was_training)
         return h.detach()
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """PCD training; records the contrastive loss E(data) - E(neg) and both mean energies."""
-        t0 = time.perf_counter()
-        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+    def prepare(self, data: TrainData) -> tuple[Tensor, None]:
+        """The checked training data (2-D data set the energy's standardization). Training is persistent
+        contrastive divergence (:meth:`loss`) with a replay buffer that lives for one ``fit``."""
+        x, _ = super().prepare(data)
         if not self.data_info.is_image:
-            self.net.shift.copy_(x_all.reshape(len(x_all), -1).mean(0).to(self.device))
-            self.net.scale.copy_(x_all.reshape(len(x_all), -1).std(0).clamp_min(1e-6).to(self.device))
+            self.net.shift.copy_(x.reshape(len(x), -1).mean(0).to(self.device))
+            self.net.scale.copy_(x.reshape(len(x), -1).std(0).clamp_min(1e-6).to(self.device))
+        return x, None
+
+    def before_fit(self, x: Tensor, budget: Budget) -> None:
         self._buffer = self._noise(self.buffer_size, None).to(self.device)
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr, betas=(0.0, 0.999))
-        self.net.train()
-        try:
-            report = train("ebm", budget, x_all, loss=self.loss, optimizer=opt, curves=("cd", "energy_data", "energy_neg"), rng="global", started=t0)
-        finally:
-            self._buffer = None
-        self.net.eval()
-        self._fitted = True
-        return report
+
+    def cleanup_fit(self) -> None:
+        self._buffer = None
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Persistent contrastive divergence: negatives from the replay buffer of
@@ -243,8 +231,7 @@ class EBM:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """n samples from ``steps`` Langevin updates (default ``default_steps``) started from noise."""
-        if not self._fitted:
-            raise RuntimeError("ebm: call fit() (or load_state_dict) before sampling")
+        self.require_fitted()
         n_steps = self.default_steps if steps is None else int(steps)
         if n_steps < 0:
             raise ValueError(f"ebm: steps must be >= 0, got {steps}")
@@ -255,48 +242,5 @@ class EBM:
             x = torch.round(x.clamp(0, 1) * (k - 1)) / (k - 1)
         return x
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
-        self._fitted = True
-
-
-@register("ebm", family="ebm")
-def make_ebm(
-    info: DataInfo,
-    arch: str = "mlp",
-    width: int = 16,
-    hidden: Sequence[int] | None = None,
-    lr: float | None = None,
-    train_steps: int = 20,
-    step_size: float | None = None,
-    noise: float | None = None,
-    buffer_size: int = 10000,
-    reinit: float = 0.1,
-    reg: float = 0.1,
-    grad_clamp: float | None = None,
-    default_steps: int = 100,
-    init_range: float = 2.5,
-    device: str | None = None,
-) -> EBM:
-    """Energy-based model, PCD with a replay buffer of Langevin chains; samples with `steps` Langevin updates."""
-    return EBM(
-        info,
-        arch=arch,
-        width=width,
-        hidden=hidden,
-        lr=lr,
-        train_steps=train_steps,
-        step_size=step_size,
-        noise=noise,
-        buffer_size=buffer_size,
-        reinit=reinit,
-        reg=reg,
-        grad_clamp=grad_clamp,
-        default_steps=default_steps,
-        init_range=init_range,
-        device=device,
-    )
+register("ebm", family="ebm", description="Energy-based model, PCD with a replay buffer of Langevin chains; samples with `steps` Langevin updates.")(EBM)

@@ -26,11 +26,12 @@ would need a trace estimator).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .base import with_base_keywords
 from .denoising import DenoisingModel
 from .protocol import DataInfo
 from .registry import register
@@ -40,6 +41,7 @@ from .training import Batch
 T_SCALE = 1000.0  # t in [0, 1] -> [0, 1000] for the sinusoidal embedding
 
 
+@with_base_keywords
 class FlowMatching(DenoisingModel):
     """Rectified flow with an Euler sampler; see the module docstring.
 
@@ -56,27 +58,13 @@ class FlowMatching(DenoisingModel):
     time_dtype = torch.float32
     likelihood = None
 
-    def __init__(
-        self,
-        info: DataInfo,
-        width: int = 16,
-        mults: Sequence[int] = (1, 2),
-        blocks: int = 1,
-        hidden: Sequence[int] = (256, 256, 256),
-        conditional: bool = False,
-        p_uncond: float = 0.1,
-        lr: float = 2e-3,
-        ema_decay: float = 0.999,
-        default_steps: int = 50,
-        device: str | None = None,
-    ) -> None:
+    t_scale = T_SCALE
+
+    def __init__(self, info: DataInfo, default_steps: int = 50, **kwargs: Any) -> None:
         if default_steps < 1:
             raise ValueError(f"flow-matching: default_steps must be >= 1, got {default_steps}")
         self._default_steps = int(default_steps)
-        super().__init__(
-            info, width=width, mults=mults, blocks=blocks, hidden=hidden, conditional=conditional, p_uncond=p_uncond,
-            lr=lr, ema_decay=ema_decay, t_scale=T_SCALE, device=device,
-        )  # fmt: skip
+        super().__init__(info, **kwargs)
 
     @property
     def default_steps(self) -> int:

@@ -28,19 +28,19 @@ so the untrained flow is the identity.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .nets import mlp, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, dequantize, quantize
+from .base import Family
+from .nets import mlp
+from .protocol import DataInfo, TrainData, dequantize, quantize
 from .registry import register
 from .samplers import OnePassSampler
-from .training import Batch, train
+from .training import Batch
 
-__all__ = ["RealNVP", "make_realnvp"]
+__all__ = ["RealNVP"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -251,7 +251,7 @@ class _FlowNet(nn.Module):
         return self.postprocess(z)
 
 
-class RealNVP:
+class RealNVP(Family):
     """RealNVP with affine couplings; exact log_prob (dequantization bound for images).
 
     Args:
@@ -275,7 +275,11 @@ class RealNVP:
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
+    name = "realnvp"
     family = "flow"
+    curves = ("nll",)
+    rng = "global"
+    clip_grad = 100.0
 
     def __init__(
         self,
@@ -309,27 +313,13 @@ class RealNVP:
             raise ValueError(f"realnvp: dropout must be in [0, 1), got {dropout}")
         if not 0 <= alpha < 0.5:
             raise ValueError(f"realnvp: alpha must be in [0, 0.5), got {alpha}")
-        self.data_info = info
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.device = pick_device(device)
+        super().__init__(info, lr=lr, weight_decay=weight_decay, device=device)
         if squeeze < 0 or (squeeze and (conditioner != "conv" or not info.is_image)):
             raise ValueError(f"realnvp: squeeze must be >= 0 and needs image data with conditioner='conv', got squeeze={squeeze} with {conditioner!r}")
         self.net = _FlowNet(info, n_couplings, width, tuple(hidden), s_max, alpha, conditioner, dropout, squeeze).to(self.device)
-        self.last_nfe = 0
-        self._fitted = False
 
-    @property
-    def info(self) -> GeneratorInfo:
-        n, t = count_parameters(self.net)
-        return GeneratorInfo(
-            name="realnvp",
-            family=self.family,
-            shape=tuple(self.data_info.shape),
-            n_params=n,
-            n_trainable=t,
-            likelihood="dequantized" if self.data_info.is_image else "exact",
-        )
+    def info_fields(self) -> dict[str, Any]:
+        return {"likelihood": "dequantized" if self.data_info.is_image else "exact"}
 
     def make_sampler(self, temperature: float = 1.0) -> OnePassSampler:
         """Sampling option for :meth:`sample`: base noise z = temperature * eps (1 = the model itself)."""
@@ -343,30 +333,22 @@ class RealNVP:
             x = dequantize(x, self.data_info.levels, generator)
         return x.to(self.device)
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """Maximum likelihood with Adam; records the NLL (nats/example, dequantized bound for images)."""
-        t0 = time.perf_counter()
-        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+    def prepare(self, data: TrainData) -> tuple[Tensor, None]:
+        """The checked training data; the flow's first layer is set to standardize it (for images: the logit of
+        the dequantized pixels). Training is maximum likelihood (:meth:`loss`), gradient norm clipped at 100."""
+        x, _ = super().prepare(data)
         with torch.no_grad():
             if self.data_info.is_image:
-                y = dequantize(x_all, self.data_info.levels)
+                y = dequantize(x, self.data_info.levels)
                 a = self.net.alpha
                 s = a + (1 - 2 * a) * y
                 v = torch.log(s) - torch.log1p(-s)
                 self.net.shift.copy_(v.mean(0).to(self.device))
                 self.net.log_scale.copy_(torch.log(v.std(0).clamp_min(1e-3)).to(self.device))
             else:
-                self.net.shift.copy_(x_all.mean(0).to(self.device))
-                self.net.log_scale.copy_(torch.log(x_all.std(0).clamp_min(1e-6)).to(self.device))
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=budget.lr or self.lr, weight_decay=self.weight_decay)
-        self.net.train()
-        report = train(
-            "realnvp", budget, x_all, loss=self.loss, optimizer=opt, params=params, clip_grad=100.0, curves=("nll",), rng="global", started=t0
-        )
-        self.net.eval()
-        self._fitted = True
-        return report
+                self.net.shift.copy_(x.mean(0).to(self.device))
+                self.net.log_scale.copy_(torch.log(x.std(0).clamp_min(1e-6)).to(self.device))
+        return x, None
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor | float]:
         """Negative log-density of the (dequantized, for images) batch (``"loss"``)
@@ -402,8 +384,7 @@ class RealNVP:
     ) -> Tensor:
         """n samples: z ~ N(0, T^2 I) pushed through the inverse flow (T from
         :meth:`make_sampler`, default 1); images quantized to the K levels."""
-        if not self._fitted:
-            raise RuntimeError("realnvp: call fit() (or load_state_dict) before sampling")
+        self.require_fitted()
         temperature = 1.0 if sampler is None else sampler.get("temperature", 1.0)
         self.last_nfe = 1
         z = temperature * torch.randn(n, *self.data_info.shape, generator=generator)
@@ -414,42 +395,5 @@ class RealNVP:
             x = quantize(x.clamp(0, 1 - 1e-6), self.data_info.levels)
         return x
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
-        self._fitted = True
-
-
-@register("realnvp", family="flow")
-def make_realnvp(
-    info: DataInfo,
-    n_couplings: int | None = None,
-    conditioner: str = "mlp",
-    width: int = 32,
-    hidden: Sequence[int] | None = None,
-    lr: float = 1e-3,
-    s_max: float = 3.0,
-    alpha: float = 0.05,
-    weight_decay: float = 0.0,
-    dropout: float | None = None,
-    squeeze: int = 0,
-    device: str | None = None,
-) -> RealNVP:
-    """RealNVP affine-coupling flow; exact log_prob (dequantized bound on images)."""
-    return RealNVP(
-        info,
-        n_couplings=n_couplings,
-        conditioner=conditioner,
-        width=width,
-        hidden=hidden,
-        lr=lr,
-        s_max=s_max,
-        alpha=alpha,
-        weight_decay=weight_decay,
-        dropout=dropout,
-        squeeze=squeeze,
-        device=device,
-    )
+register("realnvp", family="flow", description="RealNVP affine-coupling flow; exact log_prob (dequantized bound on images).")(RealNVP)

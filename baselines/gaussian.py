@@ -260,19 +260,10 @@ class GMM(_DensityModel):
         self._fitted = True
 
 
-@register("gaussian", family="gaussian")
-def make_gaussian(info: DataInfo, reg: float = 1e-6) -> Gaussian:
-    """Full-covariance Gaussian (maximum likelihood)."""
-    return Gaussian(info, reg=reg)
+register("gaussian", family="gaussian", description="Full-covariance Gaussian (maximum likelihood).")(Gaussian)
 
 
-@register("ppca", family="gaussian")
-def make_ppca(info: DataInfo, k: int | None = None, reg: float = 1e-6) -> PPCA:
-    """Probabilistic PCA with k components (default min(8, D-1); closed-form ML)."""
-    return PPCA(info, k=k, reg=reg)
+register("ppca", family="gaussian", description="Probabilistic PCA with k components (default min(8, D-1); closed-form ML).")(PPCA)
 
 
-@register("gmm", family="gaussian")
-def make_gmm(info: DataInfo, n_components: int = 10, reg: float = 1e-6, max_iter: int = 200) -> GMM:
-    """Gaussian mixture, full covariances, EM (scikit-learn)."""
-    return GMM(info, n_components=n_components, reg=reg, max_iter=max_iter)
+register("gmm", family="gaussian", description="Gaussian mixture, full covariances, EM (scikit-learn).")(GMM)

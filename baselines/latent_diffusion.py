@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import check_images
 from .nets import UNet, pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
@@ -248,14 +249,8 @@ class LatentDiffusion:
         return make_sampler(kind, name, params, context, self.name)
 
     def _check_x(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")
-        x = x.float()
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            raise ValueError(f"{self.name}: images have shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{self.name}: images must be finite and in [0, 1]")
-        return x.to(self.device)
+        """Images as float32 (N, *shape) in [0, 1] on the model's device (:func:`baselines.base.check_images`)."""
+        return check_images(self.name, x, self.data_info).to(self.device)
 
     def _require_fit(self) -> None:
         if not self._fitted:
@@ -491,28 +486,7 @@ class LatentReconstruction:
         self._fitted = self.model._fitted = True
 
 
-@register("latent-diffusion", family="latent-diffusion", kinds=("image",))
-def make_latent_diffusion(
-    info: DataInfo, latent_channels: int = 2, n_down: int = 1, ae_width: int = 32, kl_weight: float = 1e-3, ae_fraction: float = 0.3,
-    objective: str = "velocity", T: int = 1000, width: int = 32, mults: Sequence[int] = (1, 2), blocks: int = 1, conditional: bool = False,
-    p_uncond: float = 0.1, lr: float = 2e-3, ae_lr: float = 2e-3, ema_decay: float = 0.999, sampler: str | None = None, steps: int = 50,
-    decoder: str = "mode", device: str | None = None,
-) -> LatentDiffusion:  # fmt: skip
-    """Latent diffusion: KL autoencoder (f = 2) + U-Net denoiser, flow matching with the shared Euler/Heun samplers (or eps + DDPM/DDIM); CFG."""
-    return LatentDiffusion(
-        info, latent_channels=latent_channels, n_down=n_down, ae_width=ae_width, kl_weight=kl_weight, ae_fraction=ae_fraction,
-        objective=objective, T=T, width=width, mults=mults, blocks=blocks, conditional=conditional, p_uncond=p_uncond, lr=lr,
-        ae_lr=ae_lr, ema_decay=ema_decay, sampler=sampler, steps=steps, decoder=decoder, device=device,
-    )  # fmt: skip
+register("latent-diffusion", family="latent-diffusion", kinds=("image",), description="Latent diffusion: KL autoencoder (f = 2) + U-Net denoiser, flow matching with the shared Euler/Heun samplers (or eps + DDPM/DDIM); CFG.")(LatentDiffusion)
 
 
-@register("ldm-recon", family="reference", kinds=("image",))
-def make_ldm_recon(
-    info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, latent_channels: int = 2, n_down: int = 1,
-    ae_width: int = 32, kl_weight: float = 1e-3, ae_lr: float = 2e-3, device: str | None = None,
-) -> LatentReconstruction:  # fmt: skip
-    """Reconstruction floor of latent diffusion: decode(encode(held-out images)) through its KL autoencoder."""
-    return LatentReconstruction(
-        info, pool=pool, pool_labels=pool_labels, latent_channels=latent_channels, n_down=n_down, ae_width=ae_width, kl_weight=kl_weight,
-        ae_lr=ae_lr, device=device,
-    )  # fmt: skip
+register("ldm-recon", family="reference", kinds=("image",), description="Reconstruction floor of latent diffusion: decode(encode(held-out images)) through its KL autoencoder.")(LatentReconstruction)

@@ -93,7 +93,4 @@ def make_data(info: DataInfo) -> DataGenerator:
     return DataGenerator(info)
 
 
-@register("uniform", family="reference", kinds=("image",))
-def make_uniform(info: DataInfo) -> UniformGenerator:
-    """Uniform over the K intensity levels: log2(K) bits/dim."""
-    return UniformGenerator(info)
+register("uniform", family="reference", kinds=("image",), description="Uniform over the K intensity levels: log2(K) bits/dim.")(UniformGenerator)

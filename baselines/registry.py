@@ -10,6 +10,7 @@ it; see :mod:`genbench.plugins`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import pkgutil
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from genbench.registry import Registry, UnknownNameError
 
 from .protocol import DataInfo, Generator
 
-__all__ = ["ENTRY_POINT_GROUP", "GENERATORS", "Entry", "Factory", "UnknownGeneratorError", "available", "build", "get", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "GENERATORS", "Entry", "Factory", "UnknownGeneratorError", "available", "build", "get", "preset", "register"]
 
 Factory = Callable[..., Generator]
 
@@ -56,6 +57,14 @@ def register(name: str, *, family: str, description: str = "", kinds: tuple[str,
         return GENERATORS.register(name, factory, description=description, family=family, kinds=tuple(kinds))
 
     return deco
+
+
+def preset(name: str, cls: Factory, *, family: str, description: str = "", kinds: tuple[str, ...] = DEFAULT_KINDS, **settings: Any) -> Factory:
+    """Register a variant of a family: ``cls`` with ``settings`` as its new defaults (a user's hyperparameters
+    still override them) and, when ``cls`` takes a ``name``, that name. Returns the registered factory."""
+    if "name" in inspect.signature(cls).parameters:
+        settings = {"name": name, **settings}
+    return register(name, family=family, description=description, kinds=kinds)(functools.partial(cls, **settings))
 
 
 _imported = False

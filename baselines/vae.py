@@ -36,20 +36,20 @@ space for latent arithmetic (``bench.figures.vae_latent_figure``).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nets import ConvDecoder, ConvEncoder, mlp, pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters, to_levels
+from .base import Family
+from .nets import ConvDecoder, ConvEncoder, mlp
+from .protocol import Budget, DataInfo, TrainData, to_levels
 from .registry import register
 from .samplers import OnePassSampler
-from .training import Batch, train
+from .training import Batch
 
-__all__ = ["VAE", "make_vae"]
+__all__ = ["VAE"]
 
 LOG_2PI = math.log(2 * math.pi)
 _DECODERS = ("sample", "mean", "mode")
@@ -168,7 +168,7 @@ class _VAENet(nn.Module):
         return lp - torch.log(self.scale).sum()
 
 
-class VAE:
+class VAE(Family):
     """Gaussian-latent VAE; discretized (categorical) decoder for images, Gaussian for 2-D.
 
     Args:
@@ -190,7 +190,10 @@ class VAE:
         device: ``"cpu"``, ``"cuda"`` or None (auto).
     """
 
+    name = "vae"
     family = "vae"
+    curves = ("neg_elbo", "kl")
+    rng = "global"
 
     def __init__(
         self,
@@ -220,13 +223,11 @@ class VAE:
         _check_k(iwae_k)
         if not 0 <= kl_warmup <= 1:
             raise ValueError(f"vae: kl_warmup is a fraction of the training steps in [0, 1], got {kl_warmup}")
+        super().__init__(info, lr=lr, device=device)
         self.kl_warmup = float(kl_warmup)
-        self.data_info = info
         self.latent_dim = latent_dim
-        self.lr = lr
         self.beta = float(beta)
         self.iwae_k = int(iwae_k)
-        self.device = pick_device(device)
         self.likelihood = likelihood
         if likelihood == "bernoulli" and not info.is_image:
             raise ValueError("vae: the bernoulli head is for images; 2-D points use the Gaussian decoder")
@@ -235,18 +236,11 @@ class VAE:
             if likelihood == "bernoulli" else None
         )  # fmt: skip
         self.net = _VAENet(info, latent_dim, width, tuple(hidden), min_logvar, likelihood).to(self.device)
-        self.last_nfe = 0
-        self._fitted = False
         self._warm_steps = 0.0  # KL warm-up length of the current fit, in steps
 
     # -- protocol ---------------------------------------------------------------------
-    @property
-    def info(self) -> GeneratorInfo:
-        n, t = count_parameters(self.net)
-        return GeneratorInfo(
-            name="vae", family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t,
-            likelihood=None if self.likelihood_na else "elbo",
-        )
+    def info_fields(self) -> dict[str, Any]:
+        return {"likelihood": None if self.likelihood_na else "elbo"}
 
     def make_sampler(self, decoder: str = "sample", temperature: float = 1.0) -> OnePassSampler:
         """Sampling options for :meth:`sample` (no retraining).
@@ -265,25 +259,18 @@ class VAE:
         return OnePassSampler("vae", {"decoder": decoder, "temperature": float(temperature)})
 
     def _prep(self, x: Tensor) -> Tensor:
-        x = x.float().to(self.device)
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            x = x.reshape(len(x), *self.data_info.shape)
-        return x
+        return self.check_x(x).to(self.device)
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """Maximize the ELBO (KL weighted by ``beta``) with Adam; records -ELBO (nats/example)."""
-        t0 = time.perf_counter()
-        x_all = data.x.float().reshape(len(data.x), *self.data_info.shape)
+    def prepare(self, data: TrainData) -> tuple[Tensor, None]:
+        """The checked training images or points; 2-D data set the decoder's standardization."""
+        x, _ = super().prepare(data)
         if not self.data_info.is_image:
-            self.net.shift.copy_(x_all.mean(0).to(self.device))
-            self.net.scale.copy_(x_all.std(0).clamp_min(1e-6).to(self.device))
-        opt = torch.optim.Adam(self.net.parameters(), lr=budget.lr or self.lr)
-        self.net.train()
+            self.net.shift.copy_(x.mean(0).to(self.device))
+            self.net.scale.copy_(x.std(0).clamp_min(1e-6).to(self.device))
+        return x, None
+
+    def before_fit(self, x: Tensor, budget: Budget) -> None:
         self._warm_steps = self.kl_warmup * budget.steps
-        report = train("vae", budget, x_all, loss=self.loss, optimizer=opt, curves=("neg_elbo", "kl"), rng="global", started=t0)
-        self.net.eval()
-        self._fitted = True
-        return report
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """``-(rec - beta_t KL)`` averaged over the batch (``"loss"``; beta_t warms up
@@ -367,8 +354,7 @@ class VAE:
         sampler: OnePassSampler | None = None,
     ) -> Tensor:
         """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean; options from :meth:`make_sampler`)."""
-        if not self._fitted:
-            raise RuntimeError("vae: call fit() (or load_state_dict) before sampling")
+        self.require_fitted()
         opts = self.make_sampler() if sampler is None else sampler
         decoder_mode, temperature = opts.get("decoder", "sample"), opts.get("temperature", 1.0)
         self.last_nfe = 1
@@ -402,45 +388,10 @@ class VAE:
                 y = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator).to(mean.device)
             return (y * self.net.scale + self.net.shift).float().cpu()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
-        self._fitted = True
-
 
 def _check_k(k: int) -> None:
     if not 1 <= int(k) <= 256:
         raise ValueError(f"vae: the IWAE k must be in [1, 256], got {k}")
 
 
-@register("vae", family="vae")
-def make_vae(
-    info: DataInfo,
-    latent_dim: int | None = None,
-    width: int = 16,
-    hidden: Sequence[int] = (128, 128),
-    lr: float = 1e-3,
-    beta: float = 1.0,
-    min_logvar: float = -9.0,
-    iwae_k: int = 64,
-    kl_warmup: float = 0.0,
-    likelihood: str = "categorical",
-    device: str | None = None,
-) -> VAE:
-    """VAE: Gaussian encoder, categorical-over-K, discretized-logistic or Bernoulli decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k."""
-    return VAE(
-        info,
-        latent_dim=latent_dim,
-        width=width,
-        hidden=hidden,
-        lr=lr,
-        beta=beta,
-        min_logvar=min_logvar,
-        iwae_k=iwae_k,
-        kl_warmup=kl_warmup,
-        likelihood=likelihood,
-        device=device,
-    )
+register("vae", family="vae", description="VAE: Gaussian encoder, categorical-over-K, discretized-logistic or Bernoulli decoder (images) or Gaussian decoder (2-D); ELBO and IWAE-k.")(VAE)

@@ -57,6 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .base import check_images
 from .nets import pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
 from .registry import register
@@ -223,16 +224,8 @@ class _VQBase:
         return IndependentCodeSampler()
 
     def _check_x(self, x: Tensor) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")
-        x = x.float()
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            x = x.reshape(len(x), *self.data_info.shape) if x[0].numel() == self.data_info.dim else x
-        if tuple(x.shape[1:]) != tuple(self.data_info.shape):
-            raise ValueError(f"{self.name}: images have shape {tuple(x.shape)}; expected (N, {', '.join(map(str, self.data_info.shape))})")
-        if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{self.name}: images must be finite and in [0, 1]")
-        return x.to(self.device)
+        """Images as float32 (N, *shape) in [0, 1] on the model's device (:func:`baselines.base.check_images`)."""
+        return check_images(self.name, x, self.data_info).to(self.device)
 
     def _require_fit(self) -> None:
         if not self._fitted:
@@ -459,13 +452,7 @@ def _ae_kwargs(num_codes: int, code_dim: int, width: int, n_down: int | None, be
     return dict(num_codes=num_codes, code_dim=code_dim, width=width, n_down=n_down, beta=beta, ema=ema, restart_after=restart_after, lr=lr, decoder=decoder, device=device)
 
 
-@register("vqvae", family="vq", kinds=("image",))
-def make_vqvae(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
-    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", device: str | None = None,
-) -> VQVAE:  # fmt: skip
-    """VQ-VAE (nearest-code quantizer, straight-through, beta 0.25) with an independent per-position code prior; VQ bound."""
-    return VQVAE(info, **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device))
+register("vqvae", family="vq", kinds=("image",), description="VQ-VAE (nearest-code quantizer, straight-through, beta 0.25) with an independent per-position code prior; VQ bound.")(VQVAE)
 
 
 @register("vqvae-recon", family="reference", kinds=("image",))
