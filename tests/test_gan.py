@@ -198,7 +198,7 @@ def test_cgan_honours_labels():
     ds = data.load("digits")
     m, _ = _fit("cgan", ds, steps=3, **TINY_IMG)
     assert isinstance(m, Conditional) and m.accepts == frozenset({"labels"})
-    assert not isinstance(_build("gan", ds, **TINY_IMG), Conditional)
+    assert _build("gan", ds, **TINY_IMG).accepts == frozenset()  # as an unconditional DDPM: no labels accepted
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     x0 = m.sample(40, labels=torch.zeros(40, dtype=torch.long), generator=g())
     x7 = m.sample(40, labels=torch.full((40,), 7), generator=g())
@@ -317,7 +317,7 @@ def test_bad_inputs_raise_clear_errors():
 
 # ------------------------------------------------------------------ determinism across thread counts
 def test_batchnorm1d_matches_torch_and_ignores_the_thread_count():
-    from baselines.gan import BatchNorm1d
+    from baselines.gan_nets import BatchNorm1d
 
     x0 = torch.randn(64, 128, generator=torch.Generator().manual_seed(0))
 
@@ -351,7 +351,7 @@ def test_projection_term_starts_at_the_heads_scale():
     feature map summed over positions, with embeddings initialised so that at the start it
     is of the unconditional head's size; a unit-variance embedding on the flattened map made
     it ~50x larger on 28x28 images, and the cGAN trained far worse than the GAN (mnist FID 370 vs 121)."""
-    from baselines.gan import ConvDiscriminator, _with_onehot
+    from baselines.gan_nets import ConvDiscriminator, _with_onehot
 
     torch.manual_seed(0)
     d = ConvDiscriminator(1, (1, 28, 28), width=32, num_classes=10)
