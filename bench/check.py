@@ -27,13 +27,12 @@ It builds the generator on a small data set and runs a checklist, each item
   ``torch.Generator``;
 * latency: wall time of one batch (milliseconds; informative, never fails).
 
-:func:`partial_capabilities` is also what the runner calls at plan time, so a
-model with ``fit`` but no ``state_dict`` fails before any work runs.
+:func:`partial_capabilities` (:mod:`bench.capabilities`) is also what the runner
+calls at plan time, so a model with ``fit`` but no ``state_dict`` fails before any work runs.
 """
 
 from __future__ import annotations
 
-import inspect
 import io
 import math
 import time
@@ -44,11 +43,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from baselines import registry as greg
 from genbench.protocol import Budget, DataInfo, TrainData
 
 from . import data as dreg
-from .suite import Suite
+from .capabilities import (
+    CapabilityError,
+    accepts_keyword,
+    build_model,
+    has_method,
+    partial_capabilities,
+    require_complete_capabilities,
+    resolve_factory,
+    suite_capability_errors,
+)
 
 __all__ = [
     "CapabilityError",
@@ -71,143 +78,6 @@ DEFAULT_DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 _SAMPLE_KEYWORDS = ("labels", "prompts", "steps", "generator")
-
-# (method present, methods it needs, why) — a model with the first and not all of the second is half-implemented.
-_NEEDS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("fit", ("state_dict", "load_state_dict"), "the harness caches a trained model with state_dict() and restores it with load_state_dict(); "
-     "without them it cannot keep what fit() learned"),
-    ("state_dict", ("load_state_dict",), "a saved state must be loadable"),
-    ("load_state_dict", ("state_dict",), "there is no state to load without state_dict()"),
-    ("adapt", ("state_dict", "load_state_dict"), "an adapted model is cached like a trained one"),
-    ("encode", ("decode",), "the Autoencoding capability needs both directions (latent figures decode the codes)"),
-    ("decode", ("encode",), "the Autoencoding capability needs both directions (latent figures encode real images)"),
-)  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- partial capabilities
-def _has(obj: Any, name: str) -> bool:
-    try:
-        return callable(getattr(obj, name, None))
-    except Exception:  # a property that raises
-        return False
-
-
-def _accepts_keyword(fn: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins without a signature: give them the benefit of the doubt
-        return True
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def partial_capabilities(model: Any) -> list[str]:
-    """One message per half-implemented capability of ``model`` (an instance or a class); empty when none.
-
-    A capability is half-implemented when one of its methods is present and
-    another is missing: ``fit`` (or ``adapt``) without ``state_dict`` /
-    ``load_state_dict``; ``encode`` without ``decode`` (or the reverse);
-    ``make_sampler`` without ``sample(..., sampler=...)``; ``info.conditioning``
-    of ``class`` / ``text`` with a ``sample`` that takes no ``labels`` /
-    ``prompts``. Each message names the missing methods, e.g.
-    ``"fit() without state_dict(), load_state_dict(): ..."``.
-    """
-    out = []
-    for have, needs, why in _NEEDS:
-        if _has(model, have):
-            missing = [m for m in needs if not _has(model, m)]
-            if missing:
-                out.append(f"{have}() without {', '.join(m + '()' for m in missing)}: {why}")
-    sample = getattr(model, "sample", None)
-    if _has(model, "make_sampler") and callable(sample) and not _accepts_keyword(sample, "sampler"):
-        out.append("make_sampler() without sample(..., sampler=...): sample() must accept the sampler object make_sampler() builds")
-    if not isinstance(model, type) and callable(sample):
-        try:
-            cond = getattr(getattr(model, "info", None), "conditioning", "none")
-        except Exception:  # info raising is reported by check_generator, not here
-            cond = "none"
-        need = {"class": "labels", "text": "prompts"}.get(cond)
-        if need and not _accepts_keyword(sample, need):
-            out.append(f"info.conditioning is {cond!r} but sample() has no {need}= keyword")
-    return out
-
-
-# ----------------------------------------------------------------------------- building
-def resolve_factory(spec: str) -> tuple[str, Callable[..., Any], tuple[str, ...]]:
-    """``(name, factory, kinds)`` for a registered generator name or ``"module:factory"``.
-
-    Raises ``KeyError`` (an unknown name, listing the valid ones and how to make a
-    script's registration visible) or ``ValueError`` (a ``module:factory`` that
-    cannot be imported or is not callable).
-    """
-    try:
-        entry = greg.get(spec)
-    except KeyError as e:
-        if ":" in spec:
-            raise ValueError(str(e.args[0]) if e.args else str(e)) from None
-        raise
-    factory = getattr(entry, "factory", None)
-    if factory is None:  # genbench.registry.Entry: the target is the factory
-        factory = entry.load()
-    name = spec.partition(":")[2] if ":" in spec else spec
-    return name, factory, tuple(getattr(entry, "kinds", ("image", "points")))
-
-
-def _build(factory: Callable[..., Any], ds: dreg.Dataset, params: dict[str, Any], device: str | None) -> Any:
-    """Build as the harness does: ``device`` to factories that take it, then the splits to reference rows."""
-    hp = dict(params)
-    if device is not None and _accepts_keyword(factory, "device"):
-        hp.setdefault("device", device)
-    model = factory(ds.info, **hp)
-    if _has(model, "use_pool"):  # HeldOutReference rows draw from the held-out split
-        model.use_pool(ds.test_x, ds.test_y)
-    if _has(model, "use_train"):  # TrainReference rows (metric sanity) also get the train split
-        model.use_train(ds.train_x, ds.train_y)
-    if _has(model, "use_pairs") and getattr(ds, "test_truth", None) is not None:  # translation ground-truth rows
-        model.use_pairs(ds.test_source, ds.test_truth)
-    return model
-
-
-def suite_capability_errors(suite: Suite) -> list[str]:
-    """Plan-time check of a suite: one message per (data set, generator row) whose model is half-implemented.
-
-    Each generator is built (not trained) once per data set it runs on, on
-    the CPU; a build that fails is left to the job, which records the error.
-    """
-    errors = []
-    for d in suite.datasets:
-        ds = None
-        for g in suite.generators_for(d.name):
-            try:
-                name, factory, kinds = resolve_factory(g.model)
-            except (KeyError, ValueError):
-                continue  # unknown names are reported by suite validation
-            if ds is None:
-                ds = dreg.load(d.name, **d.params)
-            if ds.info.kind not in kinds:
-                continue
-            try:
-                model = _build(factory, ds, g.params_for(d.name), "cpu")
-            except Exception:
-                continue
-            for msg in partial_capabilities(model):
-                errors.append(f"generator {g.name!r} ({g.model}) on {d.name}: {msg}")
-    return errors
-
-
-class CapabilityError(ValueError):
-    """A suite names a generator with a half-implemented capability; raised at plan time, before any work runs."""
-
-
-def require_complete_capabilities(suite: Suite) -> None:
-    """Raise :class:`CapabilityError` listing every half-implemented generator of ``suite`` (see :func:`suite_capability_errors`)."""
-    errors = suite_capability_errors(suite)
-    if errors:
-        raise CapabilityError(
-            f"suite {suite.name}: {len(errors)} generator(s) implement a capability only in part; nothing was run:\n  "
-            + "\n  ".join(errors)
-            + "\n(bench check GENERATOR shows the whole checklist)"
-        )
-
 
 # ----------------------------------------------------------------------------- the checklist
 @dataclass
@@ -331,7 +201,7 @@ def check_generator(
     # -- build and protocol
     t0 = time.perf_counter()
     try:
-        model = _build(factory, ds, params, device)
+        model = build_model(factory, ds, params, device)
     except Exception as e:
         rep.add("build", "fail", f"factory({info.name} info, **{params}) raised {_short(e)}")
         return rep
@@ -351,7 +221,7 @@ def check_generator(
     if not callable(getattr(model, "sample", None)):
         problems.append("no sample(n, *, labels=None, prompts=None, steps=None, generator=None) method")
     else:
-        missing = [k for k in _SAMPLE_KEYWORDS if not _accepts_keyword(model.sample, k)]
+        missing = [k for k in _SAMPLE_KEYWORDS if not accepts_keyword(model.sample, k)]
         if missing:
             problems.append(f"sample() does not accept the keyword(s) {', '.join(missing)} (the harness passes them)")
     if problems:
@@ -362,7 +232,7 @@ def check_generator(
     rep.add("capabilities", "fail" if partial else "ok", "; ".join(partial) if partial else _capability_list(model))
 
     # -- fit
-    if _has(model, "fit"):
+    if has_method(model, "fit"):
         t0 = time.perf_counter()
         try:
             torch.manual_seed(seed)
@@ -385,7 +255,7 @@ def check_generator(
     if steps is None and ginfo.iterative:
         steps = min(int(ginfo.default_steps or 10), 10)
 
-    translating = info.is_translation and _has(model, "translate")  # the harness's outputs are translate(test sources)
+    translating = info.is_translation and has_method(model, "translate")  # the harness's outputs are translate(test sources)
 
     def draw(k: int, s: int, lb: Tensor | None = labels, pr: Sequence[str] | None = prompts, m: Any = model) -> Any:
         with torch.no_grad():
@@ -437,7 +307,7 @@ def check_generator(
         rep.add("conditioning", "skip", "unconditional (info.conditioning 'none')")
 
     # -- state_dict round trip
-    if _has(model, "state_dict") and _has(model, "load_state_dict"):
+    if has_method(model, "state_dict") and has_method(model, "load_state_dict"):
         rep.items.append(_check_state(model, factory, ds, params, device, draw, x, n, seed))
     else:
         rep.add("state_dict", "skip", "no state_dict(): nothing to cache")
@@ -445,14 +315,14 @@ def check_generator(
     # -- likelihoods
     xr = ds.test_x[:n]
     for meth, what in (("log_prob", "log-likelihood"), ("elbo", "lower bound"), ("iwae_bound", "importance-weighted bound")):
-        if not _has(model, meth):
+        if not has_method(model, meth):
             continue
         rep.items.append(_check_likelihood(model, meth, what, xr, info))
-    if not any(_has(model, m) for m in ("log_prob", "elbo", "iwae_bound")):
+    if not any(has_method(model, m) for m in ("log_prob", "elbo", "iwae_bound")):
         rep.add("likelihood", "skip", "no log_prob() / elbo()")
 
     # -- image-to-image
-    if _has(model, "translate") and not translating:
+    if has_method(model, "translate") and not translating:
         rep.items.append(_check_translate(model, ds, info, n, seed))
 
     # -- latency
@@ -474,7 +344,7 @@ def _capability_list(model: Any) -> str:
     caps = [
         m
         for m in ("fit", "log_prob", "elbo", "iwae_bound", "encode", "adapt", "make_sampler", "translate")
-        if _has(model, m)
+        if has_method(model, m)
     ]
     return "complete: " + (", ".join(caps) if caps else "sample only")
 
@@ -521,7 +391,7 @@ def _check_state(model, factory, ds, params, device, draw, x, n, seed) -> CheckI
             f"torch.load(weights_only=True), which refused it ({str(e).splitlines()[0][:200]})",
         )  # fmt: skip
     try:
-        fresh = _build(factory, ds, params, device)
+        fresh = build_model(factory, ds, params, device)
         fresh.load_state_dict(loaded)
         y = draw(n, seed, m=fresh)
     except Exception as e:

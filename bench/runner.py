@@ -29,7 +29,7 @@ from genbench.plugins import import_user_module
 from metrics.latency import Load, LoadMonitor
 
 from . import data as dreg
-from .check import require_complete_capabilities
+from .capabilities import require_complete_capabilities
 from .executors import WorkerConfig, get_executor, job_context, job_line
 from .experiments import run_experiment
 from .parallel import Parallelism, choose_parallelism
