@@ -18,19 +18,28 @@ and ``metrics`` all import it, and it imports none of them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Entry", "Registry", "UnknownNameError", "NAME_PATTERN", "check_name"]
+__all__ = ["Entry", "Registry", "UnknownNameError", "NAME_PATTERN", "check_name", "package_modules"]
 
 T = TypeVar("T")
 
 # Registered names end up in file names (sample grids, cache folders): keep
 # them to a safe alphabet with no path separators and no leading dot.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+@=-]{0,99}")  # used with fullmatch: `$` would accept a final newline
+
+
+def package_modules(package: str, directory: str | Path, exclude: Iterable[str] = ()) -> tuple[str, ...]:
+    """``package.<stem>`` for every ``.py`` file of ``directory`` (the package's folder) but ``_private`` ones
+    and ``exclude``, sorted: a registry's built-in modules, which register their entries when imported, found
+    without a list to edit."""
+    skip = set(exclude)
+    return tuple(sorted(f"{package}.{p.stem}" for p in Path(directory).glob("*.py") if not p.stem.startswith("_") and p.stem not in skip))
 
 
 class UnknownNameError(KeyError):

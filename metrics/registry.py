@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genbench.registry import Registry, UnknownNameError
+from genbench.registry import Registry, UnknownNameError, package_modules
 
 if TYPE_CHECKING:
     from .context import EvalContext
@@ -106,14 +106,8 @@ class MetricSpec:
     description: str = ""
 
 
-def _metric_modules() -> tuple[str, ...]:
-    """Every module of the ``metrics`` package but this one, sorted (subpackages such as the extractors are not
-    metrics): built-in metrics register themselves on import, so a new metric module needs no list to edit."""
-    here = Path(__file__).parent
-    return tuple(sorted(f"metrics.{p.stem}" for p in here.glob("*.py") if not p.stem.startswith("_") and p.stem != "registry"))
-
-
-METRIC_MODULES = _metric_modules()
+METRIC_MODULES = package_modules("metrics", Path(__file__).parent, exclude=("registry",))
+"""Every module of the ``metrics`` package but this one (subpackages such as the extractors are not metrics)."""
 
 
 METRICS: Registry = Registry("metric", modules=METRIC_MODULES)

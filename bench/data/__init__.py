@@ -24,6 +24,7 @@ splits with :func:`metrics.extractors.register_training_data`.
 
 from __future__ import annotations
 
+from .archives import CIFAR10, FASHION, cifar10, fashion_mnist, mnist, read_cifar_batch, read_idx, safe_unpickle
 from .core import (
     DATASETS,
     DIGIT_NAMES,
@@ -43,23 +44,15 @@ from .core import (
 )
 from .embedded import MNIST5K_SHA256, digits, digits_split, grid25, mnist5k, mnist5k_split, ring8, stacked_digits, swissroll
 from .files import (
-    CIFAR10,
-    FASHION,
     IMAGE_SUFFIXES,
     MAX_BYTES,
-    cifar10,
-    fashion_mnist,
     folder,
     load_image_folder,
     load_npz,
-    mnist,
     npz,
-    read_cifar_batch,
-    read_idx,
     read_image,
     read_image_folder,
     safe_data_name,
-    safe_unpickle,
     validate_images,
     validate_points,
 )

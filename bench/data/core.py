@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from genbench.protocol import DataInfo
-from genbench.registry import Entry, Registry
+from genbench.registry import Entry, Registry, package_modules
 
 __all__ = [
     "DataError",
@@ -105,7 +106,7 @@ class DatasetDescription:
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
     "dataset",
-    modules=("bench.data.embedded", "bench.data.files", "bench.data.translation"),
+    modules=package_modules("bench.data", Path(__file__).parent, exclude=("core",)),  # every loader module of the package
     entry_point_group="genbench.datasets",
 )
 
