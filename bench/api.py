@@ -44,17 +44,12 @@ from .evaluate import default_extractor, format_eval, run_eval
 from .leaderboard import write_leaderboard
 from .pipeline import suite_store
 from .provenance import device_description, git_commit, package_versions
+from .record import RECORD_COLUMNS, new_record
 from .store import ResultStore
 from .suite import Suite, load_suite, validate_names
 
 __all__ = ["EvalResult", "SuiteRun", "evaluate", "run_suite", "load_results", "RECORD_COLUMNS"]
 
-# The columns every record has (the runner's records; missing fields are None).
-RECORD_COLUMNS = (
-    "suite", "job", "dataset", "generator", "base", "model", "seed", "steps", "metric", "value", "lo", "hi", "label",
-    "direction", "unit", "n_real", "n_fake", "extractor", "settings", "extra", "na", "config_hash", "git_commit", "device",
-    "versions", "timestamp",
-)  # fmt: skip
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -202,15 +197,16 @@ def evaluate(
         out = outputs.get(metric)
         s = dict(v.settings or {})
         na = v.value is None or (isinstance(v.value, float) and math.isnan(v.value))
-        records.append({
-            "suite": None, "job": f"{dataset}/{name}/seed{seed}", "dataset": dataset, "generator": name, "base": name,
-            "model": None, "seed": seed, "steps": None, "metric": metric, "value": None if na else float(v.value),
-            "lo": v.interval[0] if v.interval else None, "hi": v.interval[1] if v.interval else None,
+        fields = {
+            "value": None if na else float(v.value), "lo": v.interval[0] if v.interval else None, "hi": v.interval[1] if v.interval else None,
             **(mreg.output_meta(out, v) if out is not None else {"label": metric, "direction": None, "unit": v.unit}),
             "n_fake": s.get("n_fake"), "n_real": s.get("n_real"), "extractor": s.get("extractor", ext), "settings": s,
             "extra": dict(v.extra or {}), "na": na or None, **({"na_reason": s.get("na")} if na and s.get("na") else {}),
-            "config_hash": config_hash, "timestamp": t0, **prov,
-        })  # fmt: skip
+        }  # fmt: skip
+        records.append(new_record(
+            suite=None, job=f"{dataset}/{name}/seed{seed}", dataset=dataset, generator=name, base=name, model=None, seed=seed,
+            steps=None, metric=metric, hashes={"config_hash": config_hash}, provenance=prov, fields=fields, timestamp=t0,
+        ))  # fmt: skip
     return EvalResult(values, records)
 
 

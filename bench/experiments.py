@@ -19,6 +19,7 @@ from pathlib import Path
 from genbench.registry import Registry
 
 from .pipeline import RunSummary, experiment_hash, provenance, suite_store
+from .record import new_record
 from .store import record_key
 from .suite import Suite, SuiteError
 
@@ -42,8 +43,11 @@ def run_experiment(suite: Suite, *, seeds: list[int] | None, results_dir: Path, 
     summary = RunSummary(planned=len(seeds), ran=len(seeds))
     prov = provenance(device)
     for r in records:
-        rec = {"suite": suite.name, "job": r.get("job", f"{r.get('dataset')}/{r.get('generator')}/seed{r.get('seed')}"), "base": r.get("generator"),
-               "timestamp": time.time(), "experiment_hash": ehash, **prov, **r}  # fmt: skip
+        rec = new_record(
+            suite=suite.name, job=r.get("job", f"{r.get('dataset')}/{r.get('generator')}/seed{r.get('seed')}"), dataset=r.get("dataset"),
+            generator=r.get("generator"), base=r.get("generator"), model=r.get("model"), seed=r.get("seed"), steps=r.get("steps"),
+            metric=r.get("metric"), hashes={"experiment_hash": ehash}, provenance=prov, fields=r,
+        )  # fmt: skip
         if record_key(rec) not in have:
             store.append(rec)
             summary.records_added += 1

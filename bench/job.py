@@ -8,7 +8,6 @@ import ast
 import functools
 import inspect
 import random
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from genbench.cache import Cache, content_hash, file_hash
 from genbench.precision import settings_for
 
 from .provenance import device_description, git_commit, package_versions
+from .record import new_record
 from .store import JOB_DONE, ResultStore
 from .suite import DatasetSpec, GeneratorSpec, Suite, split_metric
 from .timing import TIMING_SETTING_KEYS, timing_hash
@@ -306,12 +306,12 @@ class JobContext:
     def append(self, row: str | None, metric: str, fields: dict[str, Any], steps: int | None = None) -> None:
         """Build the record of (row, metric) and hand it to the sink."""
         job = self.job
-        rec = {
-            "suite": job.suite, "job": job.id, "dataset": job.dataset.name, "generator": row or job.gen.name,
-            "base": job.gen.name, "model": job.gen.model, "seed": job.seed, "steps": steps, "metric": metric,
-            "config_hash": _config_hash(job, self.device), "row_hash": _row_hash(job, self.device), "timestamp": time.time(),
-            **self.provenance, **fields,
-        }  # fmt: skip
+        rec = new_record(
+            suite=job.suite, job=job.id, dataset=job.dataset.name, generator=row or job.gen.name, base=job.gen.name,
+            model=job.gen.model, seed=job.seed, steps=steps, metric=metric,
+            hashes={"config_hash": _config_hash(job, self.device), "row_hash": _row_hash(job, self.device)},
+            provenance=self.provenance, fields=fields,
+        )  # fmt: skip
         self.emit(rec)
         if not metric.startswith("_"):
             self.added += 1

@@ -17,6 +17,8 @@ from scipy import stats as _stats
 from baselines import registry as greg
 from metrics import registry as mreg
 
+from ..record import REPORT_COLUMNS
+
 __all__ = ["ARROW", "LEVEL", "CellStats", "cell_stats", "fmt_num", "is_reference_model", "records_frame", "tied_with_best", "welch_halfwidth"]
 
 ARROW = mreg.ARROWS
@@ -35,11 +37,8 @@ def is_reference_model(model: Any) -> bool:
 # ---------------------------------------------------------------- records
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records -> DataFrame with the columns sections rely on."""
-    cols = ["suite", "job", "dataset", "generator", "base", "model", "seed", "steps", "metric", "value", "lo", "hi",
-            "n_real", "n_fake", "extractor", "settings", "extra", "na", "git_commit", "device", "versions", "timestamp",
-            "label", "direction", "unit", "per_extractor", "nfe", "loaded"]  # fmt: skip
     df = pd.DataFrame(records)
-    for c in cols:
+    for c in REPORT_COLUMNS:
         if c not in df.columns:
             df[c] = None
     return df

@@ -1,0 +1,61 @@
+"""The result record: one flat dict per (job, row, metric), the unit of ``records.jsonl``, of the leaderboards and
+of ``bench compare``.
+
+:func:`new_record` is the one constructor every writer uses: ``bench run``'s stages and timing phase (through
+``bench.job.JobContext.append``), ``bench eval`` / :func:`genbench.evaluate` (``bench.api.evaluate``) and the
+experiment suites (``bench.experiments``). A record holds
+
+* its identity: ``suite``, ``job`` (``dataset/generator/seedN``), ``dataset``, ``generator`` (the row label,
+  e.g. ``ddpm@50``), ``base`` (the suite's generator row), ``model`` (the registered name), ``seed``, ``steps``,
+  ``metric``;
+* the hashes that say which configuration produced it (``config_hash``, ``row_hash``, ``timing_hash`` or
+  ``experiment_hash``; :class:`bench.job.CurrentConfig` reads them);
+* ``timestamp`` (seconds since the epoch) and the provenance (``git_commit``, ``versions``, ``device``);
+* the metric's fields: ``value`` (None when not available, with ``na`` and ``na_reason``), ``lo``/``hi``,
+  ``label``, ``direction``, ``unit``, ``n_real``, ``n_fake``, ``extractor``, ``settings``, ``extra`` ...
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["RECORD_COLUMNS", "REPORT_COLUMNS", "Record", "new_record"]
+
+Record = dict[str, Any]
+"""A result record (see the module docstring); JSON-serializable."""
+
+RECORD_COLUMNS = (
+    "suite", "job", "dataset", "generator", "base", "model", "seed", "steps", "metric", "value", "lo", "hi", "label",
+    "direction", "unit", "n_real", "n_fake", "extractor", "settings", "extra", "na", "config_hash", "git_commit", "device",
+    "versions", "timestamp",
+)  # fmt: skip
+"""The columns every record has (a frame of records fills the missing ones with None)."""
+
+REPORT_COLUMNS = (*(c for c in RECORD_COLUMNS if c != "config_hash"), "per_extractor", "nfe", "loaded")
+"""The columns the leaderboard's sections rely on."""
+
+
+def new_record(
+    *,
+    suite: str | None,
+    job: str,
+    dataset: str,
+    generator: str,
+    base: str | None,
+    model: str | None,
+    seed: int | None,
+    steps: int | None,
+    metric: str,
+    hashes: dict[str, Any],
+    provenance: dict[str, Any],
+    fields: dict[str, Any],
+    timestamp: float | None = None,
+) -> Record:
+    """A record: identity, ``hashes`` (e.g. ``{"config_hash": ..., "row_hash": ...}``), ``timestamp`` (default
+    now), ``provenance`` and the metric's ``fields``; a key given twice keeps the last (the metric's fields win)."""
+    return {
+        "suite": suite, "job": job, "dataset": dataset, "generator": generator, "base": base, "model": model, "seed": seed,
+        "steps": steps, "metric": metric, **hashes, "timestamp": time.time() if timestamp is None else timestamp,
+        **provenance, **fields,
+    }  # fmt: skip
