@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from bench.leaderboard import fmt_num
-from bench.sections.speed_quality import _pareto, section
+from bench.sections.speed_quality import section
+from bench.sections.speed_quality_plots import _pareto
 
 SUITE = {
     "name": "speed-quality",

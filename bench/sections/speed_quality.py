@@ -40,8 +40,9 @@ from typing import Any
 import pandas as pd
 from scipy import stats as _stats
 
-from bench.plots import save_figure
 from bench.report import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
+
+from .speed_quality_plots import plot_pareto, plot_sweep
 
 DEFAULT_THRESHOLDS = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0)
 METRICS = {
@@ -219,88 +220,6 @@ def _fid_marks(records: pd.DataFrame, dataset: str, rows: list[str], metric: str
     if len([c for c in cells.values() if c.mean is not None]) < 2:
         return set(), True
     return tied_with_best(cells, "min")
-
-
-def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """Points (latency, fid, label) not dominated (lower latency and lower FID), by latency."""
-    front, best = [], math.inf
-    for p in sorted(points, key=lambda p: (p[0], p[1])):
-        if p[1] < best:
-            front.append(p)
-            best = p[1]
-    return front
-
-
-def _plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = [("lat_b1", "batch 1"), ("lat", f"batch {batch}"), ("flops", "FLOPs")]
-    cols = [(c, t) for c, t in cols if c in m.columns and m[c].notna().any()]
-    if not cols or not m["fid"].notna().any():
-        return None
-    fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
-    for ax, (col, title) in zip(axes[0], cols):
-        sub = m[m[col].notna() & m["fid"].notna() & (m[col] > 0)]
-        for _, r in m[m["model"].map(is_reference_model) & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
-            ax.axhline(r["fid"], ls="--", lw=1, color="gray")
-            ax.annotate(
-                f"{r['generator']} (reference)", (0.01, r["fid"]), xycoords=("axes fraction", "data"), fontsize=7, color="gray", va="bottom"
-            )
-        sub = sub[~sub["model"].map(is_reference_model)]
-        for base, g in sub.groupby("base", sort=False):
-            g = g.sort_values(col)
-            ax.plot(g[col], g["fid"], marker="o", ms=4, lw=1, label=base)
-            for _, r in g.iterrows():
-                lab = r["generator"].split("@")[-1] if "@" in r["generator"] else r["generator"]
-                ax.annotate(lab, (r[col], r["fid"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        real = [(float(r[col]), float(r["fid"]), r["generator"]) for _, r in sub.iterrows()]
-        front = _pareto(real)
-        if front:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="k", lw=1.5, alpha=0.35, label="Pareto front")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        if col == "flops":
-            ax.set_xlabel("FLOPs per sample (matmul/conv, counted; log)")
-            ax.set_title(f"{dataset}: FID vs FLOPs per sample")
-        else:
-            ax.set_xlabel(f"latency per sample, ms ({title}, median; log)")
-            ax.set_title(f"{dataset}: FID vs latency, {title}")
-        ax.set_ylabel("FID (log)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _plot_sweep(s: pd.DataFrame, dataset: str, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = s[s["fid"].notna() & s["class_acc"].notna()]
-    if s.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    s = s.sort_values("w")
-    ax.plot(s["class_acc"], s["fid"], marker="o")
-    for _, r in s.iterrows():
-        ax.annotate(f"w={_fmt(r['w'])}", (r["class_acc"], r["fid"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("class accuracy of the samples (digits-cnn)")
-    ax.set_ylabel("FID")
-    ax.set_title(f"{dataset}: classifier-free guidance sweep")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _orderings(records: pd.DataFrame, dataset: str, chain: list[tuple[str, str]]) -> str:
@@ -532,7 +451,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                     _table(fr, ["quality", "fastest @b1", f"fastest @b{batch}"]),
                     "",
                 ]
-            p = _plot_pareto(main, ds, batch, assets_dir / f"speed_quality__{_slug(ds)}_pareto.png")
+            p = plot_pareto(main, ds, batch, assets_dir / f"speed_quality__{_slug(ds)}_pareto.png")
             if p is not None:
                 md += [f"![FID vs latency and FLOPs on {ds}](assets/{assets_dir.name}/{p.name})", ""]
         if not sweep.empty:
@@ -562,7 +481,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
             text = _orderings(records, ds, [(f"w={_fmt(w)}", r) for w, r in zip(sweep["w"], sweep["generator"])])
             if text:
                 md += [f"FID orderings along w (tie test of the protocol): {text}.", ""]
-            p = _plot_sweep(sweep, ds, assets_dir / f"speed_quality__{_slug(ds)}_guidance.png")
+            p = plot_sweep(sweep, ds, assets_dir / f"speed_quality__{_slug(ds)}_guidance.png")
             if p is not None:
                 md += [f"![FID vs class accuracy on {ds}](assets/{assets_dir.name}/{p.name})", ""]
     return "\n".join(md).rstrip() + "\n"
