@@ -128,6 +128,6 @@ def compare_runs(a: str | Path, b: str | Path, suite: str | Suite, *, rtol: floa
                 d.outside.append((key, fld, x, y))
         d.identical += same
     return Comparison(
-        suite=suite, rtol=rtol, atol=atol, metrics=metrics,
+        suite=suite.name if isinstance(suite, Suite) else str(suite), rtol=rtol, atol=atol, metrics=metrics,
         only_a=sorted(set(ra) - set(rb), key=str), only_b=sorted(set(rb) - set(ra), key=str),
     )  # fmt: skip

@@ -59,6 +59,7 @@ def test_differences_are_measured_and_judged_against_the_tolerance(tmp_path, cap
     assert main(["compare", "--suite", "smoke", "--rtol", "1e-6", str(tmp_path / "a"), str(tmp_path / "b")]) == 1
     out = capsys.readouterr().out
     assert "outside tolerance: digits/gan/seed0 gan fid.value: 0.00987 vs 0.00735" in out and out.rstrip().endswith("NOT reproduced")
+    assert out.startswith("suite smoke: "), out[:200]  # the CLI passes a loaded Suite: its name, not its repr
 
 
 def test_missing_records_and_missing_values_are_mismatches_whatever_the_tolerance(tmp_path, capsys):
