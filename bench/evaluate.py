@@ -14,18 +14,18 @@ out as images scores like the leaderboards' ``data`` row — plus memorization
 KL and mode collapse where they apply.
 
 Reference features are checksummed artifacts of the project's cache
-(``genbench.cache``) under ``default_cache_dir()/eval/features/`` with a key
-of (data set, params, split, extractor name, weights hash, N, kind)
-(:func:`reference_key`), so a second evaluation against the same data set only
-extracts the samples' features; a damaged entry is reported and recomputed.
-Metrics run through the pipeline's ``measure`` stage, as in ``bench run``.
+(``genbench.cache``) under ``default_cache_dir()/eval/features/``, cached by
+the pipeline's feature cache (:func:`bench.measure.feature_cache`) with a key
+of (data set, params, split, N; kind, extractor name, weights hash), so a
+second evaluation against the same data set only extracts the samples'
+features; a damaged entry is reported and recomputed. Metrics run through the
+pipeline's ``measure`` stage, as in ``bench run``.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ from metrics.registry import ARROWS, MetricValue
 
 from . import data as dreg
 from .data import DataError
-from .pipeline import Measurement, load_extractor, measure
+from .measure import Measurement, feature_cache, measure, reference_key
+from .stages import load_extractor
 
 __all__ = ["run_eval", "format_eval", "default_extractor", "load_samples", "EvalValues"]
 
@@ -139,37 +140,6 @@ def _level_note(x: Tensor, info: Any) -> str | None:
     )
 
 
-def reference_key(dataset: str, params: dict, split: str, extractor: Any, n: int, kind: str) -> dict[str, Any]:
-    """The artifact-cache key of a reference feature set: data set (+ params), split, extractor name and weights hash, N, kind."""
-    return {"dataset": dataset, "params": params, "split": split, "extractor": extractor.name, "weights": extractor.weights_hash, "n": n, "kind": kind}
-
-
-def _ref_cache(cache: Cache, dataset: str, params: dict, extractor: Any, reference: str, sizes: dict[str, int]) -> Callable[..., Tensor]:
-    """feature_cache for EvalContext: real splits in the checksummed artifact cache (with mean and covariance), samples in memory only."""
-
-    def feature_cache(which: str, kind: str, compute: Callable[[], Tensor]) -> Tensor:
-        if which not in ("real", "train", "test"):
-            return compute()
-        split = reference if which == "real" else which
-        key = reference_key(dataset, params, split, extractor, sizes[split], kind)
-
-        def build() -> dict[str, Any]:
-            t = compute()
-            blob: dict[str, Any] = {"values": t, "n": sizes[split]}
-            if kind == "features" and t.ndim == 2 and len(t) > 1:
-                f = t.double()
-                blob["mu"], blob["sigma"] = f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
-            return blob
-
-        def check(blob: Any) -> None:
-            if not isinstance(blob, dict) or blob.get("n") != sizes[split] or len(blob.get("values", ())) != sizes[split]:
-                raise ValueError(f"cached reference features do not hold {sizes[split]} rows")
-
-        return cache.cached("features", key, build, validate=check)["values"]
-
-    return feature_cache
-
-
 def run_eval(
     samples: str | Path | Tensor | np.ndarray,
     dataset: str,
@@ -253,7 +223,8 @@ def run_eval(
     ctx = EvalContext(
         data_info=info, fake=x, real=real, extractor=ext, train=ds.train_x, test=ds.test_x, real_labels=real_labels,
         train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=None, generator=None, settings=settings, seed=seed,
-        device=device or "cpu", feature_cache=_ref_cache(cache, dataset, dataset_params or {}, ext, reference, sizes),
+        device=device or "cpu", feature_cache=feature_cache(cache, ext, {which: reference_key(dataset, dataset_params or {}, split, sizes[split])
+                                                              for which, split in (("real", reference), ("train", "train"), ("test", "test"))}),
     )  # fmt: skip
     results = EvalValues()
     results.extractor = ext.name

@@ -34,7 +34,6 @@ import argparse
 import hashlib
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,7 +51,7 @@ from metrics.registry import MetricValue
 
 from .data import DataError
 from .evaluate import _min_samples, default_extractor, format_eval, load_samples
-from .pipeline import measure
+from .measure import feature_cache, measure
 
 __all__ = ["score_sets", "content_key", "DEFAULT_METRICS", "add_parser", "cmd_fid"]
 
@@ -85,18 +84,6 @@ def _match_channels(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     elif a.shape[1] == 3 and b.shape[1] == 1:
         b = b.expand(-1, 3, -1, -1).contiguous()
     return a, b
-
-
-def _reference_cache(cache: Cache, ref_key: str, extractor: Any) -> Callable[..., Tensor]:
-    """EvalContext feature_cache: the reference set's features in the artifact cache, keyed by content; the samples' in memory."""
-
-    def feature_cache(which: str, kind: str, compute: Callable[[], Tensor]) -> Tensor:
-        if which != "real":
-            return compute()
-        key = {"reference": ref_key, "extractor": extractor.name, "weights": extractor.weights_hash, "kind": kind}
-        return cache.cached("features", key, lambda: {"values": compute()}, validate=lambda b: b["values"].shape)["values"]
-
-    return feature_cache
 
 
 def score_sets(
@@ -154,7 +141,7 @@ def score_sets(
     cache = Cache(Path(cache_dir) if cache_dir else default_cache_dir() / "fid")
     ctx = EvalContext(
         data_info=info, fake=x, real=ref, extractor=ext, settings=dict(settings or {}), seed=seed,
-        feature_cache=_reference_cache(cache, content_key(ref), ext),
+        feature_cache=feature_cache(cache, ext, {"real": {"content": content_key(ref)}}),
     )  # fmt: skip
     results: dict[str, MetricValue] = {}
     for res in measure(ctx, names):

@@ -1,14 +1,21 @@
-"""The measure and record stages: run the requested metrics on one evaluation context (each fails alone: n/a with
-its reason, or retried by the next run when an extractor could not load) and turn their values into records with
-the registration's label, direction and unit. ``bench run``, ``bench eval`` and the Python API all measure here."""
+"""From features to records, the one path of every evaluation: the feature cache of an evaluation context
+(:func:`feature_cache`, keyed by :func:`feature_key`), the measure stage (run the requested metrics; each fails
+alone: n/a with its reason, or retried by the next run when an extractor could not load) and the record stage
+(values to records with the registration's label, direction and unit). ``bench run``, ``bench eval``, the Python
+API and ``bench fid`` all measure here."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import torch
+from torch import Tensor
+
+from genbench.cache import Cache
 from metrics import extractors as freg
 from metrics import registry as mreg
 from metrics.context import EvalContext
@@ -18,6 +25,46 @@ from .job import JobContext
 from .suite import qualified
 
 _log = logging.getLogger("genbench.metrics")
+
+
+# ----------------------------------------------------------------------------- features
+def reference_key(dataset: str, params: dict[str, Any], split: str, n: int) -> dict[str, Any]:
+    """What identifies a data set's split as a source of features: the data set (and its parameters), the split, its N."""
+    return {"dataset": dataset, "params": params, "split": split, "n": n}
+
+
+def feature_key(source: dict[str, Any], kind: str, extractor: Any) -> dict[str, Any]:
+    """The artifact-cache key of one feature set: what it was computed from (:func:`reference_key`, a samples key,
+    a content hash), its kind (``features``, ``logits``, ``spatial:...``), the extractor's name and weights hash."""
+    return {"source": source, "kind": kind, "extractor": extractor.name, "weights": extractor.weights_hash}
+
+
+def feature_cache(cache: Cache, extractor: Any, sources: Mapping[str, dict[str, Any] | None]) -> Callable[[str, str, Callable[[], Tensor]], Tensor]:
+    """The ``feature_cache`` of an :class:`~metrics.context.EvalContext`: the feature sets of ``sources`` (a set
+    name, ``fake``, ``real``, ``train`` or ``test``, to its source key; a set absent or None is computed and not
+    cached) are kept in ``cache`` under :func:`feature_key` as checksummed artifacts holding the values, their row
+    count ``n`` and, for 2-D features, their mean ``mu`` and covariance ``sigma`` (float64)."""
+
+    def cached(which: str, kind: str, compute: Callable[[], Tensor]) -> Tensor:
+        source = sources.get(which)
+        if source is None:
+            return compute()
+
+        def build() -> dict[str, Any]:
+            t = compute()
+            blob: dict[str, Any] = {"values": t, "n": len(t)}
+            if kind == "features" and t.ndim == 2 and len(t) > 1:
+                f = t.double()
+                blob["mu"], blob["sigma"] = f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+            return blob
+
+        def check(blob: Any) -> None:
+            if not isinstance(blob, dict) or "values" not in blob or blob.get("n") != len(blob["values"]):
+                raise ValueError("cached features do not hold the rows they say")
+
+        return cache.cached("features", feature_key(source, kind, extractor), build, validate=check)["values"]
+
+    return cached
 
 
 @dataclass

@@ -5,7 +5,6 @@ cache or fitted and cached), the sampler, the samples (validated when made and w
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from metrics.context import EvalContext
 
 from . import data as dreg
 from .job import JobContext, SampleError, _code_hash, seed_everything, validate_samples
+from .measure import feature_cache, reference_key
 
 
 def load_data(ctx: JobContext) -> Any:
@@ -204,16 +204,13 @@ def features(ctx: JobContext, fake: torch.Tensor, fake_labels: torch.Tensor | No
     split = {"train": ds.train_x, "test": ds.test_x}[settings["reference"]]
     split_labels = {"train": ds.train_y, "test": ds.test_y}[settings["reference"]]
 
-    def feature_cache(which: str, kind: str, compute: Callable[[], Any]) -> Any:
-        real_split = which if which != "real" else settings["reference"]
-        base = samples_key if which == "fake" else {"dataset": ds.name, "params": job.dataset.params, "split": real_split}
-        key = {"of": base, "kind": kind, "extractor": extractor.name, "weights": extractor.weights_hash}
-        return ctx.cache.cached("features", key, compute)
-
+    sizes = {"train": len(ds.train_x), "test": len(ds.test_x)}
+    sources = {which: reference_key(ds.name, job.dataset.params, s, sizes[s]) for which, s in (("real", settings["reference"]), ("train", "train"), ("test", "test"))}
     return EvalContext(
         data_info=ds.info, fake=fake, real=split, extractor=extractor, train=ds.train_x, test=ds.test_x,
         real_labels=split_labels, train_labels=ds.train_y, test_labels=ds.test_y, fake_labels=fake_labels,
-        generator=ctx.model, steps=steps, settings=settings, seed=job.seed, device=ctx.device, feature_cache=feature_cache,
+        generator=ctx.model, steps=steps, settings=settings, seed=job.seed, device=ctx.device,
+        feature_cache=feature_cache(ctx.cache, extractor, {**sources, "fake": samples_key}),
         **_translation_inputs(ds, len(fake)),
     )  # fmt: skip
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from bench.data import DataError
-from bench.evaluate import format_eval, reference_key, run_eval
+from bench.evaluate import format_eval, run_eval
+from bench.measure import feature_key, reference_key
 from genbench.cache import Cache
 from metrics.extractors import get_extractor
 from metrics.fid import fid_from_features
@@ -47,12 +48,12 @@ def test_png_folder_of_test_split_scores_like_the_data_row(test_pngs, digits, tm
     assert res["fid"].settings["n_fake"] == 360 and res["fid"].settings["n_real"] == 1437
     assert res["dist_ratio"].value == pytest.approx(1.0, abs=0.02)
     assert res["precision"].value > 0.8 and res["class_kl"].value < 0.01
-    # reference features were cached under (dataset, split, extractor, weights hash, N) as checksummed artifacts
+    # reference features were cached under (dataset, split, N; kind, extractor, weights hash) as checksummed artifacts
     store = Cache(cache)
-    blob = store.get("features", reference_key("digits", {}, "train", e, 1437, "features"))
+    blob = store.get("features", feature_key(reference_key("digits", {}, "train", 1437), "features", e))
     assert blob["mu"].shape == (128,) and blob["sigma"].shape == (128, 128)
     assert torch.allclose(blob["values"], e.features(digits.train_x))
-    assert store.get("features", reference_key("digits", {}, "test", e, 360, "features"))["n"] == 360
+    assert store.get("features", feature_key(reference_key("digits", {}, "test", 360), "features", e))["n"] == 360
     again = run_eval(str(test_pngs), "digits", metrics=["fid"], cache_dir=cache)
     assert again["fid"].value == pytest.approx(res["fid"].value, rel=1e-9)
     table = format_eval(res)
