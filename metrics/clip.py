@@ -40,7 +40,6 @@ class-conditional generator for ``sample(prompts=...)`` lives in
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from pathlib import Path
@@ -54,7 +53,9 @@ from torch import Tensor
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from .extractors import default_cache_dir, file_hash, load_failure_reason, shipped_weights, state_hash, training_data
+from .clip_model import ClipError, ClipModel
+from .clip_open import OpenClipModel, load_open_clip
+from .extractors import default_cache_dir, load_failure_reason, shipped_weights, state_hash, training_data
 
 __all__ = [
     "ClipError",
@@ -97,10 +98,6 @@ HELD_OUT_TEMPLATE = "a drawing of the digit {w}"
 CONTEXT_LENGTH = 12
 
 
-class ClipError(RuntimeError):
-    """A CLIP model cannot be built or loaded; the message says how to fix it."""
-
-
 def class_captions() -> tuple[str, ...]:
     """The class captions of the digits data set ("a handwritten digit {word}")."""
     return tuple(TRAIN_TEMPLATES[0].format(w=w, d=i) for i, w in enumerate(DIGIT_WORDS))
@@ -111,49 +108,6 @@ def training_captions(label: int) -> list[str]:
     if not 0 <= int(label) <= 9:
         raise ValueError(f"digit label must be in 0..9, got {label}")
     return [t.format(w=DIGIT_WORDS[label], d=label) for t in TRAIN_TEMPLATES]
-
-
-# ------------------------------------------------------------------------------ interface
-class ClipModel:
-    """Common interface: L2-normalized image and text embeddings."""
-
-    name = "clip"
-    weights_hash = "none"
-    report: dict[str, Any] = {}
-
-    def encode_images(self, x: Tensor, batch_size: int = 512) -> Tensor:
-        """Images float32 NCHW in [0, 1] -> (N, D) unit vectors (CPU)."""
-        raise NotImplementedError
-
-    def encode_text(self, prompts: Sequence[str]) -> Tensor:
-        """Strings -> (N, D) unit vectors (CPU)."""
-        raise NotImplementedError
-
-    def settings(self) -> dict[str, Any]:
-        return {"clip_model": self.name, "clip_weights_hash": self.weights_hash}
-
-    @staticmethod
-    def _check_prompts(prompts: Sequence[str]) -> list[str]:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, not a single string")
-        out = list(prompts)
-        bad = [p for p in out if not isinstance(p, str)]
-        if bad:
-            raise TypeError(f"prompts must be strings, got {type(bad[0]).__name__}")
-        return out
-
-    @staticmethod
-    def _check_images(x: Tensor, who: str) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{who}: expected a torch.Tensor of images, got {type(x).__name__}")
-        if x.ndim != 4:
-            raise ValueError(f"{who}: expected images (N, C, H, W), got shape {tuple(x.shape)}")
-        x = x.float()
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{who}: images contain NaN/inf values")
-        if x.numel() and (x.min() < 0 or x.max() > 1):
-            raise ValueError(f"{who}: images must be in [0, 1], got range [{x.min():.3g}, {x.max():.3g}]")
-        return x
 
 
 # ------------------------------------------------------------------------------ digits-clip
@@ -419,92 +373,6 @@ def _load_or_train_digits_clip(
     return clip
 
 
-# ------------------------------------------------------------------------------ pretrained open_clip
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class OpenClipModel(ClipModel):
-    """Any open_clip CLIP (pretrained weights loaded by :func:`load_clip`)."""
-
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        name: str,
-        mean: Sequence[float] = OPENAI_MEAN,
-        std: Sequence[float] = OPENAI_STD,
-        weights_hash: str = "none",
-    ) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.name = name
-        size = getattr(model.visual, "image_size", 224)
-        self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(std).view(1, 3, 1, 1)
-        self.weights_hash = weights_hash
-        self.report = {}
-
-    def _prep(self, x: Tensor) -> Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        elif x.shape[1] != 3:
-            raise ValueError(f"{self.name}: expected 1 or 3 channels, got {x.shape[1]}")
-        if tuple(x.shape[2:]) != self.image_size:
-            x = F.interpolate(
-                x, size=self.image_size, mode="bicubic", align_corners=False, antialias=x.shape[2] > self.image_size[0]
-            ).clamp(0, 1)
-        return (x - self.mean) / self.std
-
-    def encode_images(self, x: Tensor, batch_size: int = 64) -> Tensor:
-        x = self._check_images(x, self.name)
-        dev = next(self.model.parameters()).device
-        with torch.no_grad():
-            out = [self.model.encode_image(self._prep(x[i : i + batch_size]).to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
-        return F.normalize(torch.cat(out), dim=-1)
-
-    def encode_text(self, prompts: Sequence[str]) -> Tensor:
-        prompts = self._check_prompts(prompts)
-        dev = next(self.model.parameters()).device
-        with torch.no_grad():
-            return F.normalize(self.model.encode_text(self.tokenizer(prompts).to(dev)).float().cpu(), dim=-1)
-
-
-def _load_open_clip(name: str, pretrained: str | Path | None, device: str | None) -> OpenClipModel:
-    import open_clip
-
-    if name not in open_clip.list_models():
-        raise ClipError(f"unknown open_clip model {name!r}; valid: digits-clip, or one of open_clip.list_models() (e.g. ViT-B-32)")
-    pretrained = pretrained or os.environ.get("GENBENCH_CLIP_WEIGHTS")
-    tags = open_clip.list_pretrained_tags_by_model(name)
-    hint = (
-        f"open_clip model {name!r} needs a local checkpoint: pass pretrained=/path/to/weights (suite setting clip_pretrained, "
-        f"or $GENBENCH_CLIP_WEIGHTS). genbench never downloads weights; on a machine with network, fetch e.g. "
-        f"'open_clip_pytorch_model.bin' of {name} from the Hugging Face hub (open_clip.list_pretrained_tags_by_model({name!r}) "
-        f"lists the tags{': ' + ', '.join(tags[:4]) + (' ...' if len(tags) > 4 else '') if tags else ': none'}) and copy the file here. "
-        f"Without a checkpoint use the embedded model (clip_model = 'digits-clip')."
-    )
-    if not pretrained:
-        raise ClipError(hint)
-    path = Path(pretrained).expanduser()
-    if not path.is_file():
-        raise ClipError(f"checkpoint {str(path)!r} not found. " + hint)
-    try:
-        model = open_clip.create_model(name, pretrained=str(path), device=device or "cpu")
-    except Exception as e:  # open_clip raises several types for bad checkpoints
-        raise ClipError(f"could not load {str(path)!r} as open_clip model {name!r}: {e}") from e
-    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-    return OpenClipModel(
-        model,
-        open_clip.get_tokenizer(name),
-        f"{name}:{path.name}",
-        cfg.get("mean", OPENAI_MEAN),
-        cfg.get("std", OPENAI_STD),
-        file_hash(path),
-    )
-
-
 _MODELS: dict[tuple, ClipModel] = {}
 
 
@@ -527,7 +395,7 @@ def load_clip(
         if model == "digits-clip":
             _MODELS[key] = _load_or_train_digits_clip(pretrained, cache_dir)
         else:
-            _MODELS[key] = _load_open_clip(model, pretrained, device)
+            _MODELS[key] = load_open_clip(model, pretrained, device)
     return _MODELS[key]
 
 
