@@ -91,14 +91,15 @@ def metric_names(job: Job) -> list[str]:
 _HASH_DEVICES = ("cpu", "cuda", "mps")  # the device types a record may come from (CurrentConfig checks each against its own)
 
 
-def _device_dataset(job: Job, device: str) -> dict[str, Any]:
+def _device_dataset(job: Job, device: str | None) -> dict[str, Any]:
     """The data set's configuration as a job run on ``device`` reads it: settings resolved for the device's type
     (:func:`genbench.precision.settings_for`), so a ``[settings.cuda]`` table is not part of a CPU job's
-    configuration and adding or editing the GPU budgets keeps the CPU records current."""
-    return {**job.dataset.__dict__, "settings": settings_for(job.dataset.settings, device)}
+    configuration and adding or editing the GPU budgets keeps the CPU records current. ``device=None``: the
+    settings as written, every device table included (how records were hashed before; still accepted)."""
+    return {**job.dataset.__dict__, "settings": dict(job.dataset.settings) if device is None else settings_for(job.dataset.settings, device)}
 
 
-def _config_hash(job: Job, device: str = "cpu") -> str:
+def _config_hash(job: Job, device: str | None = "cpu") -> str:
     """Hash of the row's and data set's configuration as it applies on ``device`` (:func:`_device_dataset`);
     the row's list of seeds is not part of a job (it has one seed)."""
     gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
@@ -110,7 +111,7 @@ def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return None if entries is None else tuple(m for m in entries if split_metric(m)[1] is None)
 
 
-def _row_hash(job: Job, device: str = "cpu") -> str:
+def _row_hash(job: Job, device: str | None = "cpu") -> str:
     """What one row (one step count) of the job depends on: the configuration without the step list, without
     the settings only the timing phase reads (its records carry those settings themselves) and without the
     ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
@@ -138,6 +139,9 @@ class CurrentConfig:
     changed ``latency_repeats`` re-times the rows and recomputes nothing else.
     A record of a second extractor (metric ``"fid@effnet-lite0"``) is current
     only while the pair's metrics still name that extractor.
+    The hashes resolve the settings for the record's own device (a CPU record
+    ignores ``[settings.cuda]``); a record hashed the earlier way, with every
+    device table in its settings, stays current while those settings are unchanged.
     Records written before ``row_hash`` existed are kept when their pair
     and row are current (their hash cannot be split); records with neither
     hash are always kept. Records of an experiment suite (personalization)
@@ -150,10 +154,12 @@ class CurrentConfig:
         self._experiment = experiment
         self._spec: dict[tuple[str, str], tuple[dict[str, str], dict[str, str], str, frozenset[str]]] = {}
         self._extra: dict[tuple[str, str], frozenset[str]] = {}  # the second extractors each pair's metrics name
+        self._legacy: dict[tuple[str, str], tuple[str, str]] = {}  # hashes of the settings as written (records made before)
         for job in jobs:
             labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
             full = {d: _config_hash(job, d) for d in _HASH_DEVICES}  # a record is checked against its own device's settings
             row = {d: _row_hash(job, d) for d in _HASH_DEVICES}
+            self._legacy[(job.dataset.name, job.gen.name)] = (_config_hash(job, None), _row_hash(job, None))
             self._spec[(job.dataset.name, job.gen.name)] = (full, row, timing_hash(job.dataset.settings), labels)
             self._extra[(job.dataset.name, job.gen.name)] = frozenset(e for e in job.dataset.metric_groups(metric_names(job)) if e is not None)
 
@@ -167,8 +173,9 @@ class CurrentConfig:
             return False
         full, row, timing, labels = spec
         dev = str(r.get("device", "")).split(":")[0]  # "cpu:<processor> xN threads", "cuda:<name>"
-        full_ok = {full[dev]} if dev in full else set(full.values())
-        row_ok = {row[dev]} if dev in row else set(row.values())
+        legacy_full, legacy_row = self._legacy[(r.get("dataset"), r.get("base"))]
+        full_ok = ({full[dev]} if dev in full else set(full.values())) | {legacy_full}
+        row_ok = ({row[dev]} if dev in row else set(row.values())) | {legacy_row}
         if r.get("metric") == JOB_DONE:
             return r.get("config_hash") in full_ok
         extractor = split_metric(str(r.get("metric")))[1]

@@ -141,6 +141,31 @@ def test_gpu_settings_do_not_invalidate_cpu_records(tmp_path):
     assert _current(s3, res)[("ddpm@2", "fid")] != first[("ddpm@2", "fid")]  # 6 training steps instead of 5
 
 
+def test_records_hashed_with_every_device_table_stay_current_until_the_settings_change(tmp_path):
+    """Records written before the hashes resolved the settings per device (their hash covers the GPU table too)
+    are current while the settings are as they were, and stale once the GPU table changes."""
+    from bench.job import _config_hash, _row_hash
+
+    res = tmp_path / "res"
+    p = tmp_path / "edits.toml"
+    _suite(tmp_path)
+    base = p.read_text()
+    p.write_text(base.replace("seeds = [0]", "seeds = [0]\n[settings.cuda]\nbudgets = { ddpm = { steps = 50 } }", 1))
+    s1 = load_suite(str(p))
+    runner_mod.run_suite(s1, results_dir=res, progress=False)
+    first = _current(s1, res)
+    jobs = {(j.dataset.name, j.gen.name): j for j in runner_mod.plan(s1)}
+    path = res / "edits" / "records.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    for r in lines:  # as the earlier code hashed them: the settings as written
+        j = jobs[(r["dataset"], r["base"])]
+        r["config_hash"], r["row_hash"] = _config_hash(j, None), _row_hash(j, None)
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert runner_mod.run_suite(s1, results_dir=res, progress=False).ran == 0 and _current(s1, res) == first
+    p.write_text(base.replace("seeds = [0]", "seeds = [0]\n[settings.cuda]\nbudgets = { ddpm = { steps = 60 } }", 1))
+    assert runner_mod.run_suite(load_suite(str(p)), results_dir=res, progress=False).ran == 2
+
+
 def test_timing_settings_do_not_invalidate_quality_records(tmp_path):
     """Changing how latency is timed re-measures nothing else (the timing records carry their own settings)."""
     res = tmp_path / "res"
