@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_images
-from .nets import UNet, pick_device
+from .base import Family
+from .nets import UNet
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 from .samplers import Denoiser, Sampler, make_sampler
@@ -112,7 +112,7 @@ def _decode_levels(logp: Tensor, mode: str, generator: torch.Generator | None) -
     return from_levels((logp.exp().cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=k - 1), k)
 
 
-class LatentDiffusion:
+class LatentDiffusion(Family):
     """Latent diffusion: KL autoencoder + latent U-Net denoiser sampled with the shared samplers.
 
     Args:
@@ -179,15 +179,14 @@ class LatentDiffusion:
             raise ValueError(f"{who}: p_uncond must be in [0, 1), got {p_uncond}")
         if decoder not in _DECODERS:
             raise ValueError(f"{who}: decoder must be one of {_DECODERS}, got {decoder!r}")
-        self.data_info = info
-        self.device = pick_device(device)
+        super().__init__(info, lr=float(lr), device=device)
         self.kl_weight = float(kl_weight)
         self.ae_fraction = float(ae_fraction)
         self.objective = objective
         self.conditional = bool(conditional)
         self.p_uncond = float(p_uncond)
         self.num_classes = info.num_classes if self.conditional else 0
-        self.lr, self.ae_lr = float(lr), float(ae_lr)
+        self.ae_lr = float(ae_lr)
         self.decoder_mode = decoder
         self.ae = KLAutoencoder(info, latent_channels, ae_width, n_down).to(self.device)
         self.latent_shape: tuple[int, int, int] = self.ae.latent_shape
@@ -204,8 +203,6 @@ class LatentDiffusion:
         self.default_steps = int(steps)
         self._sampler_params: dict[str, Any] = {"sampler": sampler or _OBJECTIVES[objective]}
         self._sampler = self.make_sampler(**self._sampler_params)
-        self.last_nfe = 0
-        self._fitted = False
 
     def set_latent_scale(self, value: float, x0_bound: float | None = None) -> None:
         """Latent scale factor (the denoiser sees ``z * scale``, unit std on the training set) and the bound
@@ -217,14 +214,10 @@ class LatentDiffusion:
         self.x0_bound = None if x0_bound is None else float(x0_bound)
 
     # -- protocol ---------------------------------------------------------------------
-    @property
-    def info(self) -> GeneratorInfo:
-        n1, t1 = count_parameters(self.ae)
-        n2, t2 = count_parameters(self.net)
-        return GeneratorInfo(
-            name=self.name, family=self.family, shape=tuple(self.data_info.shape), conditioning="class" if self.conditional else "none",
-            n_params=n1 + n2, n_trainable=t1 + t2, likelihood=None, iterative=True, default_steps=self.default_steps,
-        )  # fmt: skip
+    def info_fields(self) -> dict[str, Any]:
+        """The autoencoder's and the denoiser's parameters together; iterative sampling."""
+        (n1, t1), (n2, t2) = count_parameters(self.ae), count_parameters(self.net)
+        return {"conditioning": "class" if self.conditional else "none", "n_params": n1 + n2, "n_trainable": t1 + t2, "iterative": True, "default_steps": self.default_steps}
 
     @property
     def accepts(self) -> frozenset[str]:
@@ -247,14 +240,6 @@ class LatentDiffusion:
         kind = "eps" if self.objective == "eps" else "velocity"
         context = {"schedule": self.schedule, "default_steps": self.default_steps}
         return make_sampler(kind, name, params, context, self.name)
-
-    def _check_x(self, x: Tensor) -> Tensor:
-        """Images as float32 (N, *shape) in [0, 1] on the model's device (:func:`baselines.base.check_images`)."""
-        return check_images(self.name, x, self.data_info).to(self.device)
-
-    def _require_fit(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) first")
 
     # -- training ---------------------------------------------------------------------
     def _fit_autoencoder(self, x: Tensor, budget: Budget, t0: float) -> TrainReport:
@@ -327,7 +312,7 @@ class LatentDiffusion:
         if self.conditional and data.y is None:
             raise ValueError(f"{self.name}: conditional=True needs training labels (TrainData.y)")
         t0 = time.perf_counter()
-        x = self._check_x(data.x).cpu()
+        x = self.check_x(data.x)
         ae_steps = min(budget.steps - 1, max(1, round(self.ae_fraction * budget.steps)))
         ae_rep = self._fit_autoencoder(x, Budget(steps=ae_steps, batch_size=budget.batch_size, max_seconds=budget.max_seconds), t0)
         post = self._posteriors(x)
@@ -360,7 +345,7 @@ class LatentDiffusion:
     def encode(self, x: Tensor) -> Tensor:
         """Images (N, C, H, W) in [0, 1] -> scaled posterior means (the denoiser's latent space), flattened to (N, C_z * h * w), on CPU."""
         self.ae.eval()
-        x = self._check_x(x)
+        x = self.check_x(x).to(self.device)
         return torch.cat([self.ae.encode(x[i : i + 512])[0] for i in range(0, len(x), 512)]).flatten(1).cpu() * self.scale
 
     @torch.no_grad()
@@ -383,7 +368,7 @@ class LatentDiffusion:
         sampler: Sampler | None = None,
     ) -> Tensor:
         """n images in [0, 1]: latent noise -> the sampler's ``steps`` updates with the EMA denoiser -> decoder."""
-        self._require_fit()
+        self.require_fitted()
         if prompts is not None:
             raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
         y = class_labels(self.name, n, labels, self.data_info.num_classes, self.conditional, generator)
@@ -446,7 +431,7 @@ class LatentReconstruction:
 
     def use_pool(self, x: Tensor, labels: Tensor | None = None) -> None:
         """The held-out images (N, C, H, W) in [0, 1] to reconstruct, with optional labels."""
-        x = self.model._check_x(x).cpu()
+        x = self.model.check_x(x)
         if len(x) == 0:
             raise ValueError(f"{self.name}: the pool of held-out images is empty")
         self.pool, self.pool_labels = x, (labels.clone() if labels is not None else None)
@@ -454,10 +439,10 @@ class LatentReconstruction:
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
         """Train the autoencoder alone for ``budget.steps``."""
         t0 = time.perf_counter()
-        rep = self.model._fit_autoencoder(self.model._check_x(data.x).cpu(), budget, t0)
+        rep = self.model._fit_autoencoder(self.model.check_x(data.x), budget, t0)
         self._fitted = self.model._fitted = True
         rep.extra.update(self.model.compression)
-        rep.extra.update(self.model._reconstruction_error(self.model._check_x(data.x).cpu()))
+        rep.extra.update(self.model._reconstruction_error(self.model.check_x(data.x)))
         rep.wall_time_s = time.perf_counter() - t0
         return rep
 

@@ -57,9 +57,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import check_images
-from .nets import pick_device
-from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, count_parameters
+from .base import Family
+from .protocol import Budget, DataInfo, TrainData, TrainReport, count_parameters
 from .registry import register
 from .training import Batch, default_warmup, train
 from .vq_quantizer import VectorQuantizer, _decode_levels, _VQNet, code_statistics
@@ -95,7 +94,7 @@ def default_n_down(height: int, width: int) -> int:
     return n
 
 
-class _VQBase:
+class _VQBase(Family):
     """VQ-VAE with an independent categorical prior per code position; see the module docstring.
 
     Args:
@@ -150,14 +149,12 @@ class _VQBase:
             raise ValueError(f"{who}: restart_after must be >= 0 (0 = no restarts), got {restart_after}")
         if decoder not in _DECODERS:
             raise ValueError(f"{who}: decoder must be one of {_DECODERS}, got {decoder!r}")
-        self.data_info = info
+        super().__init__(info, lr=float(lr), device=device)
         self.num_codes = int(num_codes)
         self.restart_after = int(restart_after)
         self.ae_fraction = float(ae_fraction)
-        self.lr = float(lr)
         self.prior_lr = float(prior_lr)
         self.decoder_mode = decoder
-        self.device = pick_device(device)
         self.net = _VQNet(info, num_codes, code_dim, width, n_down, beta, ema).to(self.device)
         self.grid = self.net.grid
         self.length = self.grid[0] * self.grid[1]
@@ -166,8 +163,6 @@ class _VQBase:
             self.prior.to(self.device).eval()  # train() only inside fit: dropout off for likelihoods and sampling
         self.register_buffers()
         self._sampler = self.make_sampler() if callable(self.make_sampler) else None
-        self.last_nfe = 0
-        self._fitted = False
 
     # -- prior hooks (overridden by the transformer priors) ------------------------------
     def _make_prior(self) -> nn.Module | None:
@@ -197,16 +192,13 @@ class _VQBase:
         return codes.to(self.device)
 
     # -- protocol ---------------------------------------------------------------------
-    @property
-    def info(self) -> GeneratorInfo:
+    def info_fields(self) -> dict[str, Any]:
+        """The autoencoder's and the prior's parameters together; the bound and the sampler's iterations."""
         n, t = count_parameters(self.net)
         if self.prior is not None:
             pn, pt = count_parameters(self.prior)
             n, t = n + pn, t + pt
-        return GeneratorInfo(
-            name=self.name, family=self.family, shape=tuple(self.data_info.shape), n_params=n, n_trainable=t,
-            likelihood=self._likelihood_kind, iterative=self._iterative, default_steps=self._default_steps,
-        )  # fmt: skip
+        return {"n_params": n, "n_trainable": t, "likelihood": self._likelihood_kind, "iterative": self._iterative, "default_steps": self._default_steps}
 
     _likelihood_kind: str | None = None  # "vq-bound" with _VQBound
     _iterative = False
@@ -223,13 +215,9 @@ class _VQBase:
             raise ValueError(f"{self.name}: unknown sampler {sampler!r}; valid: independent")
         return IndependentCodeSampler()
 
-    def _check_x(self, x: Tensor) -> Tensor:
-        """Images as float32 (N, *shape) in [0, 1] on the model's device (:func:`baselines.base.check_images`)."""
-        return check_images(self.name, x, self.data_info).to(self.device)
-
-    def _require_fit(self) -> None:
-        if not self._fitted:
-            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) first")
+    def _on_device(self, x: Tensor) -> Tensor:
+        """Checked images (:meth:`check_x`) on the model's device."""
+        return self.check_x(x).to(self.device)
 
     # -- training ---------------------------------------------------------------------
     def fit(self, data: TrainData, budget: Budget) -> TrainReport:
@@ -237,7 +225,7 @@ class _VQBase:
         if budget.steps < 1:
             raise ValueError(f"{self.name}: budget.steps must be >= 1, got {budget.steps}")
         t0 = time.perf_counter()
-        x = self._check_x(data.x).cpu()
+        x = self.check_x(data.x)
         ae_steps = budget.steps if self.prior is None else max(1, round(self.ae_fraction * budget.steps))
         dim_x = self.data_info.dim
         q = self.net.quantizer
@@ -290,7 +278,7 @@ class _VQBase:
     def encode_codes(self, x: Tensor) -> Tensor:
         """Images (N, C, H, W) in [0, 1] -> nearest codes (N, h, w), long, on CPU."""
         self.net.eval()
-        x = self._check_x(x)
+        x = self._on_device(x)
         out = [self.net.quantizer.nearest(self.net.encode(x[i : i + 512]).permute(0, 2, 3, 1).reshape(-1, self.net.quantizer.dim)) for i in range(0, len(x), 512)]
         return torch.cat(out).reshape(len(x), *self.grid).cpu()
 
@@ -307,7 +295,7 @@ class _VQBase:
     def encode(self, x: Tensor) -> Tensor:
         """Images -> continuous encoder outputs z_e before quantization, flattened to (N, D * h * w), on CPU."""
         self.net.eval()
-        return self.net.encode(self._check_x(x)).flatten(1).cpu()
+        return self.net.encode(self._on_device(x)).flatten(1).cpu()
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
@@ -330,7 +318,7 @@ class _VQBase:
         sampler: Any = None,
     ) -> Tensor:
         """n images in [0, 1]: codes from the prior, decoded (see ``decoder``)."""
-        self._require_fit()
+        self.require_fitted()
         if labels is not None or prompts is not None:
             raise ValueError(f"{self.name}: the model is unconditional (no labels or prompts)")
         if n < 0:
@@ -368,9 +356,9 @@ class _VQBound:
     def elbo(self, x: Tensor) -> Tensor:
         """log p(x | z_q(x)) + log p_prior(z_q(x)), nats per example, (N,): an
         evidence lower bound (the deterministic encoder's posterior has zero entropy)."""
-        self._require_fit()
+        self.require_fitted()
         self.net.eval()
-        x = self._check_x(x)
+        x = self._on_device(x)
         out = []
         for i in range(0, len(x), 512):
             xb = x[i : i + 512]
@@ -427,14 +415,14 @@ class VQReconstruction(_VQBase):
 
     def use_pool(self, x: Tensor, labels: Tensor | None = None) -> None:
         """The held-out images (N, C, H, W) in [0, 1] to reconstruct, with optional labels."""
-        x = self._check_x(x).cpu()
+        x = self.check_x(x)
         if len(x) == 0:
             raise ValueError(f"{self.name}: the pool of held-out images is empty")
         self.pool, self.pool_labels = x, (labels.clone() if labels is not None else None)
 
     def sample_labeled(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """n reconstructed pool images and the pool labels of their originals."""
-        self._require_fit()
+        self.require_fitted()
         if self.pool is None:
             raise RuntimeError(f"{self.name}: no held-out pool; call use_pool(x) first")
         m = len(self.pool)
