@@ -466,23 +466,9 @@ class TargetReference:
 
 
 # ------------------------------------------------------------------------------------------- registrations
-@register("pix2pix", family="translation", kinds=KINDS_PAIRED, description="pix2pix: U-Net G + conditional PatchGAN D, GAN + 100 L1 (paired)")
-def make_pix2pix(info: DataInfo, width: int = 32, d_width: int = 32, dropout: float = 0.5, l1_weight: float = 100.0, lr: float = 2e-4,
-                 device: str | torch.device | None = None) -> Pix2Pix:  # fmt: skip
-    return Pix2Pix(info, width=width, d_width=d_width, dropout=dropout, l1_weight=l1_weight, lr=lr, device=device)
-
-
-@register("l1-regression", family="translation", kinds=KINDS_PAIRED, description="the pix2pix U-Net trained with L1 only (paired)")
-def make_l1_regression(info: DataInfo, width: int = 32, dropout: float = 0.5, lr: float = 2e-4, device: str | torch.device | None = None) -> L1Regression:
-    return L1Regression(info, width=width, dropout=dropout, lr=lr, device=device)
-
-
-@register("cyclegan", family="translation", kinds=KINDS_ALL, description="CycleGAN: two U-Net G, two PatchGAN D, cycle weight 10 (unpaired)")
-def make_cyclegan(info: DataInfo, width: int = 32, d_width: int = 32, cycle_weight: float = 10.0, identity_weight: float = 0.0, lr: float = 2e-4,
-                  device: str | torch.device | None = None) -> CycleGAN:  # fmt: skip
-    return CycleGAN(info, width=width, d_width=d_width, cycle_weight=cycle_weight, identity_weight=identity_weight, lr=lr, device=device)
-
-
+register("pix2pix", family="translation", kinds=KINDS_PAIRED, description="pix2pix: U-Net G + conditional PatchGAN D, GAN + 100 L1 (paired)")(Pix2Pix)
+register("l1-regression", family="translation", kinds=KINDS_PAIRED, description="the pix2pix U-Net trained with L1 only (paired)")(L1Regression)
+register("cyclegan", family="translation", kinds=KINDS_ALL, description="CycleGAN: two U-Net G, two PatchGAN D, cycle weight 10 (unpaired)")(CycleGAN)
 register("identity", family="reference", kinds=KINDS_ALL, description="translation reference: output = input (resized to the target shape)")(IdentityTranslation)
 register("target", family="reference", kinds=KINDS_ALL, description="translation reference: the ground-truth target of each source")(TargetReference)
 
