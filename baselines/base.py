@@ -39,14 +39,25 @@ __all__ = ["Family", "check_images", "with_base_keywords"]
 
 
 def with_base_keywords(cls: type) -> type:
-    """Class decorator for a family that declares only its own hyperparameters and passes ``**kwargs`` to its
-    base class: its signature (what the registry checks a suite's ``params`` against and ``bench list`` shows)
-    becomes its own parameters followed by the base ``__init__``'s keyword parameters it does not redeclare."""
-    own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is not p.VAR_KEYWORD][1:]
-    names = {p.name for p in own}
-    base = inspect.signature(cls.__mro__[1]).parameters.values()
-    extra = [p.replace(kind=p.KEYWORD_ONLY) for p in base if p.name not in names and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    cls.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
+    """Class decorator for a family that declares only its own hyperparameters and passes ``**kwargs`` on: its
+    signature (what the registry checks a suite's ``params`` against and ``bench list`` shows) becomes its own
+    ``__init__``'s parameters followed by the keyword parameters of each ``__init__`` up the class hierarchy
+    that its ``**kwargs`` reach (each base ``__init__`` that takes ``**kwargs`` passes them further up)."""
+    params: list[inspect.Parameter] = []
+    names: set[str] = set()
+    for c in cls.__mro__:
+        if "__init__" not in vars(c) or c is object:
+            continue
+        sig = list(inspect.signature(vars(c)["__init__"]).parameters.values())[1:]
+        for p in sig:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                names.add(p.name)
+                if params and params[-1].kind is p.KEYWORD_ONLY:
+                    p = p.replace(kind=p.KEYWORD_ONLY)  # nothing positional after a keyword-only parameter
+                params.append(p)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig):
+            break
+    cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     return cls
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import Family
+from .base import Family, with_base_keywords
 from .protocol import Budget, DataInfo, TrainData, TrainReport, count_parameters
 from .registry import register
 from .training import Batch, default_warmup, train
@@ -436,17 +436,9 @@ class VQReconstruction(_VQBase):
 
 
 # ----------------------------------------------------------------------------- registry
-def _ae_kwargs(num_codes: int, code_dim: int, width: int, n_down: int | None, beta: float, ema: bool, restart_after: int, lr: float, decoder: str, device: str | None) -> dict[str, Any]:
-    return dict(num_codes=num_codes, code_dim=code_dim, width=width, n_down=n_down, beta=beta, ema=ema, restart_after=restart_after, lr=lr, decoder=decoder, device=device)
-
-
 register("vqvae", family="vq", kinds=("image",), description="VQ-VAE (nearest-code quantizer, straight-through, beta 0.25) with an independent per-position code prior; VQ bound.")(VQVAE)
 
 
-@register("vqvae-recon", family="reference", kinds=("image",))
-def make_vqvae_recon(
-    info: DataInfo, pool: Tensor | None = None, pool_labels: Tensor | None = None, num_codes: int = 32, code_dim: int = 16, width: int = 32,
-    n_down: int | None = None, beta: float = 0.25, ema: bool = False, restart_after: int = 100, lr: float = 2e-3, device: str | None = None,
-) -> VQReconstruction:  # fmt: skip
-    """Reconstruction floor of the VQ autoencoder: decode(encode(held-out images))."""
-    return VQReconstruction(info, pool=pool, pool_labels=pool_labels, **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, "mode", device))
+register("vqvae-recon", family="reference", kinds=("image",), description="Reconstruction floor of the VQ autoencoder: decode(encode(held-out images)).")(
+    with_base_keywords(VQReconstruction)
+)

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import with_base_keywords
 from .protocol import Budget, DataInfo, TrainReport
 from .registry import register
 from .training import Batch, default_warmup, train
-from .vq import _ae_kwargs, _VQBase, _VQBound
+from .vq import _VQBase, _VQBound
 
 __all__ = ["AutoregressiveSampler", "CodeTransformer", "MaskGITSampler", "VQAutoregressive", "VQMaskGIT", "cosine_mask_ratio"]
 
@@ -293,31 +294,9 @@ class VQMaskGIT(_TransformerPrior):
 
 
 # ----------------------------------------------------------------------------- registry
-@register("vq-ar", family="vq", kinds=("image",))
-def make_vq_ar(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
-    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, device: str | None = None,
-) -> VQAutoregressive:  # fmt: skip
-    """VQ-VAE + causal transformer prior over raster-ordered codes (one NFE per token); VQ bound in nats."""
-    return VQAutoregressive(
-        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
-        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
-        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
-    )  # fmt: skip
-
-
-@register("vq-maskgit", family="vq", kinds=("image",))
-def make_vq_maskgit(
-    info: DataInfo, num_codes: int = 32, code_dim: int = 16, width: int = 32, n_down: int | None = None, beta: float = 0.25, ema: bool = False,
-    restart_after: int = 100, lr: float = 2e-3, decoder: str = "mode", ae_fraction: float = 0.5, prior_lr: float = 1e-3,
-    prior_dim: int = 64, prior_depth: int = 2, prior_heads: int = 4, prior_dropout: float = 0.1, prior_weight_decay: float = 0.01, default_steps: int = 8, temperature: float = 1.0,
-    choice_temperature: float = 4.5, device: str | None = None,
-) -> VQMaskGIT:  # fmt: skip
-    """VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T)."""
-    return VQMaskGIT(
-        info, ae_fraction=ae_fraction, prior_lr=prior_lr, prior_dim=prior_dim, prior_depth=prior_depth, prior_heads=prior_heads,
-        prior_dropout=prior_dropout, prior_weight_decay=prior_weight_decay,
-        default_steps=default_steps, temperature=temperature, choice_temperature=choice_temperature,
-        **_ae_kwargs(num_codes, code_dim, width, n_down, beta, ema, restart_after, lr, decoder, device),
-    )  # fmt: skip
+register("vq-ar", family="vq", kinds=("image",), description="VQ-VAE + causal transformer prior over raster-ordered codes (one NFE per token); VQ bound in nats.")(
+    with_base_keywords(VQAutoregressive)
+)
+register("vq-maskgit", family="vq", kinds=("image",), description="VQ-VAE + bidirectional MaskGIT prior: cosine mask schedule, T parallel decoding steps (steps = T).")(
+    with_base_keywords(VQMaskGIT)
+)

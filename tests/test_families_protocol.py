@@ -249,3 +249,21 @@ def test_max_seconds_stops_training(name):
     y = ds.train_y[:256] if ds.train_y is not None else None
     rep = m.fit(TrainData(ds.train_x[:256], ds.info, y), Budget(steps=10_000, batch_size=16, max_seconds=0.2))
     assert 1 <= rep.steps < 10_000
+
+
+def test_each_hyperparameter_is_declared_once_and_visible_to_the_registry():
+    """DDPM, flow matching and the VQ priors declare only their own parameters and pass ``**kwargs`` up; the
+    registry still sees (and checks a suite's params against) every parameter of the chain, once."""
+    import inspect
+
+    from bench import data
+
+    info = data.load("digits").info
+    maskgit = list(inspect.signature(registry.get("vq-maskgit").factory).parameters)
+    assert {"default_steps", "prior_dim", "num_codes", "lr", "device"} <= set(maskgit) and len(maskgit) == len(set(maskgit))
+    ddpm = set(inspect.signature(registry.get("ddpm").factory).parameters)
+    assert {"T", "schedule", "width", "lr", "ema_decay"} <= ddpm and "t_scale" not in ddpm  # a class attribute, not a hyperparameter
+    with pytest.raises(TypeError, match="prior_dimm"):
+        registry.build("vq-maskgit", info, prior_dimm=8)
+    m = registry.build("vq-maskgit", info, prior_dim=16, num_codes=8, width=8)
+    assert m.num_codes == 8 and m._prior_cfg["dim"] == 16

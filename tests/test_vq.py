@@ -290,8 +290,8 @@ def test_default_code_grid_keeps_the_prior_short_on_28x28():
     images and a prior that learned little in the suite's budget); the default now picks 7x7, digits keep 4x4."""
     mnist = DataInfo(name="mnist-like", shape=(1, 28, 28), kind="image", levels=256)
     digits = DataInfo(name="digits-like", shape=(1, 8, 8), kind="image", levels=17)
-    assert vq_priors.make_vq_ar(mnist).latent_shape == (7, 7) and vq_priors.make_vq_ar(mnist).length == 49
-    assert vq_priors.make_vq_maskgit(mnist).latent_shape == (7, 7)
+    assert vq_priors.VQAutoregressive(mnist).latent_shape == (7, 7) and vq_priors.VQAutoregressive(mnist).length == 49
+    assert vq_priors.VQMaskGIT(mnist).latent_shape == (7, 7)
     assert vq.VQVAE(digits).latent_shape == (4, 4)
     assert vq.VQVAE(mnist, n_down=1).latent_shape == (14, 14)  # an explicit n_down still wins
     assert [vq.default_n_down(s, s) for s in (4, 8, 28, 32, 64)] == [1, 1, 2, 2, 3]
