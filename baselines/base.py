@@ -18,8 +18,10 @@ in ``__init__`` after ``super().__init__``), a ``loss(batch, generator)`` and
   average when the family keeps one, the fitted flag and
   :meth:`Family.extra_state`), tensors and plain Python only.
 
-Families with more than one optimizer (GANs, image-to-image translation)
-override ``fit`` and pass a whole ``step`` to the loop instead.
+The two-stage families (VQ, latent diffusion) subclass it for ``info``, the
+checks and ``require_fitted`` and write their own ``fit`` and state. Models
+with more than one optimizer (GANs, image-to-image translation) write their
+own ``fit`` and pass a whole ``step`` to the loop instead.
 """
 
 from __future__ import annotations
