@@ -207,11 +207,14 @@ class DenoisingModel(Family):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
         sampler: Sampler | None = None,
+        net: nn.Module | None = None,
     ) -> Tensor:
         """Run ``sampler`` (default :meth:`make_sampler`) from noise drawn on the CPU
         from ``generator`` (or the given ``noise``) and return the result in the
         model's space, on its device, before quantization. Labels (random when
-        None for a conditional model) are drawn before the noise. Sets ``last_nfe``."""
+        None for a conditional model) are drawn before the noise. ``net``: the
+        network to sample (default the EMA network), e.g. an adapted copy.
+        Sets ``last_nfe``."""
         sampler = self.make_sampler() if sampler is None else sampler
         kind = getattr(sampler, "kind", self.prediction)
         if kind != self.prediction:
@@ -224,8 +227,9 @@ class DenoisingModel(Family):
         y = self._labels(n, labels, generator)
         shape = (n, *self.data_info.shape) if self.data_info.is_image else (n, self.data_info.dim)
         x = torch.randn(shape, generator=generator) if noise is None else noise.float().reshape(shape)
-        self.ema.module.eval()
-        x = sampler.run(self._run_denoiser(self.denoiser()), x.to(self.device), steps, y, generator)
+        net = self.ema.module if net is None else net
+        net.eval()
+        x = sampler.run(self._run_denoiser(self.denoiser(net)), x.to(self.device), steps, y, generator)
         self.last_nfe = sampler.nfe
         return x
 

@@ -67,7 +67,6 @@ import hashlib
 import inspect
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,9 @@ from baselines.protocol import Adaptable, Budget, TrainData, TrainReport
 from baselines.registry import build
 from baselines.training import thin_curve
 from genbench.cache import Cache, content_hash
+from metrics.context import EvalContext
 
+from .measure import feature_cache, measure, reference_key
 from .personalization_config import PersonalizationError, config_from_suite
 
 __all__ = [
@@ -105,20 +106,12 @@ METHOD = "personalization-method"
 
 
 # ----------------------------------------------------------------------------- model surgery
-@contextmanager
-def _sampling_net(ddpm: Any, net: nn.Module):
-    """Temporarily make ``net`` the network ``ddpm.sample`` uses (its EMA copy)."""
-    old = ddpm.ema.module
-    ddpm.ema.module = net
-    try:
-        yield ddpm
-    finally:
-        ddpm.ema.module = old
-
-
-def _sampler(ddpm: Any, cfg: dict[str, Any]) -> Any:
-    """The sampler object of the suite's ``sample_params`` (None: the model's default)."""
-    return ddpm.make_sampler(**cfg["sample_params"]) if cfg.get("sample_params") else None
+def _sample(ddpm: Any, net: nn.Module, cfg: dict[str, Any], labels: Tensor, generator: torch.Generator) -> Tensor:
+    """Samples of ``labels`` from ``ddpm`` run with the network ``net`` (the pretrained or an adapted one), with the
+    suite's sampler (``sample_params``; default the model's) and ``sample_steps``; images in [0, 1]."""
+    sampler = ddpm.make_sampler(**cfg["sample_params"]) if cfg.get("sample_params") else None
+    x = ddpm.sample_internal(len(labels), labels=labels, steps=int(cfg["sample_steps"]), generator=generator, sampler=sampler, net=net)
+    return ddpm.from_internal(x)
 
 
 def finetune(
@@ -146,7 +139,7 @@ def finetune(
 class _Refs:
     """Real reference sets and their features, shared by all methods of a seed."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int) -> None:
+    def __init__(self, cfg: dict[str, Any], seed: int, cache: Cache) -> None:
         from metrics.extractors import get_extractor
 
         from . import data as bdata
@@ -171,15 +164,33 @@ class _Refs:
         self.pre_x, self.pre_y = ds.train_x[keep_tr], ds.train_y[keep_tr]
         self.prior_ref = ds.test_x[keep_te]
         self.prior_labels = ds.test_y[keep_te]
-        self.f_concept = self.ext.features(self.ref_concept)
-        self.f_prior = self.ext.features(self.prior_ref)
         self.seed = seed
+        n_ex = int(cfg["n_examples"])
+        # what each reference set is drawn from, as the pipeline's feature cache keys it (bench.measure.reference_key)
+        self.sources = {
+            "concept": reference_key(ds.name, {"class": c, "minus_examples": {"n": n_ex, "seed": seed}}, "train+test", len(self.ref_concept)),
+            "prior": reference_key(ds.name, {"classes_except": c}, "test", len(self.prior_ref)),
+        }
+        self.sets = {"concept": (self.ref_concept, None), "prior": (self.prior_ref, self.prior_labels)}
+        self.cache = cache
 
-
-def _fid(ref_f: Tensor, fake: Tensor, ext) -> float:
-    from metrics.fid import fid_from_features
-
-    return fid_from_features(ref_f, ext.features(fake)).value
+    def scores(self, which: str, fake: Tensor, labels: Tensor, names: tuple[str, ...] = ("fid", "class_acc")) -> dict[str, float]:
+        """The registered metrics ``names`` of ``fake`` (conditioned on ``labels``) against the ``which`` reference set
+        (``concept`` or ``prior``), through the pipeline's measure stage; the reference features are kept in the
+        pipeline's feature cache. Returns {output name: value}."""
+        real, real_labels = self.sets[which]
+        if real_labels is None:
+            real_labels = torch.full((len(real),), self.concept)
+        ectx = EvalContext(
+            self.ds.info, fake, real, self.ext, real_labels=real_labels, fake_labels=labels, seed=self.seed,
+            feature_cache=feature_cache(self.cache, self.ext, {"real": self.sources[which]}),
+        )  # fmt: skip
+        out: dict[str, float] = {}
+        for m in measure(ectx, names):
+            if m.values is None:
+                raise PersonalizationError(f"{which} {m.spec.name}: {m.reason}")
+            out.update({k: v.value for k, v in m.values.items()})
+        return out
 
 
 def evaluate(ddpm: Any, net: nn.Module, refs: _Refs, cfg: dict[str, Any], seed: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -189,23 +200,16 @@ def evaluate(ddpm: Any, net: nn.Module, refs: _Refs, cfg: dict[str, Any], seed: 
 
     c = refs.concept
     n_c = len(refs.ref_concept)
-    steps = int(cfg["sample_steps"])
-    sampler = _sampler(ddpm, cfg)
-    with _sampling_net(ddpm, net), torch.no_grad():
-        xc = ddpm.sample(
-            n_c, labels=torch.full((n_c,), c), steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 1), sampler=sampler
-        )
-        xp = ddpm.sample(
-            len(refs.prior_labels), labels=refs.prior_labels, steps=steps, generator=torch.Generator().manual_seed(1000 * seed + 2),
-            sampler=sampler,
-        )  # fmt: skip
-    ext = refs.ext
+    yc = torch.full((n_c,), c)
+    xc = _sample(ddpm, net, cfg, yc, torch.Generator().manual_seed(1000 * seed + 1))
+    xp = _sample(ddpm, net, cfg, refs.prior_labels, torch.Generator().manual_seed(1000 * seed + 2))
+    concept, prior = refs.scores("concept", xc, yc), refs.scores("prior", xp, refs.prior_labels)
     vals = {
-        "concept_fid": _fid(refs.f_concept, xc, ext),
-        "concept_acc": float((ext.logits(xc).argmax(1) == c).float().mean()),
+        "concept_fid": concept["fid"],
+        "concept_acc": concept["class_acc"],
         "concept_clip": clip_score_images(xc, cfg["clip_prompt"])[1],
-        "prior_fid": _fid(refs.f_prior, xp, ext),
-        "prior_acc": float((ext.logits(xp).argmax(1) == refs.prior_labels).float().mean()),
+        "prior_fid": prior["fid"],
+        "prior_acc": prior["class_acc"],
     }
     k = int(cfg["grid_samples"])
     first = [
@@ -292,11 +296,7 @@ def _run_method(
             n_prior = int(cfg["n_prior"])
             classes = torch.tensor(sorted(set(refs.pre_y.tolist())))
             labels = classes[torch.arange(n_prior) % len(classes)]
-            with _sampling_net(ddpm, base_net), torch.no_grad():
-                xs = ddpm.sample(
-                    n_prior, labels=labels, steps=int(cfg["sample_steps"]), generator=torch.Generator().manual_seed(1000 * seed + 3),
-                    sampler=_sampler(ddpm, cfg),
-                )  # fmt: skip
+            xs = _sample(ddpm, base_net, cfg, labels, torch.Generator().manual_seed(1000 * seed + 3))
             prior_cache["prior"] = (xs, labels)
             prior_cache["prior_s"] = time.perf_counter() - tp
         prior = prior_cache["prior"]
@@ -363,7 +363,7 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
 
     clip = load_clip()
     for seed in seeds:
-        refs = _Refs(cfg, seed)
+        refs = _Refs(cfg, seed, cache)
         ddpm, pre_report = pretrain(cfg, refs, cache_dir, device, seed)
         base_net = ddpm.ema.module
         seen = sorted(set(refs.pre_y.tolist()))
@@ -374,7 +374,7 @@ def run_personalization(suite: dict, results_dir: Path, cache_dir: Path, device:
                 "seed": seed,
                 "pretrain": {k: v for k, v in pre_report.items() if k != "cached"},
                 "clip": clip.weights_hash,
-                "v": 1,
+                "v": 2,
             }
         )
         prior_cache: dict = {}
@@ -454,16 +454,16 @@ def _real_rows(refs: _Refs, cfg: dict[str, Any], common: dict, protocol: dict, s
     """The real-data row: ceiling of concept accuracy / CLIP score, floor of the prior FID."""
     from metrics.clip_score import clip_score_images
 
-    ext = refs.ext
     g = torch.Generator().manual_seed(20_000 + seed)
     n = len(refs.prior_ref)
     idx = torch.randperm(len(refs.pre_x), generator=g)[:n]
     real_prior = refs.pre_x[idx]
+    prior = refs.scores("prior", real_prior, refs.pre_y[idx])
     vals = {
-        "concept_acc": float((ext.logits(refs.ref_concept).argmax(1) == refs.concept).float().mean()),
+        "concept_acc": refs.scores("concept", refs.ref_concept, torch.full((len(refs.ref_concept),), refs.concept), ("class_acc",))["class_acc"],
         "concept_clip": clip_score_images(refs.ref_concept, cfg["clip_prompt"])[1],
-        "prior_fid": _fid(refs.f_prior, real_prior, ext),
-        "prior_acc": float((ext.logits(real_prior).argmax(1) == refs.pre_y[idx]).float().mean()),
+        "prior_fid": prior["fid"],
+        "prior_acc": prior["class_acc"],
     }
     base = {**common, "generator": "real data", "model": "data", "job": f"{cfg['dataset']}/real data/seed{seed}"}
     settings = {

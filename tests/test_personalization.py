@@ -273,3 +273,22 @@ def test_ddpm_adapt_trains_only_what_the_method_names(digits):
         u.adapt(TrainData(nines, digits.info), Budget(steps=1), method="embedding")
     with pytest.raises(NotApplicable, match="no attention"):
         m.adapt(TrainData(nines, digits.info, y), Budget(steps=1), method="kv")
+
+
+def test_scores_go_through_the_metric_registry_and_the_feature_cache(tmp_path):
+    """The experiment's FID and class accuracy are the registered metrics: equal to FID computed by hand on the
+    extractor's features and to the share of matching argmax labels; the reference features land in the cache."""
+    from bench.personalization import _Refs
+    from genbench.cache import Cache
+    from metrics.fid import fid_from_features
+
+    cfg, _ = config_from_suite(_tiny_suite())
+    refs = _Refs(cfg, 0, Cache(tmp_path))
+    fake = refs.pre_x[:200]
+    labels = refs.pre_y[:200]
+    got = refs.scores("prior", fake, labels)
+    ext = refs.ext
+    assert got["fid"] == pytest.approx(fid_from_features(ext.features(refs.prior_ref), ext.features(fake)).value, rel=1e-9)
+    assert got["class_acc"] == pytest.approx(float((ext.logits(fake).argmax(1) == labels).double().mean()), abs=1e-12)
+    assert list(tmp_path.rglob("*")), "the reference features were not cached"
+    assert refs.scores("prior", fake, labels)["fid"] == got["fid"]  # served from the cache: same value
