@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines import registry as greg
 from genbench.cache import Cache, content_hash, file_hash
 from genbench.precision import settings_for
 
@@ -284,6 +285,16 @@ def _code_hash(factory: Any) -> str:
     return content_hash({f.name: file_hash(f) for f in sorted(files)})
 
 
+@functools.lru_cache(maxsize=None)
+def model_family(model: str) -> str | None:
+    """The registered family of generator ``model`` (None when it cannot be resolved), written into each record so
+    that the report needs no family code to tell reference rows from ranked ones."""
+    try:
+        return greg.get(model).family
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+
+
 @dataclass
 class JobContext:
     """State shared by the stages of one job.
@@ -317,7 +328,7 @@ class JobContext:
             suite=job.suite, job=job.id, dataset=job.dataset.name, generator=row or job.gen.name, base=job.gen.name,
             model=job.gen.model, seed=job.seed, steps=steps, metric=metric,
             hashes={"config_hash": _config_hash(job, self.device), "row_hash": _row_hash(job, self.device)},
-            provenance=self.provenance, fields=fields,
+            provenance=self.provenance, fields=fields, family=model_family(job.gen.model),
         )  # fmt: skip
         self.emit(rec)
         if not metric.startswith("_"):

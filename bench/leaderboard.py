@@ -50,7 +50,6 @@ from .report.core import (
     _finite,
     cell_stats,
     fmt_num,
-    is_reference_model,
     records_frame,
     tied_with_best,
     welch_halfwidth,
@@ -65,7 +64,6 @@ __all__ = [
     "check_output",
     "left_out_lines",
     "run_lines",
-    "is_reference_model",
     "ARROW",
     "FORMATS",
     "CellStats",
@@ -157,7 +155,7 @@ def table_data(df: pd.DataFrame, suite: Suite, dataset: str) -> dict[str, Any]:
         return {"rows": [], "columns": {}, "cells": {}, "marked": {}, "untested": [], "reference": set(), "seeds": {}, "sub": sub, "present": set()}
     metrics = _metric_order(suite, dataset, sub)
     rows = list(dict.fromkeys(sub["generator"]))
-    ref_rows = {r for r in rows if is_reference_model(sub[sub["generator"] == r]["model"].iloc[0])}
+    ref_rows = set(sub.loc[sub["reference"].astype(bool), "generator"])
     rows = sorted(rows, key=lambda r: (r not in ref_rows, _suite_index(suite, sub, r)))
     columns, cells, marked, untested = {}, {}, {}, []
     present = set(zip(sub["generator"], sub["metric"]))

@@ -465,7 +465,10 @@ def _real_rows(refs: _Refs, cfg: dict[str, Any], common: dict, protocol: dict, s
         "prior_fid": prior["fid"],
         "prior_acc": prior["class_acc"],
     }
-    base = {**common, "generator": "real data", "model": "data", "job": f"{cfg['dataset']}/real data/seed{seed}"}
+    base = {
+        **common, "generator": "real data", "model": "data", "family": "reference", "reference": True,
+        "job": f"{cfg['dataset']}/real data/seed{seed}",
+    }  # fmt: skip
     settings = {
         **protocol,
         "real_row": "concept metrics on the real reference images; prior FID of train-split images (N = test count) vs the test split",

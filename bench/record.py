@@ -6,8 +6,9 @@ of ``bench compare``.
 experiment suites (``bench.experiments``). A record holds
 
 * its identity: ``suite``, ``job`` (``dataset/generator/seedN``), ``dataset``, ``generator`` (the row label,
-  e.g. ``ddpm@50``), ``base`` (the suite's generator row), ``model`` (the registered name), ``seed``, ``steps``,
-  ``metric``;
+  e.g. ``ddpm@50``), ``base`` (the suite's generator row), ``model`` (the registered name), ``family`` (its
+  registered family, e.g. ``diffusion``; None for a user's model), ``reference`` (True for the floors and ceilings:
+  models registered with ``family="reference"``; the report ranks them never), ``seed``, ``steps``, ``metric``;
 * the hashes that say which configuration produced it (``config_hash``, ``row_hash``, ``timing_hash`` or
   ``experiment_hash``; :class:`bench.job.CurrentConfig` reads them);
 * ``timestamp`` (seconds since the epoch) and the provenance (``git_commit``, ``versions``, ``device``);
@@ -20,13 +21,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ["RECORD_COLUMNS", "REPORT_COLUMNS", "Record", "new_record"]
+__all__ = ["RECORD_COLUMNS", "REFERENCE_FAMILY", "REPORT_COLUMNS", "Record", "new_record"]
+
+REFERENCE_FAMILY = "reference"
+"""The family of the floor and ceiling rows (the data row, uniform noise, reconstruction floors)."""
 
 Record = dict[str, Any]
 """A result record (see the module docstring); JSON-serializable."""
 
 RECORD_COLUMNS = (
-    "suite", "job", "dataset", "generator", "base", "model", "seed", "steps", "metric", "value", "lo", "hi", "label",
+    "suite", "job", "dataset", "generator", "base", "model", "family", "reference", "seed", "steps", "metric", "value", "lo", "hi", "label",
     "direction", "unit", "n_real", "n_fake", "extractor", "settings", "extra", "na", "config_hash", "git_commit", "device",
     "versions", "timestamp",
 )  # fmt: skip
@@ -51,11 +55,14 @@ def new_record(
     provenance: dict[str, Any],
     fields: dict[str, Any],
     timestamp: float | None = None,
+    family: str | None = None,
 ) -> Record:
     """A record: identity, ``hashes`` (e.g. ``{"config_hash": ..., "row_hash": ...}``), ``timestamp`` (default
-    now), ``provenance`` and the metric's ``fields``; a key given twice keeps the last (the metric's fields win)."""
+    now), ``provenance`` and the metric's ``fields``; a key given twice keeps the last (the metric's fields win).
+    ``family``: the model's registered family; ``reference`` is derived from it."""
     return {
-        "suite": suite, "job": job, "dataset": dataset, "generator": generator, "base": base, "model": model, "seed": seed,
+        "suite": suite, "job": job, "dataset": dataset, "generator": generator, "base": base, "model": model,
+        "family": family, "reference": family == REFERENCE_FAMILY, "seed": seed,
         "steps": steps, "metric": metric, **hashes, "timestamp": time.time() if timestamp is None else timestamp,
         **provenance, **fields,
     }  # fmt: skip

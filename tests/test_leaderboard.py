@@ -299,3 +299,32 @@ def test_sections_and_the_report_core_do_not_import_the_leaderboard():
             own = f"bench.{package}"  # a section may use its own package's helpers
             bad = {n for n in names for f in forbidden if (n == f or n.startswith(f + ".")) and not n.startswith(own)}
             assert not bad, f"{path.relative_to(root)} imports {sorted(bad)}"
+
+
+def test_reference_rows_come_from_the_records_without_importing_family_code(suite):
+    """A record says whether its row is a floor/ceiling (``reference``, from run time): rendering a table from such
+    records loads no family module; records written before the field existed get it from the registry."""
+    import subprocess
+    import sys
+
+    recs = [{**r, "family": "reference" if r["generator"] == "data" else "x", "reference": r["generator"] == "data"} for r in _records()]
+    code = (
+        "import json, sys\n"
+        "from bench import leaderboard as lb\n"
+        "from bench.suite import load_suite\n"
+        f"df = lb.records_frame(json.loads({json.dumps(recs)!r}))\n"
+        f"md = lb.dataset_table(df, load_suite({str(suite.path)!r}), 'digits')\n"
+        "assert 'data (reference)' in md, md\n"
+        "fam = sorted(m for m in sys.modules if m.startswith('baselines.') and m not in "
+        "('baselines.protocol', 'baselines.registry', 'baselines.training'))\n"
+        "print(fam)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"family modules imported while rendering: {out.stdout}"
+    # a legacy record (no reference field): looked up by model name, the data row is a reference row
+    legacy = lb.records_frame(_records())
+    assert set(legacy.loc[legacy["reference"], "generator"]) == {"data"}
+    # a record that says it is not a reference row is ranked, whatever its model
+    flipped = lb.records_frame([{**r, "reference": False} for r in _records()])
+    assert not flipped["reference"].any()

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from bench.leaderboard import fmt_num
+from bench.report import records_frame
 from bench.sections.speed_quality import section
 from bench.sections.speed_quality_plots import _pareto
 
@@ -60,7 +61,7 @@ def _records(seeds=(0, 1)) -> pd.DataFrame:
         # a metric that did not apply is recorded with value None: must be ignored
         recs.append({"suite": "speed-quality", "dataset": "digits", "generator": "gan", "base": "gan", "model": "gan", "seed": seed,
                      "steps": None, "metric": "nll", "value": None, "lo": None, "hi": None})  # fmt: skip
-    return pd.DataFrame(recs)
+    return records_frame(recs)
 
 
 def _line(md: str, start: str) -> str:
@@ -156,7 +157,7 @@ def _timing_records(loaded_row: str | None = None) -> pd.DataFrame:
         extra.append({**b, "metric": "flops_per_sample", "value": 1e6 * (steps or 1)})
         extra.append({**b, "metric": "params", "value": 12345.0})
         extra.append({**b, "metric": "peak_mem_mb", "value": 2.5})
-    return pd.concat([recs, pd.DataFrame(extra)], ignore_index=True)
+    return pd.concat([recs, records_frame(extra)], ignore_index=True)
 
 
 def test_section_cost_columns_nfe_spread_and_flops_pareto(tmp_path):

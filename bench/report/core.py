@@ -14,33 +14,40 @@ from typing import Any
 import pandas as pd
 from scipy import stats as _stats
 
-from baselines import registry as greg
 from metrics import registry as mreg
 
-from ..record import REPORT_COLUMNS
+from ..record import REFERENCE_FAMILY, REPORT_COLUMNS
 
-__all__ = ["ARROW", "LEVEL", "CellStats", "cell_stats", "fmt_num", "is_reference_model", "records_frame", "tied_with_best", "welch_halfwidth"]
+__all__ = ["ARROW", "LEVEL", "CellStats", "cell_stats", "fmt_num", "records_frame", "tied_with_best", "welch_halfwidth"]
 
 ARROW = mreg.ARROWS
 LEVEL = 0.95
 
 
-def is_reference_model(model: Any) -> bool:
-    """Rows of a model registered with ``family="reference"`` (the data row, uniform, translation identity/target,
-    the VQ and latent-diffusion reconstruction floors) are floors and ceilings: shown, never ranked or bolded."""
+def _legacy_family(model: Any) -> str | None:
+    """The registered family of ``model``, for records written before records carried it (imports the families)."""
+    from baselines import registry as greg
+
     try:
-        return greg.get(str(model)).family == "reference"
-    except (KeyError, ValueError):  # a model no longer registered (old records): ranked like any row
-        return False
+        return greg.get(str(model)).family
+    except (KeyError, ValueError, ImportError):  # a model no longer registered: ranked like any row
+        return None
 
 
-# ---------------------------------------------------------------- records
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Records -> DataFrame with the columns sections rely on."""
+    """Records -> DataFrame with the columns sections rely on. ``reference`` (bool) marks the floors and ceilings:
+    shown, never ranked or bolded. Records carry it from run time; for older records that lack it, it is looked up
+    once per model in the generator registry."""
     df = pd.DataFrame(records)
     for c in REPORT_COLUMNS:
         if c not in df.columns:
             df[c] = None
+    missing = df["reference"].isna()
+    if missing.any():
+        fam = {m: _legacy_family(m) for m in df.loc[missing, "model"].dropna().unique()}
+        df.loc[missing, "family"] = df.loc[missing, "model"].map(fam)
+        df.loc[missing, "reference"] = df.loc[missing, "family"] == REFERENCE_FAMILY
+    df["reference"] = df["reference"].astype(bool)
     return df
 
 

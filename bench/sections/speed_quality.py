@@ -40,7 +40,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats as _stats
 
-from bench.report import LEVEL, cell_stats, fmt_num, is_reference_model, tied_with_best
+from bench.report import LEVEL, cell_stats, fmt_num, tied_with_best
 
 from .speed_quality_plots import plot_pareto, plot_sweep
 
@@ -103,7 +103,7 @@ def _wide(df: pd.DataFrame) -> pd.DataFrame:
     d["value"] = d["value"].astype(float)
     d["spread"] = (pd.to_numeric(d["hi"], errors="coerce") - pd.to_numeric(d["lo"], errors="coerce")).astype(float)
     d["steps"] = d["steps"].astype("float")
-    keys = ["dataset", "generator", "base", "model", "seed", "steps"]
+    keys = ["dataset", "generator", "base", "model", "reference", "seed", "steps"]
     d["steps"] = d["steps"].fillna(-1)
     val = d.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean").rename(columns=METRICS)
     iqr = d[d["metric"].isin(["latency_ms", "latency_b1_ms"])].pivot_table(index=keys, columns="metric", values="spread", aggfunc="mean")
@@ -128,7 +128,7 @@ def _wide(df: pd.DataFrame) -> pd.DataFrame:
 def _mean_rows(w: pd.DataFrame) -> pd.DataFrame:
     """Average over seeds: one row per generator row label."""
     num = [c for c in list(METRICS.values()) + ["lat_iqr", "lat_b1_iqr", "nfe_rec"] if c in w.columns]
-    g = w.groupby(["generator", "base", "model"], dropna=False, sort=False)
+    g = w.groupby(["generator", "base", "model", "reference"], dropna=False, sort=False)
     m = g[num].mean()
     m["n_seeds"] = g["seed"].nunique()
     m["steps"] = g["steps"].first()
@@ -254,7 +254,7 @@ def _sweep_lines(records: pd.DataFrame, dataset: str, main: pd.DataFrame) -> lis
 def _ratios(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict]) -> list[list[str]]:
     """Per compared row: FID, latencies and reference/row latency ratios (per seed, then mean)."""
     rows = []
-    cand = m[(m["generator"] != ref) & ~m["model"].map(is_reference_model) & m["fid"].notna()]
+    cand = m[(m["generator"] != ref) & ~m["reference"] & m["fid"].notna()]
     best = []
     for base, g in cand.groupby("base", sort=False):
         if not _is_sweep(specs.get(base)):
@@ -328,7 +328,7 @@ def _paired(w: pd.DataFrame, m: pd.DataFrame, ref: str, specs: dict[str, dict], 
 
 def _fastest(m: pd.DataFrame, thresholds: list[float]) -> list[list[str]]:
     rows = []
-    cand = m[~m["model"].map(is_reference_model) & m["fid"].notna()]
+    cand = m[~m["reference"] & m["fid"].notna()]
     for th in thresholds:
         ok = cand[cand["fid"] <= th]
         cells = [f"FID ≤ {_fmt(th)}"]
@@ -379,7 +379,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         sweep = m[is_sweep].copy()
         md += [f"### {ds}", ""]
         if not main.empty:
-            ranked = [r for r, mod in zip(main["generator"], main["model"]) if not is_reference_model(mod)]
+            ranked = [r for r, ref in zip(main["generator"], main["reference"]) if not ref]
             marks = {k: _fid_marks(records, ds, ranked, k) for k in ("fid", "fd_inf")}
             has = {c: main[c].notna().any() for c in ("fd_inf", "ms_nfe", "flops", "params", "mem")}
 

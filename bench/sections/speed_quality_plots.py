@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench.plots import save_figure
-from bench.report import fmt_num, is_reference_model
+from bench.report import fmt_num
 
 __all__ = ["plot_pareto", "plot_sweep"]
 
@@ -39,12 +39,12 @@ def plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path |
     fig, axes = plt.subplots(1, len(cols), figsize=(6.5 * len(cols), 4.8), squeeze=False)
     for ax, (col, title) in zip(axes[0], cols):
         sub = m[m[col].notna() & m["fid"].notna() & (m[col] > 0)]
-        for _, r in m[m["model"].map(is_reference_model) & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
+        for _, r in m[m["reference"] & m["fid"].notna()].iterrows():  # floor/ceiling lines, not points (at any cost)
             ax.axhline(r["fid"], ls="--", lw=1, color="gray")
             ax.annotate(
                 f"{r['generator']} (reference)", (0.01, r["fid"]), xycoords=("axes fraction", "data"), fontsize=7, color="gray", va="bottom"
             )
-        sub = sub[~sub["model"].map(is_reference_model)]
+        sub = sub[~sub["reference"]]
         for base, g in sub.groupby("base", sort=False):
             g = g.sort_values(col)
             ax.plot(g[col], g["fid"], marker="o", ms=4, lw=1, label=base)
