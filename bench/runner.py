@@ -16,12 +16,15 @@ latency quietly in one process; it uses :meth:`Runner.load_model` and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from baselines import registry as greg
 from genbench.cache import Cache
@@ -42,13 +45,12 @@ from .pipeline import (
     load_data,
     provenance,
     run_job,
-    suite_store,
     train,
     validate_samples,
 )
 from .pipeline import choose_sampler as _choose_sampler
 from .provenance import device_description, resolve_device
-from .store import ResultStore
+from .store import ResultStore, suite_store
 from .suite import Suite, validate_names
 from .timing import run_timing_phase
 
@@ -312,14 +314,22 @@ def run_suite(
     """
     started = _dt.datetime.now(_dt.UTC)
     dev = resolve_device(device)
-    par = choose_parallelism(1 if executor == "local" and workers is None else workers, threads, device=dev)  # local: one worker, every core
+    # local, and experiment suites (they run in this process): one worker, every core
+    par = choose_parallelism(1 if (executor == "local" and workers is None) or suite.experiment else workers, threads, device=dev)
+    if suite.experiment:
+        par = dataclasses.replace(par, source="an experiment suite runs in one process")
     for spec in imports:  # the driver plans with the user's registrations too
         import_user_module(spec)
     validate_names(suite)  # once per run, before any work (load_suite checked the fields)
     with LoadMonitor(threshold_cores=0.25, own_threads=max(1, par.workers * par.threads), track_children=True, poll_s=1.0) as mon:
         if suite.experiment:
-            summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=dev, progress=progress)
-            summary.executor, summary.workers = "local", 1
+            before = torch.get_num_threads()
+            torch.set_num_threads(par.threads)
+            try:
+                summary = run_experiment(suite, seeds=seeds, results_dir=Path(results_dir), device=dev, progress=progress)
+            finally:
+                torch.set_num_threads(before)
+            summary.executor, summary.workers, summary.threads = "local", 1, par.threads
         else:
             runner = Runner(suite, results_dir=results_dir, device=dev, progress=progress, save_samples=save_samples, imports=imports, job_lines=job_lines,
                             retime=retime)  # fmt: skip

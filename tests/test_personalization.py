@@ -292,3 +292,23 @@ def test_scores_go_through_the_metric_registry_and_the_feature_cache(tmp_path):
     assert got["class_acc"] == pytest.approx(float((ext.logits(fake).argmax(1) == labels).double().mean()), abs=1e-12)
     assert list(tmp_path.rglob("*")), "the reference features were not cached"
     assert refs.scores("prior", fake, labels)["fid"] == got["fid"]  # served from the cache: same value
+
+
+def test_an_experiment_run_logs_the_one_process_it_ran_in(tmp_path):
+    """An experiment suite runs in the bench process, whatever --jobs says: its runs.jsonl line says one worker with
+    every usable core's thread, and why."""
+    import json
+
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    toml = (
+        'name = "pers-tiny"\nexperiment = "personalization"\nseeds = [0]\n[personalization]\n'
+        'params = { conditional = true, width = 8, T = 20 }\npretrain = { steps = 2, batch_size = 16 }\nsample_steps = 2\n'
+        'grid_samples = 2\n[[personalization.methods]]\nname = "pretrained"\nmethod = "none"\n'
+    )
+    (tmp_path / "pers-tiny.toml").write_text(toml)
+    run_suite(load_suite(str(tmp_path / "pers-tiny.toml")), results_dir=tmp_path / "res", workers=2, threads=1, progress=False)
+    entry = json.loads((tmp_path / "res" / "pers-tiny" / "runs.jsonl").read_text().splitlines()[-1])
+    assert entry["workers"] == 1 and entry["threads"] == 1 and entry["executor"] == "local"
+    assert entry["parallelism"].startswith("1 worker x 1 thread") and "one process" in entry["parallelism"]
