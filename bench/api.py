@@ -42,10 +42,9 @@ from . import data as dreg
 from . import runner as _runner
 from .evaluate import default_extractor, format_eval, run_eval
 from .leaderboard import write_leaderboard
-from .pipeline import suite_store
 from .provenance import device_description, git_commit, package_versions
 from .record import RECORD_COLUMNS, new_record
-from .store import ResultStore
+from .store import ResultStore, suite_store
 from .suite import Suite, load_suite, validate_names
 
 __all__ = ["EvalResult", "SuiteRun", "evaluate", "run_suite", "load_results", "RECORD_COLUMNS"]

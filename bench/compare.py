@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .pipeline import suite_store
-from .store import record_key
+from .store import record_key, suite_store
 from .suite import Suite
 
 __all__ = ["WALL_CLOCK", "Comparison", "compare_runs"]

@@ -6,7 +6,7 @@ with lazy ``"module:function"`` targets). An experiment function
 ``fn(suite: dict, results_dir: Path, cache_dir: Path, device: str,
 seeds: list[int]) -> list[dict]`` returns records; the harness stores each one
 (skipping keys already present), so a re-run adds nothing. Each record carries
-``experiment_hash`` (``bench.pipeline.experiment_hash``): after the suite is
+``experiment_hash`` (``bench.store.experiment_hash``): after the suite is
 edited, the records of its earlier configuration no longer count, so the new
 ones are stored and shown.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from genbench.registry import Registry
 
-from .pipeline import RunSummary, experiment_hash, provenance, suite_store
+from .pipeline import RunSummary, provenance
 from .record import new_record
-from .store import record_key
+from .store import experiment_hash, record_key, suite_store
 from .suite import Suite, SuiteError
 
 __all__ = ["EXPERIMENTS", "run_experiment"]

@@ -40,7 +40,6 @@ from genbench import safeio
 from genbench.registry import check_name
 from metrics import registry as mreg
 
-from .pipeline import suite_store
 from .plots import save_loss_curves
 from .report.assets import MANIFEST, _assets_dir, _read_manifest, _remove_generated, _sig, _write_manifest, check_output
 from .report.core import (
@@ -56,7 +55,7 @@ from .report.core import (
 )
 from .report.provenance import _provenance, _timing_lines, left_out_lines, protocol_lines, run_lines
 from .sections import SECTIONS
-from .store import ResultStore
+from .store import ResultStore, suite_store
 from .suite import Suite, qualified, split_metric
 
 __all__ = [

@@ -42,31 +42,15 @@ import traceback
 from metrics import registry as mreg
 
 from .artifacts import _latent_figure, _save_grid, _save_samples
-from .job import (
-    CurrentConfig,
-    Job,
-    JobContext,
-    RunSummary,
-    SampleError,
-    _code_hash,
-    _config_hash,
-    current_config,
-    experiment_hash,
-    metric_names,
-    provenance,
-    seed_everything,
-    suite_store,
-    validate_samples,
-)
+from .job import Job, JobContext, RunSummary, SampleError, _code_hash, provenance, seed_everything, validate_samples
 from .measure import Measurement, MetricsIncomplete, measure, record
 from .stages import build_model, choose_sampler, features, load_data, load_extractor, offline_hint, sample, train
-from .store import ERROR, JOB_DONE
-from .suite import qualified
-from .timing import TIMING_METRICS
+from .store import ERROR, JOB_DONE, _config_hash
+from .suite import metric_names, qualified
 
 __all__ = [
     "MetricsIncomplete", "load_extractor", "offline_hint",
-    "CurrentConfig", "Job", "JobContext", "Measurement", "RunSummary", "current_config", "experiment_hash", "suite_store", "SampleError", "load_data", "train", "sample", "features", "measure",
+    "Job", "JobContext", "Measurement", "RunSummary", "SampleError", "load_data", "train", "sample", "features", "measure",
     "record", "run_job", "error_record", "validate_samples", "seed_everything", "provenance", "choose_sampler", "build_model",
     "metric_names", "_code_hash", "_config_hash",
 ]  # fmt: skip
@@ -76,7 +60,8 @@ __all__ = [
 def run_job(ctx: JobContext) -> None:
     """All stages of one job; records already present (``ctx.have``) are not recomputed. Ends with the job-done marker."""
     job = ctx.job
-    names = [m for m in metric_names(job) if m not in TIMING_METRICS]  # latency/cost: measured by the timing phase after all jobs
+    timing = mreg.timing_metrics()  # latency/cost: measured by the timing phase after all jobs
+    names = [m for m in metric_names(job) if m not in timing]
     groups = job.dataset.metric_groups(names)  # {None: own extractor's metrics, "effnet-lite0": [...]}: one feature pass each
 
     def keys(row: str, extractor: str | None, m: str) -> set[tuple]:

@@ -13,7 +13,7 @@ runs on one results directory claim jobs with a per-job lock (:meth:`ResultStore
 A store may be given ``keep``, a predicate on records: only records it keeps
 are read back (by ``records``, ``keys`` and ``done_jobs``), before duplicates
 are dropped. A runner and a leaderboard pass the suite's current-configuration
-test (:class:`bench.job.CurrentConfig`), so after the suite is edited the
+test (:class:`CurrentConfig`, below), so after the suite is edited the
 records of its earlier configuration stay in the file but are neither shown
 nor counted as done.
 
@@ -31,14 +31,19 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from genbench import filelock, safeio
+from genbench.cache import content_hash
+from genbench.precision import settings_for
 
 from .record_schema import check_record
+from .suite import DatasetSpec, GeneratorSpec, Suite, metric_names, split_metric
+from .timing import TIMING_SETTING_KEYS, timing_hash
 
 JOB_DONE = "_job_done"  # carries n_records: the job counts as done only when that many of its records are readable
 ERROR = "_error"
@@ -308,3 +313,129 @@ class ResultStore:
         finally:
             if fd is not None:
                 self.release(fd)
+
+# ----------------------------------------------------------------------------- the suite's current configuration
+@dataclass(frozen=True)
+class _Pair:
+    """A (dataset, generator) pair of a suite: what the configuration hashes read of a job."""
+
+    dataset: DatasetSpec
+    gen: GeneratorSpec
+
+
+_HASH_DEVICES = ("cpu", "cuda", "mps")  # the device types a record may come from (CurrentConfig checks each against its own)
+
+
+def _device_dataset(job: Any, device: str | None) -> dict[str, Any]:
+    """The data set's configuration as a job run on ``device`` reads it: settings resolved for the device's type
+    (:func:`genbench.precision.settings_for`), so a ``[settings.cuda]`` table is not part of a CPU job's
+    configuration and adding or editing the GPU budgets keeps the CPU records current. ``device=None``: the
+    settings as written, every device table included (how records were hashed before; still accepted)."""
+    return {**job.dataset.__dict__, "settings": dict(job.dataset.settings) if device is None else settings_for(job.dataset.settings, device)}
+
+
+def _config_hash(job: Any, device: str | None = "cpu") -> str:
+    """Hash of the row's and data set's configuration as it applies on ``device`` (:func:`_device_dataset`);
+    the row's list of seeds is not part of a job (it has one seed)."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
+    return content_hash({"gen": gen, "dataset": _device_dataset(job, device)})
+
+
+def _own_metrics(entries: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Metric entries without the ``METRIC@EXTRACTOR`` ones (None stays None)."""
+    return None if entries is None else tuple(m for m in entries if split_metric(m)[1] is None)
+
+
+def _row_hash(job: Any, device: str | None = "cpu") -> str:
+    """What one row (one step count) of the job depends on: the configuration without the step list, without
+    the settings only the timing phase reads (its records carry those settings themselves) and without the
+    ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
+    :class:`CurrentConfig` checks the second extractor's records against the entries listed now); settings
+    resolved for ``device`` as in :func:`_config_hash`."""
+    gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
+    gen["metrics"] = _own_metrics(job.gen.metrics)
+    ds = _device_dataset(job, device)
+    ds.update(metrics=_own_metrics(job.dataset.metrics), settings={k: v for k, v in ds["settings"].items() if k not in TIMING_SETTING_KEYS})
+    return content_hash({"gen": gen, "dataset": ds})
+
+
+class CurrentConfig:
+    """Which records of a results directory belong to the suite as it is configured now.
+
+    Every record of a job carries ``config_hash`` (the generator row's and data
+    set's configuration, step list and settings included) and ``row_hash``
+    (the same without the step list and the timing-phase settings). A record
+    is *current* when its (dataset, generator) pair is still in the suite, its
+    row label is one of the pair's rows now and its ``row_hash`` matches. A
+    job's done marker is current only when its ``config_hash`` matches, so
+    adding a step count re-opens the job, which then computes only the new
+    row. Timing-phase records also carry ``timing_hash`` (the timing
+    settings, defaults filled in) and are current only while it matches, so a
+    changed ``latency_repeats`` re-times the rows and recomputes nothing else.
+    A record of a second extractor (metric ``"fid@effnet-lite0"``) is current
+    only while the pair's metrics still name that extractor.
+    The hashes resolve the settings for the record's own device (a CPU record
+    ignores ``[settings.cuda]``); a record hashed the earlier way, with every
+    device table in its settings, stays current while those settings are unchanged.
+    Records written before ``row_hash`` existed are kept when their pair
+    and row are current (their hash cannot be split); records with neither
+    hash are always kept. Records of an experiment suite (personalization)
+    carry ``experiment_hash`` (:func:`experiment_hash`) and are current while
+    it matches.
+    Use it as a :class:`bench.store.ResultStore` ``keep`` predicate.
+    """
+
+    def __init__(self, jobs: Iterable[Any], experiment: str | None = None) -> None:
+        self._experiment = experiment
+        self._spec: dict[tuple[str, str], tuple[dict[str, str], dict[str, str], str, frozenset[str]]] = {}
+        self._extra: dict[tuple[str, str], frozenset[str]] = {}  # the second extractors each pair's metrics name
+        self._legacy: dict[tuple[str, str], tuple[str, str]] = {}  # hashes of the settings as written (records made before)
+        for job in jobs:
+            labels = frozenset({job.gen.name, *(job.gen.row_label(s) for s in job.gen.steps)})
+            full = {d: _config_hash(job, d) for d in _HASH_DEVICES}  # a record is checked against its own device's settings
+            row = {d: _row_hash(job, d) for d in _HASH_DEVICES}
+            self._legacy[(job.dataset.name, job.gen.name)] = (_config_hash(job, None), _row_hash(job, None))
+            self._spec[(job.dataset.name, job.gen.name)] = (full, row, timing_hash(job.dataset.settings), labels)
+            self._extra[(job.dataset.name, job.gen.name)] = frozenset(e for e in job.dataset.metric_groups(metric_names(job)) if e is not None)
+
+    def __call__(self, r: dict[str, Any]) -> bool:
+        if "experiment_hash" in r:
+            return r["experiment_hash"] == self._experiment
+        if "config_hash" not in r and "row_hash" not in r:
+            return True
+        spec = self._spec.get((r.get("dataset"), r.get("base")))
+        if spec is None:
+            return False
+        full, row, timing, labels = spec
+        dev = str(r.get("device", "")).split(":")[0]  # "cpu:<processor> xN threads", "cuda:<name>"
+        legacy_full, legacy_row = self._legacy[(r.get("dataset"), r.get("base"))]
+        full_ok = ({full[dev]} if dev in full else set(full.values())) | {legacy_full}
+        row_ok = ({row[dev]} if dev in row else set(row.values())) | {legacy_row}
+        if r.get("metric") == JOB_DONE:
+            return r.get("config_hash") in full_ok
+        extractor = split_metric(str(r.get("metric")))[1]
+        if extractor is not None and extractor not in self._extra[(r.get("dataset"), r.get("base"))]:
+            return False
+        return r.get("generator") in labels and ("row_hash" not in r or r["row_hash"] in row_ok) and r.get("timing_hash", timing) == timing
+
+
+def experiment_hash(suite: Suite) -> str | None:
+    """Hash of an experiment suite's configuration: everything in its file but its name, prose, seeds and the
+    leaderboard's rendering (``sections``, ``quoted``). None for a grid suite."""
+    if not suite.experiment:
+        return None
+    return content_hash({k: v for k, v in suite.raw.items() if k not in ("name", "description", "seeds", "sections", "quoted")})
+
+
+def current_config(suite: Suite) -> CurrentConfig:
+    """The test of which records belong to ``suite`` as configured now (:class:`CurrentConfig`):
+    one (dataset, generator) pair per row; no data is loaded."""
+    return CurrentConfig((_Pair(d, g) for d in suite.datasets for g in suite.generators_for(d.name)), experiment_hash(suite))
+
+
+def suite_store(results_dir: str | Path, suite: str | Suite) -> ResultStore:
+    """The store of ``suite`` under ``results_dir``: for a :class:`Suite`, reading back only the records of its
+    current configuration (:class:`CurrentConfig`); for a suite name, every record in its file."""
+    if isinstance(suite, Suite):
+        return ResultStore(Path(results_dir) / suite.name, keep=current_config(suite))
+    return ResultStore(Path(results_dir) / suite)

@@ -432,3 +432,9 @@ def _check_metric_entry(suite: Suite, d: DatasetSpec, entry: str, f: str, mets: 
             f"metrics that can name an extractor: {', '.join(sorted(n for n, s in mets.items() if all(o.per_extractor for o in s.outputs)))}"
         )
     _check_extra(suite, extractor, f)
+
+
+def metric_names(job: Any) -> list[str]:
+    """The metrics of a job (anything with ``dataset`` and ``gen`` specs): the data set's, restricted to the
+    generator row's list when it has one."""
+    return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]

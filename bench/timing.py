@@ -3,7 +3,7 @@
 ``Runner.run`` calls :func:`run_timing_phase` after every job of a suite has
 run, so no training or sampling of the same run shares the cores with it.
 For every (job, row) whose dataset asks for ``latency``, ``latency_b1`` or
-``cost`` (see :data:`TIMING_METRICS`), and whose records do not exist yet
+``cost`` (the metrics registered with ``phase="timing"``), and whose records do not exist yet
 (resume), it
 
 1. loads the trained model from the artifact cache (``runner.load_model``)
@@ -41,28 +41,19 @@ import torch
 from genbench.cache import content_hash
 from genbench.precision import autocast, settings_for
 from genbench.protocol import Sampler
-from metrics.flops import COST_OUTPUTS, FLOPS_NOTE, count_flops, count_params, peak_memory
+from metrics import registry as mreg
+from metrics.flops import FLOPS_NOTE, count_flops, count_params, peak_memory
 from metrics.latency import Latency, LoadMonitor, measure_round_robin
 
-__all__ = ["TIMING_METRICS", "OUTPUT_META", "TimingSettings", "run_timing_phase", "timing_outputs"]
+from .suite import metric_names
 
-# metric name a suite lists -> the records the timing phase writes for it
-TIMING_METRICS: dict[str, tuple[str, ...]] = {
-    "latency": ("latency_ms", "ms_per_nfe"),
-    "latency_b1": ("latency_b1_ms",),
-    "cost": ("flops_per_sample", "params", "peak_mem_mb"),
-}
-OUTPUT_META: dict[str, dict[str, Any]] = {
-    "latency_ms": {"label": "ms/sample", "direction": "min", "unit": "ms", "per_extractor": False},
-    "latency_b1_ms": {"label": "ms/sample@b1", "direction": "min", "unit": "ms", "per_extractor": False},
-    "ms_per_nfe": {"label": "ms/NFE", "direction": "min", "unit": "ms", "per_extractor": False},
-    **{o.name: {"label": o.label, "direction": o.direction, "unit": o.unit, "per_extractor": False} for o in COST_OUTPUTS},
-}
-
+__all__ = ["TimingSettings", "run_timing_phase", "timing_outputs"]
 
 def timing_outputs(metrics: list[str] | tuple[str, ...]) -> set[str]:
-    """Record names the timing phase writes for a row whose metric list is ``metrics``."""
-    return {o for m in metrics for o in TIMING_METRICS.get(m, ())}
+    """Record names the timing phase writes for a row whose metric list is ``metrics``: the outputs of its metrics
+    registered with ``phase="timing"`` (``latency``, ``latency_b1``, ``cost``)."""
+    table = mreg.timing_metrics()
+    return {o for m in metrics for o in table.get(m, ())}
 
 
 _NUMERIC_SETTINGS = {  # TimingSettings field: (suite setting, default, type, lower bound)
@@ -160,10 +151,6 @@ def _warn(msg: str) -> None:
     print(f"timing: {msg}", file=sys.stderr)
 
 
-def _metric_names(job: Any) -> list[str]:
-    return [m for m in job.dataset.metrics if job.gen.metrics is None or m in job.gen.metrics]
-
-
 def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
     have = runner.store.keys()
     redo = runner.store.loaded_keys() if getattr(runner, "retime", False) else set()  # bench run --retime
@@ -172,7 +159,7 @@ def _plan_rows(runner: Any, jobs: list[Any]) -> list[_Row]:
     for job in jobs:
         if done is not None and job.id not in done:  # a failed job: nothing trained to time (load_model would train it here)
             continue
-        outs = timing_outputs(_metric_names(job))
+        outs = timing_outputs(metric_names(job))
         if not outs:
             continue
         seeds = TimingSettings.from_settings({**(getattr(runner.suite, "settings", {}) or {}), **(job.dataset.settings or {})}).seeds
@@ -247,7 +234,7 @@ def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
     if r.nfe is not None:
         fields = {**fields, "nfe": r.nfe}
     fields = {**fields, "timing_hash": timing_hash(r.job.dataset.settings)}
-    runner.append(r.job, r.row, metric, {**OUTPUT_META[metric], **fields}, steps=r.steps)
+    runner.append(r.job, r.row, metric, {**mreg.output_meta(mreg.all_outputs()[metric]), **fields}, steps=r.steps)
     r.want.discard(metric)
 
 

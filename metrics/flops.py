@@ -159,5 +159,5 @@ def _cost(ctx: EvalContext) -> dict[str, MetricValue]:
     }
 
 
-register_metric("cost", COST_OUTPUTS, applies=lambda ctx: ctx.generator is not None,
+register_metric("cost", COST_OUTPUTS, applies=lambda ctx: ctx.generator is not None, phase="timing",
                 description="FLOPs per sample (matmul/conv), parameters and peak torch memory of one sampling call")(_cost)  # fmt: skip

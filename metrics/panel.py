@@ -109,13 +109,27 @@ def _latency(ctx: EvalContext, bs: int) -> MetricValue:
     return MetricValue(lat.per_sample_ms, iqr, settings, {"iqr_ms": lat.per_sample_iqr_ms, "median_batch_s": lat.median_s})
 
 
-@register_metric("latency", [Output("latency_ms", "ms/sample", "min", unit="ms")], applies=lambda ctx: ctx.generator is not None)
+@register_metric(
+    "latency",
+    [Output("latency_ms", "ms/sample", "min", unit="ms"), Output("ms_per_nfe", "ms/NFE", "min", unit="ms")],
+    applies=lambda ctx: ctx.generator is not None,
+    phase="timing",
+)
 def latency(ctx: EvalContext) -> dict[str, MetricValue]:
-    """Sampling wall time per sample at batch ``latency_batch`` (default 64), median (IQR) after warm-up (metrics/latency.py)."""
-    return {"latency_ms": _latency(ctx, int(ctx.setting("latency_batch", 64)))}
+    """Sampling wall time per sample at batch ``latency_batch`` (default 64), median (IQR) after warm-up
+    (metrics/latency.py), and that divided by the network evaluations per sample when the generator reports them
+    (``last_nfe``)."""
+    lat = _latency(ctx, int(ctx.setting("latency_batch", 64)))
+    out = {"latency_ms": lat}
+    nfe = getattr(ctx.generator, "last_nfe", None)
+    if isinstance(nfe, int) and nfe > 0:
+        out["ms_per_nfe"] = MetricValue(lat.value / nfe, None, {**lat.settings, "nfe": nfe})
+    return out
 
 
-@register_metric("latency_b1", [Output("latency_b1_ms", "ms/sample@b1", "min", unit="ms")], applies=lambda ctx: ctx.generator is not None)
+@register_metric(
+    "latency_b1", [Output("latency_b1_ms", "ms/sample@b1", "min", unit="ms")], applies=lambda ctx: ctx.generator is not None, phase="timing"
+)
 def latency_b1(ctx: EvalContext) -> dict[str, MetricValue]:
     """Sampling wall time per sample at batch 1, median (IQR) after warm-up (metrics/latency.py)."""
     return {"latency_b1_ms": _latency(ctx, 1)}

@@ -104,6 +104,7 @@ class MetricSpec:
     outputs: tuple[Output, ...]
     applies: Callable[[EvalContext], bool]
     description: str = ""
+    phase: str = "measure"
 
 
 METRIC_MODULES = package_modules("metrics", Path(__file__).parent, exclude=("registry",))
@@ -117,25 +118,34 @@ def _always(ctx: EvalContext) -> bool:
     return True
 
 
+PHASES = ("measure", "timing")
+"""When ``bench run`` computes a metric: ``measure``, in each job right after sampling; ``timing``, in the timing
+phase after every job of the run, alone on the machine (wall-clock and memory metrics: ``bench.timing``)."""
+
+
 def register_metric(
     name: str,
     outputs: list[Output] | tuple[Output, ...],
     applies: Callable[[EvalContext], bool] = _always,
     description: str = "",
+    phase: str = "measure",
 ) -> Callable:
     """Decorator: register ``fn(ctx) -> {output name: MetricValue}`` as metric ``name``.
 
     ``outputs`` lists every record the function returns (with label,
     direction and unit); ``applies(ctx)`` says whether the metric can run on a
-    context (else "n/a"); ``description`` defaults to the docstring's first line.
+    context (else "n/a"); ``description`` defaults to the docstring's first line;
+    ``phase`` (one of :data:`PHASES`) says when ``bench run`` computes it.
     """
     outputs = tuple(outputs)
     if not outputs or not all(isinstance(o, Output) for o in outputs):
         raise TypeError(f"metric {name!r}: outputs must be a non-empty list of metrics.registry.Output")
+    if phase not in PHASES:
+        raise ValueError(f"metric {name!r}: phase must be one of {PHASES}, got {phase!r}")
 
     def deco(fn: Callable) -> Callable:
         desc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        METRICS.register(name, fn, description=desc, replace=True, outputs=outputs, applies=applies)
+        METRICS.register(name, fn, description=desc, replace=True, outputs=outputs, applies=applies, phase=phase)
         return fn
 
     return deco
@@ -143,7 +153,7 @@ def register_metric(
 
 def _spec(name: str) -> MetricSpec:
     e = METRICS.get(name)
-    return MetricSpec(name, e.load(), e.meta["outputs"], e.meta.get("applies", _always), e.description)
+    return MetricSpec(name, e.load(), e.meta["outputs"], e.meta.get("applies", _always), e.description, e.meta.get("phase", "measure"))
 
 
 def available() -> dict[str, MetricSpec]:
@@ -164,6 +174,11 @@ def get_metric(name: str) -> MetricSpec:
 def all_outputs() -> dict[str, Output]:
     """Every output of every metric, by record name."""
     return {o.name: o for spec in available().values() for o in spec.outputs}
+
+
+def timing_metrics() -> dict[str, tuple[str, ...]]:
+    """The metrics of the timing phase (``phase="timing"``), each with the record names it writes."""
+    return {name: tuple(o.name for o in spec.outputs) for name, spec in available().items() if spec.phase == "timing"}
 
 
 def output_meta(output: Output, value: MetricValue | None = None) -> dict[str, Any]:

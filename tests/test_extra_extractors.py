@@ -17,8 +17,8 @@ import pytest
 from bench import cli
 from bench import runner as runner_mod
 from bench.leaderboard import write_leaderboard
-from bench.pipeline import suite_store
 from bench.sections import get_section
+from bench.store import suite_store
 from bench.suite import SuiteError, load_suite, qualified, split_metric, validate_names
 
 SECOND = "thick-digits-cnn"

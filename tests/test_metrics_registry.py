@@ -50,8 +50,23 @@ def test_register_metric_signature_and_description():
         assert spec.outputs[0].unit == "bits/dim" and not spec.applies(None)
         with pytest.raises(TypeError, match="Output"):
             mreg.register_metric("bad", ["not an output"])
+        with pytest.raises(ValueError, match="phase"):
+            mreg.register_metric("bad", [mreg.Output("bad", "Bad", "min")], phase="later")
+        assert spec.phase == "measure" and "toy-metric-xyz" not in mreg.timing_metrics()
     finally:
         mreg.METRICS.unregister("toy-metric-xyz")
+
+
+def test_timing_metrics_come_from_their_registration():
+    """The timing phase's metrics and the records each writes are read from the registry (``phase="timing"``), with
+    the label, direction and unit the registration declares."""
+    table = mreg.timing_metrics()
+    assert set(table) == {"latency", "latency_b1", "cost"}
+    assert table["latency"] == ("latency_ms", "ms_per_nfe") and table["latency_b1"] == ("latency_b1_ms",)
+    assert set(table["cost"]) == {"flops_per_sample", "params", "peak_mem_mb"}
+    outs = mreg.all_outputs()
+    assert mreg.output_meta(outs["ms_per_nfe"]) == {"label": "ms/NFE", "direction": "min", "unit": "ms", "per_extractor": False}
+    assert all(mreg.get_metric(m).phase == "measure" for m in ("fid", "kid", "nll", "prdc"))
 
 
 def test_builtin_metrics_are_found_by_listing_the_package():

@@ -128,8 +128,12 @@ import types  # noqa: E402
 from baselines import registry as greg  # noqa: E402
 from bench import executors  # noqa: E402
 from bench import runner as runner_mod  # noqa: E402
-from bench.pipeline import Job, _config_hash  # noqa: E402
-from bench.store import JOB_DONE, ResultStore  # noqa: E402
+from bench.pipeline import Job  # noqa: E402
+from bench.store import (  # noqa: E402
+    JOB_DONE,
+    ResultStore,
+    _config_hash,  # noqa: E402
+)
 from bench.suite import load_suite  # noqa: E402
 from genbench.protocol import GeneratorInfo, HeldOutReference, LabeledSampler, SamplerChoice  # noqa: E402
 

@@ -8,8 +8,7 @@ import shutil
 from bench import api
 from bench import runner as runner_mod
 from bench.leaderboard import write_leaderboard
-from bench.pipeline import suite_store
-from bench.store import ResultStore
+from bench.store import ResultStore, suite_store
 from bench.suite import load_suite
 
 BASE = """
