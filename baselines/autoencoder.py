@@ -243,19 +243,9 @@ class AutoencoderGenerator(Family):
         eps = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
         return means[comp] + torch.einsum("nij,nj->ni", chols[comp], eps)
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: OnePassSampler | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples: images (n, C, H, W) on the K levels in [0, 1], or points (n, 2);
         codes from the latent density chosen by ``sampler`` (:meth:`make_sampler`)."""
-        self.require_fitted()
         prior = None if sampler is None else sampler.get("latent_prior")
         self.last_nfe = 1
         out = self.decode(self.sample_latents(n, generator, prior))

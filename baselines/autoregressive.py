@@ -175,17 +175,8 @@ class PixelCNN(Family):
         with torch.no_grad():
             return self._log_prob(self._prep(x)).float().cpu()
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n images, pixel by pixel in raster order (H * W network evaluations); values on the K levels."""
-        self.require_fitted()
         c, h, w = self.data_info.shape
         k = self.levels
         u = torch.rand(n, c, h, w, generator=generator).to(self.device)  # inverse-CDF uniforms, drawn on CPU

@@ -27,7 +27,9 @@ own ``fit`` and pass a whole ``step`` to the loop instead.
 from __future__ import annotations
 
 import inspect
+import operator
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -106,6 +108,7 @@ class Family:
     rng: ClassVar[Literal["generator", "global"]] = "generator"
     clip_grad: ClassVar[float | None] = None
     betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
+    sample_needs_fit: ClassVar[bool] = True  # False: ``sample`` runs on the initial network too (e.g. an oracle set in tests)
 
     net: nn.Module
     ema: EMA | None = None
@@ -138,6 +141,39 @@ class Family:
         """``RuntimeError`` unless the model was fitted or loaded."""
         if not self._fitted:
             raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) first")
+
+    # -- sampling ---------------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: Any = None,
+    ) -> Tensor:
+        """Draw ``n`` samples (the :class:`~genbench.protocol.Generator` protocol): checks that the model is fitted
+        (unless ``sample_needs_fit`` is False) and ``n`` >= 0 and refuses text prompts (class labels only; :mod:`baselines.prompting` maps prompts to
+        labels), then runs the family's :meth:`draw`. ``labels`` (N,) in 0..C-1 for conditional families;
+        ``steps``: sampler steps of iterative families (None: their default); ``sampler``: an object from the
+        family's ``make_sampler`` (None: its default); noise comes from ``generator``. Returns float32 on the
+        CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
+        if self.sample_needs_fit:
+            self.require_fitted()
+        if prompts is not None:
+            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
+        try:
+            n = operator.index(n)  # an int, numpy's included; not a float
+        except TypeError:
+            raise ValueError(f"{self.name}: n must be a non-negative int, got {n!r}") from None
+        if n < 0:
+            raise ValueError(f"{self.name}: n must be a non-negative int, got {n}")
+        return self.draw(n, labels, steps, generator, sampler)
+
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
+        """The family's sampling algorithm, called by :meth:`sample` after its checks (same arguments and result)."""
+        raise NotImplementedError
 
     # -- training ---------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor | dict[str, Tensor]:

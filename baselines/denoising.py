@@ -51,6 +51,7 @@ class DenoisingModel(Family):
     name: ClassVar[str] = "denoiser"
     family: ClassVar[str] = ""
     clip_grad = 1.0
+    sample_needs_fit = False  # the network runs as initialised (tests set an oracle denoiser)
     prediction: ClassVar[str] = ""  # "eps" or "velocity"
     default_sampler: ClassVar[str] = ""
     time_dtype: ClassVar[torch.dtype] = torch.float32
@@ -233,16 +234,7 @@ class DenoisingModel(Family):
         self.last_nfe = sampler.nfe
         return x
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """Draw ``n`` samples with ``sampler`` (from :meth:`make_sampler`; default
         :attr:`default_sampler`). ``steps`` is the number of sampler steps (network
         evaluations per step: one, two under guidance other than 0 or 1 or for
@@ -250,10 +242,6 @@ class DenoisingModel(Family):
         ``labels`` (N,) in 0..C-1 for conditional models (random when None).
         Noise is drawn on the CPU from ``generator``. Returns float32 on the
         CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
-        if prompts is not None:
-            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
-        if n < 0:
-            raise ValueError(f"{self.name}: n must be >= 0, got {n}")
         return self.from_internal(self.sample_internal(n, labels=labels, steps=steps, generator=generator, sampler=sampler))
 
     # -- state ----------------------------------------------------------------------

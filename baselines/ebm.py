@@ -221,17 +221,8 @@ class EBM(Family):
         loss = ep.mean() - en.mean() + self.reg * (ep**2 + en**2).mean()
         return {"loss": loss, "cd": ep.mean() - en.mean(), "energy_data": ep.mean(), "energy_neg": en.mean()}
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples from ``steps`` Langevin updates (default ``default_steps``) started from noise."""
-        self.require_fitted()
         n_steps = self.default_steps if steps is None else int(steps)
         if n_steps < 0:
             raise ValueError(f"ebm: steps must be >= 0, got {steps}")

@@ -372,19 +372,9 @@ class RealNVP(Family):
             lp = lp - self.data_info.dim * math.log(self.data_info.levels)
         return lp.float().cpu()
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: OnePassSampler | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples: z ~ N(0, T^2 I) pushed through the inverse flow (T from
         :meth:`make_sampler`, default 1); images quantized to the K levels."""
-        self.require_fitted()
         temperature = 1.0 if sampler is None else sampler.get("temperature", 1.0)
         self.last_nfe = 1
         z = temperature * torch.randn(n, *self.data_info.shape, generator=generator)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Family
-from .nets import UNet
+from .nets import UNet, conv_codec
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, from_levels, to_levels
 from .registry import register
 from .samplers import Denoiser, Sampler, make_sampler
@@ -70,19 +70,7 @@ class KLAutoencoder(nn.Module):
         c, h, w = info.shape
         self.shape = (c, h, w)
         self.levels = int(info.levels)
-        enc: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
-        ch = width
-        for _ in range(n_down):
-            enc += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
-            ch *= 2
-        enc += [nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, 2 * latent_channels, 1)]
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(latent_channels, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU()]
-        for _ in range(n_down):
-            dec += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
-            ch //= 2
-        dec += [nn.Conv2d(ch, c * self.levels, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder, self.decoder = conv_codec(c, width, n_down, 2 * latent_channels, latent_channels, self.levels)
         self.latent_shape = (int(latent_channels), h // 2**n_down, w // 2**n_down)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -357,20 +345,8 @@ class LatentDiffusion(Family):
 
     # -- sampling ---------------------------------------------------------------------
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n images in [0, 1]: latent noise -> the sampler's ``steps`` updates with the EMA denoiser -> decoder."""
-        self.require_fitted()
-        if prompts is not None:
-            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
         y = class_labels(self.name, n, labels, self.data_info.num_classes, self.conditional, generator)
         sampler = sampler if sampler is not None else self._sampler
         z = torch.randn((n, *self.latent_shape), generator=generator).to(self.device)

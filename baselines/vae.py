@@ -343,18 +343,8 @@ class VAE(Family):
         levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
         return (params.exp() * levels).sum(-1)
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: OnePassSampler | None = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean; options from :meth:`make_sampler`)."""
-        self.require_fitted()
         opts = self.make_sampler() if sampler is None else sampler
         decoder_mode, temperature = opts.get("decoder", "sample"), opts.get("temperature", 1.0)
         self.last_nfe = 1

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -307,22 +306,10 @@ class _VQBase(Family):
 
     # -- sampling ---------------------------------------------------------------------
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Any = None,
-    ) -> Tensor:
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n images in [0, 1]: codes from the prior, decoded (see ``decoder``)."""
-        self.require_fitted()
-        if labels is not None or prompts is not None:
-            raise ValueError(f"{self.name}: the model is unconditional (no labels or prompts)")
-        if n < 0:
-            raise ValueError(f"{self.name}: n must be >= 0, got {n}")
+        if labels is not None:
+            raise ValueError(f"{self.name}: the model is unconditional (no labels)")
         if self.prior is not None:
             self.prior.eval()
         codes = self._sample_codes(n, sampler if sampler is not None else self._sampler, generator, steps)

@@ -1,4 +1,4 @@
-"""A new family in one module: a network, a loss and ``sample`` (docs/architecture.md, "Adding a family").
+"""A new family in one module: a network, a loss and ``draw`` (sampling) (docs/architecture.md, "Adding a family").
 
 A learned-mean Gaussian on 2-D points. :class:`baselines.base.Family` gives it
 ``fit`` (the one training loop), ``info``, input checks and the state; use it
@@ -24,7 +24,6 @@ class ToyGaussian(Family):
     def loss(self, batch, generator=None):  # Gaussian NLL with unit variance, up to a constant (nats)
         return 0.5 * ((batch.x - self.net["mu"]) ** 2).sum(1).mean()
 
-    def sample(self, n, *, labels=None, prompts=None, steps=None, generator=None):
-        self.require_fitted()
+    def draw(self, n, labels, steps, generator, sampler):  # Family.sample checks its arguments, then calls this
         self.last_nfe = 1
         return self.net["mu"].detach().cpu() + torch.randn(n, *self.data_info.shape, generator=generator)

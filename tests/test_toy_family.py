@@ -75,3 +75,24 @@ def test_the_toy_family_passes_the_protocol_checklist(toy):
     report = check_generator("toy")
     assert report.ok, report.format()
     assert GENERATORS.load("toy") is toy.ToyGaussian
+
+
+def test_the_base_class_checks_sample_arguments_before_the_family_draws(toy):
+    """``Family.sample`` refuses an unfitted model, a negative or fractional ``n`` and text prompts with a message
+    that names the family, so no family's ``draw`` sees them; numpy integers are accepted."""
+    import numpy as np
+    import torch
+
+    from genbench.protocol import DataInfo
+
+    m = toy.ToyGaussian(DataInfo(name="pts", shape=(2,), kind="points"))
+    with pytest.raises(RuntimeError, match="toy: call fit"):
+        m.sample(3)
+    m._fitted = True  # as after fit() or load_state_dict()
+    for bad in (-1, 2.5, "3"):
+        with pytest.raises(ValueError, match="toy: n must be a non-negative int"):
+            m.sample(bad)
+    with pytest.raises(ValueError, match="toy: text prompts are not supported"):
+        m.sample(2, prompts=["a point"])
+    x = m.sample(np.int64(4), generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 2) and m.sample(0).shape == (0, 2)
