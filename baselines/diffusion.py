@@ -279,24 +279,6 @@ class DDPM(DenoisingModel):
             merge_lora(net)  # sample with merged weights (no adapter cost at inference)
         return report
 
-    # -- sampling -------------------------------------------------------------------
-    def sample_continuous(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        x_T: Tensor | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor:
-        """Run ``sampler`` (default: ancestral DDPM) and return x_0 before
-        quantization, in the model's internal space ([-1, 1] for images,
-        standardized 2-D data), on the model's device. ``x_T`` overrides the
-        initial noise (then only the per-step noise of stochastic samplers
-        comes from ``generator``). Sets ``last_nfe``."""
-        return self.sample_internal(n, labels=labels, steps=steps, generator=generator, noise=x_T, sampler=sampler)
-
     # -- likelihood -----------------------------------------------------------------
     def _x0_hat(self, xt: Tensor, i: Tensor, y: Tensor | None) -> Tensor:
         """x_0 prediction (float64, CPU) of the EMA network at indices i, clipped

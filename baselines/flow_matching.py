@@ -103,22 +103,6 @@ class FlowMatching(DenoisingModel):
         pred = net(xt, t.to(self.device)) if y is None else net(xt, t.to(self.device), y)
         return nn.functional.mse_loss(pred, target)
 
-    # -- sampling -------------------------------------------------------------------
-    def sample_continuous(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        x0: Tensor | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor:
-        """Integrate the ODE from t = 0 to 1 in ``steps`` equal steps with
-        ``sampler`` (default Euler), before quantization, in the model's
-        internal space ([-1, 1] for images, standardized 2-D data). ``x0``
-        overrides the initial noise. Sets ``last_nfe``."""
-        return self.sample_internal(n, labels=labels, steps=steps, generator=generator, noise=x0, sampler=sampler)
 
 
 # The class is the factory: its constructor's keywords are the hyperparameters.

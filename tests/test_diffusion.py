@@ -121,17 +121,17 @@ def test_ddim_eta0_is_deterministic_given_the_noise():
     _randomize_output(m)
     x_T = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     s = m.make_sampler(sampler="ddim", eta=0.0)
-    a = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
-    b = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
+    a = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    b = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert torch.equal(a, b)
     # the stochastic samplers do use the later noise
     s = m.make_sampler(sampler="ddpm")
-    c = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
-    d = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
+    c = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    d = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert not torch.allclose(c, d)
     s = m.make_sampler(sampler="ddim", eta=1.0)
-    e = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
-    f = m.sample_continuous(4, steps=10, x_T=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
+    e = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(2), sampler=s)
+    f = m.sample_internal(4, steps=10, noise=x_T, generator=torch.Generator().manual_seed(3), sampler=s)
     assert not torch.allclose(e, f)
 
 

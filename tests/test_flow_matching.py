@@ -39,7 +39,7 @@ def test_one_euler_step_is_x0_plus_velocity(info):
     x0 = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         v = m.ema.module(x0, torch.zeros(5))
-    out = m.sample_continuous(5, steps=1, x0=x0)
+    out = m.sample_internal(5, steps=1, noise=x0)
     assert v.abs().max() > 1e-3  # the check below is not vacuous
     assert torch.allclose(out, x0 + v, atol=1e-6)
 
@@ -56,10 +56,10 @@ def test_euler_steps_follow_the_velocity_field():
     m.ema.module = Const()
     x0 = torch.randn(4, 2)
     for steps in (1, 3, 10):
-        assert torch.allclose(m.sample_continuous(4, steps=steps, x0=x0), x0 + c, atol=1e-5)
+        assert torch.allclose(m.sample_internal(4, steps=steps, noise=x0), x0 + c, atol=1e-5)
         assert m.last_nfe == steps
         # Heun integrates a constant field exactly too, with two evaluations per step
-        assert torch.allclose(m.sample_continuous(4, steps=steps, x0=x0, sampler=m.make_sampler(sampler="heun")), x0 + c, atol=1e-5)
+        assert torch.allclose(m.sample_internal(4, steps=steps, noise=x0, sampler=m.make_sampler(sampler="heun")), x0 + c, atol=1e-5)
         assert m.last_nfe == 2 * steps
 
 
@@ -74,8 +74,8 @@ def test_heun_is_exact_for_a_velocity_linear_in_time_where_euler_is_not():
     m.ema.module = Ramp()
     x0 = torch.randn(3, 2)
     for k in (1, 2, 5):
-        heun = m.sample_continuous(3, steps=k, x0=x0, sampler=m.make_sampler(sampler="heun"))
-        euler = m.sample_continuous(3, steps=k, x0=x0)
+        heun = m.sample_internal(3, steps=k, noise=x0, sampler=m.make_sampler(sampler="heun"))
+        euler = m.sample_internal(3, steps=k, noise=x0)
         assert torch.allclose(heun, x0 + 1, atol=1e-6)
         assert torch.allclose(euler, x0 + (1 - 1 / k), atol=1e-6)
 
