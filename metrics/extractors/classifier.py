@@ -95,6 +95,31 @@ def train_classifier(
                  "train_seconds": train_s}  # fmt: skip
 
 
+class SmallCNN(nn.Module):
+    """The embedded classifiers' network, for 1-channel square images of side ``side``: three 3x3 convolutions
+    (32, 64, 64 channels, ReLU) with 2x2 max-pooling after the second and third (and after the first when
+    ``pool_first``), then a 128-D ReLU layer (the features) and a linear 10-class head.
+    ``forward`` -> (features (N, 128), logits (N, 10))."""
+
+    def __init__(self, side: int, pool_first: bool) -> None:
+        super().__init__()
+        first = [nn.Conv2d(1, 32, 3, padding=1), nn.ReLU()] + ([nn.MaxPool2d(2)] if pool_first else [])
+        out = side
+        for _ in range(3 if pool_first else 2):
+            out //= 2
+        self.body = nn.Sequential(
+            *first,
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * out * out, 128), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.body(x)
+        return f, self.head(f)
+
+
 class ClassifierExtractor(Extractor):
     """A small CNN classifier used as extractor (penultimate features, class logits).
 

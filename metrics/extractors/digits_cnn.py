@@ -14,9 +14,9 @@ concatenated (3 x 128-D); logits are per channel (``channel_logits``).
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
-from .classifier import ClassifierExtractor
+from .classifier import ClassifierExtractor, SmallCNN
 
 __all__ = ["DigitsNet", "DigitsCNNExtractor", "DIGITS_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
 
@@ -24,22 +24,11 @@ DIGITS_CNN_VERSION = 2  # bump when the architecture or training recipe changes
 REFERENCE_WEIGHTS_HASH = "244bf800a4a63d8c"  # the shipped weights (weights/digits-cnn-v2.pt); the recipe retrained on another CPU differs
 
 
-class DigitsNet(nn.Module):
+class DigitsNet(SmallCNN):
     """Small CNN for 1x8x8 digits: forward -> (128-D penultimate features, 10 logits)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(256, 128), nn.ReLU(),
-        )  # fmt: skip
-        self.head = nn.Linear(128, 10)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        f = self.body(x)
-        return f, self.head(f)
+        super().__init__(side=8, pool_first=False)
 
 
 class DigitsCNNExtractor(ClassifierExtractor):

@@ -11,9 +11,9 @@ held-out digits is recorded and must be >= 0.97.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
-from .classifier import ClassifierExtractor
+from .classifier import ClassifierExtractor, SmallCNN
 
 __all__ = ["MnistNet", "MnistCNNExtractor", "MNIST_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
 
@@ -21,22 +21,11 @@ MNIST_CNN_VERSION = 1  # bump when the architecture or training recipe changes
 REFERENCE_WEIGHTS_HASH = "a5c925f4dcf8bca1"  # the shipped weights (weights/mnist-cnn-v1.pt); the recipe retrained on another CPU differs
 
 
-class MnistNet(nn.Module):
-    """Small CNN for 1x28x28 digits: forward -> (128-D penultimate features, 10 logits)."""
+class MnistNet(SmallCNN):
+    """Small CNN for 1x28x28 digits (28 -> 14 -> 7 -> 3): forward -> (128-D penultimate features, 10 logits)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 14x14
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 7x7
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 3x3
-            nn.Flatten(), nn.Linear(576, 128), nn.ReLU(),
-        )  # fmt: skip
-        self.head = nn.Linear(128, 10)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        f = self.body(x)
-        return f, self.head(f)
+        super().__init__(side=28, pool_first=True)
 
 
 class MnistCNNExtractor(ClassifierExtractor):
