@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -165,6 +165,7 @@ class _Translator:
 
     name = "translator"
     family = "translation"
+    paired: ClassVar[bool] = True  # trains on aligned (source, target) pairs; False: two unaligned sets
 
     def __init__(self, info: DataInfo, device: str | torch.device | None = None) -> None:
         if info.kind not in KINDS_ALL or info.source_shape is None or len(info.shape) != 3 or len(info.source_shape) != 3:
@@ -178,6 +179,36 @@ class _Translator:
 
     def _config(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _optimizers(self, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
+        """The generator(s)' and the discriminator(s)' Adam (None: no discriminator)."""
+        raise NotImplementedError
+
+    def _report_extra(self) -> dict[str, Any]:
+        """The hyperparameters the training report repeats."""
+        return {}
+
+    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
+        """``budget.steps`` training steps (:meth:`_step`; its docstring names the curves) on the one training loop,
+        the networks in train mode, then in eval mode. Minibatch indices and dropout masks come from one seeded
+        generator; ``budget.lr`` overrides the learning rate."""
+        _check_translation_data(self.name, self.data_info, data, paired=self.paired)
+        t0 = time.perf_counter()
+        gen = seeded_generator(2**62)
+        lr = budget.lr if budget.lr is not None else self.lr
+        opt_g, opt_d = self._optimizers(lr)
+        src_all, tgt_all = data.source.float(), data.x.float()
+        for m in self._nets().values():
+            m.train()
+        report = train(
+            self.name, budget, torch.arange(len(src_all)), step=lambda b, g: self._step(b, g, src_all, tgt_all, opt_g, opt_d),
+            generator=gen, check_finite=True, started=t0,
+        )  # fmt: skip
+        for m in self._nets().values():
+            m.eval()
+        report.wall_time_s = time.perf_counter() - t0
+        report.extra.update({"lr": lr, **self._report_extra()})
+        return report
 
     @property
     def info(self) -> GeneratorInfo:
@@ -242,6 +273,11 @@ class Pix2Pix(_Translator):
 
     def _step(self, batches: Iterator[Batch], gen: torch.Generator, src_all: Tensor, tgt_all: Tensor,
               opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer | None) -> dict[str, Tensor]:  # fmt: skip
+        """One update of G (after one D update) on a random minibatch of aligned pairs.
+
+        Curves: ``l1`` (mean absolute error to the target, [0, 1] scale), ``g_loss``, and with the GAN ``d_loss``
+        (BCE, nats, the mean of the real and fake terms) and ``g_adv``.
+        """
         idx = next(batches).x
         src, tgt = self._up(src_all[idx]).to(self.device), tgt_all[idx].to(self.device)
         fake = self.G(src, gen)
@@ -265,30 +301,12 @@ class Pix2Pix(_Translator):
         self.steps_done += 1
         return {**out, "l1": l1, "g_loss": g_loss}
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` updates of G (each after one D update) on random minibatches of aligned pairs.
-
-        Curves: ``l1`` (mean absolute error to the target, [0, 1] scale), ``g_loss``, and with the GAN ``d_loss``
-        (BCE, nats, the mean of the real and fake terms) and ``g_adv``.
-        """
-        _check_translation_data(self.name, self.data_info, data, paired=True)
-        t0 = time.perf_counter()
-        gen = seeded_generator(2**62)
-        lr = budget.lr if budget.lr is not None else self.lr
+    def _optimizers(self, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=self.betas)
-        opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=self.betas) if self.D is not None else None
-        src_all, tgt_all = data.source.float(), data.x.float()
-        for m in self._nets().values():
-            m.train()
-        report = train(
-            self.name, budget, torch.arange(len(src_all)), step=lambda b, g: self._step(b, g, src_all, tgt_all, opt_g, opt_d),
-            generator=gen, check_finite=True, started=t0,
-        )  # fmt: skip
-        for m in self._nets().values():
-            m.eval()
-        report.wall_time_s = time.perf_counter() - t0
-        report.extra.update({"lr": lr, "l1_weight": self.l1_weight, "gan": self.gan, "dropout": self.dropout})
-        return report
+        return opt_g, (torch.optim.Adam(self.D.parameters(), lr=lr, betas=self.betas) if self.D is not None else None)
+
+    def _report_extra(self) -> dict[str, Any]:
+        return {"l1_weight": self.l1_weight, "gan": self.gan, "dropout": self.dropout}
 
     @torch.no_grad()
     def translate(self, x_source: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
@@ -313,6 +331,7 @@ class CycleGAN(_Translator):
     ``cycle_weight`` * (|F(G(a)) - a| + |G(F(b)) - b|) and ``identity_weight * cycle_weight`` * (|G(b) - b| + |F(a) - a|)."""
 
     name = "cyclegan"
+    paired = False
 
     def __init__(self, info: DataInfo, width: int = 32, d_width: int = 32, cycle_weight: float = 10.0, identity_weight: float = 0.0,
                  lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), device: str | torch.device | None = None) -> None:  # fmt: skip
@@ -343,6 +362,11 @@ class CycleGAN(_Translator):
 
     def _step(self, batches: Iterator[Batch], gen: torch.Generator, a_all: Tensor, b_all: Tensor,
               opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer) -> dict[str, Tensor]:  # fmt: skip
+        """One update of both generators then both discriminators; A minibatches in epochs, B drawn uniformly.
+
+        Curves: ``g_loss``, ``cycle`` (sum of the two mean absolute cycle errors, [0, 1] scale) and ``d_loss`` (least squares).
+        Labels are never used (unpaired tasks keep them for evaluation only).
+        """
         ia = next(batches).x
         ib = torch.randint(0, len(b_all), (len(ia),), generator=gen)  # the domains are unaligned: B drawn independently
         a, b = a_all[ia].to(self.device), b_all[ib].to(self.device)
@@ -364,30 +388,12 @@ class CycleGAN(_Translator):
         self.steps_done += 1
         return {"g_loss": g_loss, "cycle": cyc, "d_loss": d_loss}
 
-    def fit(self, data: TrainData, budget: Budget) -> TrainReport:
-        """``budget.steps`` updates of both generators then both discriminators; A minibatches in epochs, B drawn uniformly.
-
-        Curves: ``g_loss``, ``cycle`` (sum of the two mean absolute cycle errors, [0, 1] scale) and ``d_loss`` (least squares).
-        Labels are never used (unpaired tasks keep them for evaluation only).
-        """
-        _check_translation_data(self.name, self.data_info, data, paired=False)
-        t0 = time.perf_counter()
-        gen = seeded_generator(2**62)
-        lr = budget.lr if budget.lr is not None else self.lr
+    def _optimizers(self, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer | None]:
         opt_g = torch.optim.Adam([*self.G_ab.parameters(), *self.G_ba.parameters()], lr=lr, betas=self.betas)
-        opt_d = torch.optim.Adam([*self.D_a.parameters(), *self.D_b.parameters()], lr=lr, betas=self.betas)
-        a_all, b_all = data.source.float(), data.x.float()
-        for m in self._nets().values():
-            m.train()
-        report = train(
-            self.name, budget, torch.arange(len(a_all)), step=lambda bt, g: self._step(bt, g, a_all, b_all, opt_g, opt_d),
-            generator=gen, check_finite=True, started=t0,
-        )  # fmt: skip
-        for m in self._nets().values():
-            m.eval()
-        report.wall_time_s = time.perf_counter() - t0
-        report.extra.update({"lr": lr, "cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight})
-        return report
+        return opt_g, torch.optim.Adam([*self.D_a.parameters(), *self.D_b.parameters()], lr=lr, betas=self.betas)
+
+    def _report_extra(self) -> dict[str, Any]:
+        return {"cycle_weight": self.cycle_weight, "identity_weight": self.identity_weight}
 
     @torch.no_grad()
     def translate(self, x_source: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
