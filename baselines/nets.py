@@ -84,6 +84,24 @@ class ConvDecoder(nn.Module):
         return out[:, :, : self.out_shape[1], : self.out_shape[2]]
 
 
+def conv_codec(channels: int, width: int, n_down: int, z_out: int, z_in: int, levels: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """The latent models' convolutional encoder and decoder (SiLU): the encoder maps images (N, ``channels``, H, W)
+    to ``z_out`` channels on an H / 2^n_down grid (``n_down`` stride-2 convolutions, doubling the width); the
+    decoder maps ``z_in`` channels back to ``channels * levels`` logits per pixel (K-level images)."""
+    enc: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.SiLU()]
+    ch = width
+    for _ in range(n_down):
+        enc += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
+        ch *= 2
+    enc += [nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, z_out, 1)]
+    dec: list[nn.Module] = [nn.Conv2d(z_in, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU()]
+    for _ in range(n_down):
+        dec += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
+        ch //= 2
+    dec += [nn.Conv2d(ch, channels * levels, 3, padding=1)]
+    return nn.Sequential(*enc), nn.Sequential(*dec)
+
+
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Transformer-style embedding of (continuous or integer) times t: (N,) -> (N, dim)."""
     half = dim // 2

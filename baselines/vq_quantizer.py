@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .nets import conv_codec
 from .protocol import DataInfo, from_levels, to_levels
 
 __all__ = ["Quantized", "VectorQuantizer", "code_statistics"]
@@ -170,19 +171,7 @@ class _VQNet(nn.Module):
         c, h, w = info.shape
         self.levels = int(info.levels)
         self.shape = (c, h, w)
-        enc: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.SiLU()]
-        ch = width
-        for _ in range(n_down):
-            enc += [nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU()]
-            ch *= 2
-        enc += [nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, code_dim, 1)]
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(code_dim, ch, 3, padding=1), nn.SiLU(), nn.Conv2d(ch, ch, 3, padding=1), nn.SiLU()]
-        for _ in range(n_down):
-            dec += [nn.ConvTranspose2d(ch, ch // 2, 4, stride=2, padding=1), nn.SiLU()]
-            ch //= 2
-        dec += [nn.Conv2d(ch, c * self.levels, 3, padding=1)]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder, self.decoder = conv_codec(c, width, n_down, code_dim, code_dim, self.levels)
         self.quantizer = VectorQuantizer(num_codes, code_dim, beta=beta, ema=ema)
         self.grid = (h // 2**n_down, w // 2**n_down)
 
