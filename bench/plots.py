@@ -21,6 +21,16 @@ def save_figure(fig: Any, path: str | Path, root: str | Path | None = None, **kw
     return safeio.atomic_write(path, buf.getvalue(), root)
 
 
+def finish_figure(fig: Any, path: str | Path, root: str | Path | None = None, **kwargs: Any) -> Path:
+    """Lay ``fig`` out tightly, write it as PNG (:func:`save_figure`; ``kwargs`` go to ``savefig``) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    save_figure(fig, path, root, **kwargs)
+    plt.close(fig)
+    return Path(path)
+
+
 def _plt():
     import matplotlib
 
@@ -62,10 +72,7 @@ def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n
         ax.tick_params(labelsize=6)
     if title:
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)
 
 
 def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: torch.Tensor | None, path: str | Path, title: str = "", n: int = 12) -> Path:
@@ -94,10 +101,7 @@ def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: to
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)
 
 
 def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path, title: str = "", steps: dict[str, int] | None = None) -> Path:
@@ -124,7 +128,4 @@ def save_loss_curves(curves: dict[str, dict[str, list[float]]], path: str | Path
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)

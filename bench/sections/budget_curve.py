@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.plots import _plt, save_figure
+from bench.plots import _plt, finish_figure
 from bench.report import fmt_num
 
 
@@ -76,9 +76,7 @@ def _figure(df: pd.DataFrame, metrics: list[str], labels: dict[str, str], path: 
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle("quality against training compute (labels: training steps)")
-    fig.tight_layout()
-    save_figure(fig, path, root, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, root, dpi=110)
 
 
 def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.plots import save_figure
+from bench.plots import _plt, finish_figure
 from bench.report import fmt_num
 
 __all__ = ["plot_pareto", "plot_sweep"]
@@ -27,11 +27,7 @@ def _pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, 
 def plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path | None:
     """FID against latency at batch 1 and at ``batch``, and against FLOPs, one panel each (log-log), with the
     Pareto front and the reference rows as dashed lines; written to ``path``; None when there is nothing to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     cols = [("lat_b1", "batch 1"), ("lat", f"batch {batch}"), ("flops", "FLOPs")]
     cols = [(c, t) for c, t in cols if c in m.columns and m[c].notna().any()]
     if not cols or not m["fid"].notna().any():
@@ -66,20 +62,14 @@ def plot_pareto(m: pd.DataFrame, dataset: str, batch: Any, path: Path) -> Path |
         ax.set_ylabel("FID (log)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, dpi=110)
     return path
 
 
 def plot_sweep(s: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     """FID against the samples' class accuracy along a guidance sweep (one point per weight w), written to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     s = s[s["fid"].notna() & s["class_acc"].notna()]
     if s.empty:
         return None
@@ -92,8 +82,6 @@ def plot_sweep(s: pd.DataFrame, dataset: str, path: Path) -> Path | None:
     ax.set_ylabel("FID")
     ax.set_title(f"{dataset}: classifier-free guidance sweep")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    finish_figure(fig, path, dpi=110)
     return path
