@@ -26,6 +26,7 @@ fix the split. Every file is validated as the ``folder`` loader does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,6 +272,29 @@ def _matched_files(a_dir: Path, b_dir: Path) -> tuple[list[Path], list[Path]]:
     return [a[s] for s in stems], [b[s] for s in stems]
 
 
+def _folder_splits(
+    root: Path, files: Callable[[Path, Path], tuple[list[Path], list[Path]]], test_fraction: float, seed: int
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], int]:
+    """The images of ``root``'s ``A/`` and ``B/`` folders (``files`` lists the two folders' files: matched pairs or
+    all of each) as (train A, train B, test A, test B) and the grey levels K (at least 256). Without
+    ``train/``/``test/`` sub-folders each domain is split at random with ``seed``: the same permutation for equal
+    lengths, so matched pairs stay pairs."""
+    parts: dict[str, tuple[Tensor, Tensor]] = {}
+    levels = 256
+    for split, (a_dir, b_dir) in _layout(root).items():
+        fa, fb = files(a_dir, b_dir)
+        (xa, _), (xb, kb) = _stack_images(fa, str(a_dir)), _stack_images(fb, str(b_dir))
+        levels = max(levels, kb)
+        parts[split] = (xa, xb)
+    if "all" in parts:
+        xa, xb = parts["all"]
+        tra, tea, _, _ = random_split(xa, None, test_fraction, seed)
+        trb, teb, _, _ = random_split(xb, None, test_fraction, seed)
+        return (tra, trb, tea, teb), levels
+    (tra, trb), (tea, teb) = parts["train"], parts["test"]
+    return (tra, trb, tea, teb), levels
+
+
 def _folder_info(root: Path, kind: str, src: Tensor, tgt: Tensor, levels: int) -> DataInfo:
     return DataInfo(name=safe_data_name(root), shape=tuple(tgt.shape[1:]), kind=kind, levels=levels, source_shape=tuple(src.shape[1:]))
 
@@ -279,19 +303,7 @@ def _folder_info(root: Path, kind: str, src: Tensor, tgt: Tensor, levels: int) -
 def paired_folder(path: str, test_fraction: float = 0.2, seed: int = 0) -> TranslationDataset:
     """Paired images from ``A/`` (sources) and ``B/`` (targets) with matching file names, split at random with ``seed``."""
     root = Path(path)
-    parts: dict[str, tuple[Tensor, Tensor]] = {}
-    levels = 256
-    for split, (a_dir, b_dir) in _layout(root).items():
-        fa, fb = _matched_files(a_dir, b_dir)
-        (xa, _), (xb, kb) = _stack_images(fa, str(a_dir)), _stack_images(fb, str(b_dir))
-        levels = max(levels, kb)
-        parts[split] = (xa, xb)
-    if "all" in parts:
-        xa, xb = parts["all"]
-        tra, tea, _, _ = random_split(xa, None, test_fraction, seed)
-        trb, teb, _, _ = random_split(xb, None, test_fraction, seed)  # same seed and length: the same permutation, pairs kept
-    else:
-        (tra, trb), (tea, teb) = parts["train"], parts["test"]  # a test size differing from train is a DataError below
+    (tra, trb, tea, teb), levels = _folder_splits(root, _matched_files, test_fraction, seed)  # a test size differing from train is a DataError below
     desc = f"paired images from {root}"
     return TranslationDataset(_folder_info(root, "paired", tra, trb, levels), tra, trb, tea, teb, description=desc)
 
@@ -300,16 +312,5 @@ def paired_folder(path: str, test_fraction: float = 0.2, seed: int = 0) -> Trans
 def unpaired_folder(path: str, test_fraction: float = 0.2, seed: int = 0) -> TranslationDataset:
     """Unpaired domains from ``A/`` (sources) and ``B/`` (targets), any names and counts, each split at random with ``seed``."""
     root = Path(path)
-    parts: dict[str, tuple[Tensor, Tensor]] = {}
-    levels = 256
-    for split, (a_dir, b_dir) in _layout(root).items():
-        (xa, _), (xb, kb) = _stack_images(_image_files(a_dir), str(a_dir)), _stack_images(_image_files(b_dir), str(b_dir))
-        levels = max(levels, kb)
-        parts[split] = (xa, xb)
-    if "all" in parts:
-        xa, xb = parts["all"]
-        tra, tea, _, _ = random_split(xa, None, test_fraction, seed)
-        trb, teb, _, _ = random_split(xb, None, test_fraction, seed)
-    else:
-        (tra, trb), (tea, teb) = parts["train"], parts["test"]
+    (tra, trb, tea, teb), levels = _folder_splits(root, lambda a, b: (_image_files(a), _image_files(b)), test_fraction, seed)
     return TranslationDataset(_folder_info(root, "unpaired", tra, trb, levels), tra, trb, tea, teb, description=f"unpaired domains from {root}")
