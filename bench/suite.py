@@ -206,14 +206,20 @@ def _registered_extractor(dataset: str) -> str:
         return "raw"
 
 
-def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpec:
-    f = f"datasets[{i}]"
-    d = c.table(v, f)
+def _named_entry(v: Any, where: str, keys: set[str] | frozenset[str], c: _Fields) -> tuple[dict[str, Any], str, str]:
+    """A ``[[datasets]]`` / ``[[generators]]`` entry: its table, its checked name, and where it is for messages
+    (``datasets[0] (digits)``); its keys are checked against ``keys``."""
+    d = c.table(v, where)
     if "name" not in d:
-        raise c.fail(f, "has no name")
-    name = c.string(d["name"], f"{f}.name", name=True)
-    f = f"datasets[{i}] ({name})"
-    c.keys(d, _DATASET_KEYS, f)
+        raise c.fail(where, "has no name")
+    name = c.string(d["name"], f"{where}.name", name=True)
+    where = f"{where} ({name})"
+    c.keys(d, keys, where)
+    return d, name, where
+
+
+def _dataset(v: Any, i: int, settings: dict[str, Any], c: _Fields) -> DatasetSpec:
+    d, name, f = _named_entry(v, f"datasets[{i}]", _DATASET_KEYS, c)
     n_fake = d.get("n_fake")
     merged = {**settings, **c.table(d.get("settings"), f"{f}.settings")}
     try:
@@ -255,13 +261,7 @@ def _check_settings_tables(settings: Any, where: str, field_name: str = "setting
 
 
 def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
-    f = f"generators[{i}]"
-    g = c.table(v, f)
-    if "name" not in g:
-        raise c.fail(f, "has no name")
-    name = c.string(g["name"], f"{f}.name", name=True)
-    f = f"generators[{i}] ({name})"
-    c.keys(g, _GENERATOR_KEYS, f)
+    g, name, f = _named_entry(v, f"generators[{i}]", _GENERATOR_KEYS, c)
     budget = c.table(g.get("budget"), f"{f}.budget")
     c.keys(budget, {x.name for x in fields(Budget)} - {"progress"}, f"{f}.budget")
     for k in ("steps", "batch_size"):
