@@ -57,18 +57,9 @@ class PromptConditioned:
     def accepts(self) -> frozenset[str]:
         return frozenset(getattr(self.generator, "accepts", frozenset({"labels"}))) | {"prompts"}
 
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> Tensor:
+    def sample(self, n: int, *, labels: Tensor | None = None, prompts: Sequence[str] | None = None, **kwargs: Any) -> Tensor:
         """``n`` samples; ``prompts`` (exactly n strings) become labels, never passed through.
-        Extra keywords (``sampler=``) go to the wrapped generator."""
+        The other keywords (``steps``, ``generator``, ``sampler``) go to the wrapped generator unchanged."""
         if prompts is not None:
             if labels is not None:
                 raise ValueError("pass either labels= or prompts=, not both")
@@ -80,4 +71,4 @@ class PromptConditioned:
             if labels.shape[0] != n:
                 raise ValueError(f"labels_from_prompts returned {labels.shape[0]} labels for {n} prompts")
         self.last_labels = labels
-        return self.generator.sample(n, labels=labels, steps=steps, generator=generator, **kwargs)
+        return self.generator.sample(n, labels=labels, **kwargs)

@@ -309,25 +309,15 @@ class SamplerChoice(Protocol):
     """Iterative generators whose sampling algorithm is chosen per call.
 
     ``make_sampler(**params)`` builds a :class:`Sampler` from a suite's
-    ``sample_params`` (e.g. ``{"sampler": "ddim", "eta": 0.0}``);
-    ``sample(n, ..., sampler=obj)`` uses it; ``last_nfe`` is the network
-    evaluations per sample of the last ``sample`` call.
+    ``sample_params`` (e.g. ``{"sampler": "ddim", "eta": 0.0}``); the
+    :class:`Generator`'s ``sample`` takes it as one more keyword,
+    ``sample(n, ..., sampler=obj)`` (None: the model's default); ``last_nfe``
+    is the network evaluations per sample of the last ``sample`` call.
     """
 
     last_nfe: int
 
     def make_sampler(self, **params: Any) -> Sampler: ...
-
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Sampler | None = None,
-    ) -> Tensor: ...
 
 
 @runtime_checkable
