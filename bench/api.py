@@ -297,7 +297,7 @@ def load_results(results_dir: str | Path = "results", suite: str | Suite | None 
             suite *name* gives every record in its file, those of earlier
             configurations of the suite included; a :class:`Suite` gives only
             the records of its current configuration, as its leaderboard does
-            (``bench.job.CurrentConfig``).
+            (``bench.store.CurrentConfig``).
         include_internal: also the bookkeeping records (``_job_done``, ``_error``).
 
     Returns:

@@ -98,7 +98,7 @@ def compare_runs(a: str | Path, b: str | Path, suite: str | Suite, *, rtol: floa
     """Compare the non-timing records of ``suite`` in two results directories (see the module docstring).
 
     A :class:`Suite` compares only the records of its current configuration
-    (``bench.job.CurrentConfig``); a suite name, every record in the files.
+    (``bench.store.CurrentConfig``); a suite name, every record in the files.
 
     ``rtol`` and ``atol`` must be >= 0; the defaults ask for bit-for-bit equality.
     """

@@ -1,6 +1,5 @@
-"""A job and its context: the plain, serializable :class:`Job` a worker runs, the hashes that say which records
-of a results directory belong to the suite as configured now (:class:`CurrentConfig`), and the
-:class:`JobContext` the stages of ``bench/pipeline.py`` share."""
+"""A job and its context: the plain, serializable :class:`Job` a worker runs and the :class:`JobContext` the
+stages of ``bench/pipeline.py`` share (its records carry the configuration hashes of :mod:`bench.store`)."""
 
 from __future__ import annotations
 

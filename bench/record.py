@@ -10,7 +10,7 @@ experiment suites (``bench.experiments``). A record holds
   registered family, e.g. ``diffusion``; None for a user's model), ``reference`` (True for the floors and ceilings:
   models registered with ``family="reference"``; the report ranks them never), ``seed``, ``steps``, ``metric``;
 * the hashes that say which configuration produced it (``config_hash``, ``row_hash``, ``timing_hash`` or
-  ``experiment_hash``; :class:`bench.job.CurrentConfig` reads them);
+  ``experiment_hash``; :class:`bench.store.CurrentConfig` reads them);
 * ``timestamp`` (seconds since the epoch) and the provenance (``git_commit``, ``versions``, ``device``);
 * the metric's fields: ``value`` (None when not available, with ``na`` and ``na_reason``), ``lo``/``hi``,
   ``label``, ``direction``, ``unit``, ``n_real``, ``n_fake``, ``extractor``, ``settings``, ``extra`` ...

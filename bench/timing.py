@@ -120,7 +120,7 @@ class TimingSettings:
 def timing_hash(settings: dict[str, Any]) -> str:
     """Hash of the timing phase's settings (defaults filled in) of a data set's merged ``settings``: every timing
     record carries it, and a record whose hash differs from the suite's now is timed again
-    (``bench.job.CurrentConfig``)."""
+    (``bench.store.CurrentConfig``)."""
     return content_hash(asdict(TimingSettings.from_settings(settings)))
 
 
