@@ -88,7 +88,7 @@ from genbench.cache import Cache, content_hash
 from metrics.context import EvalContext
 
 from .measure import feature_cache, measure, reference_key
-from .personalization_config import PersonalizationError, config_from_suite
+from .personalization_config import GRID_METRIC, PersonalizationError, config_from_suite
 
 __all__ = [
     "run_personalization",
@@ -336,7 +336,6 @@ def _method_settings(method: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
 
 # Records holding the sample arrays of the grids (value None). Not "_"-prefixed:
 # the result store hides internal "_" records from leaderboard sections.
-GRID_METRIC = "sample_grid"
 
 METRICS = {
     # record name: (value key, description)

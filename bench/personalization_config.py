@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+GRID_METRIC = "sample_grid"
+"""The record name of the experiment's sample grids (one per method and seed; the section draws them)."""
+
 __all__ = ["DEFAULTS", "METHOD_DEFAULTS", "METHOD_KINDS", "PersonalizationError", "config_from_suite"]
 
 

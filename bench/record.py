@@ -66,3 +66,20 @@ def new_record(
         "steps": steps, "metric": metric, **hashes, "timestamp": time.time() if timestamp is None else timestamp,
         **provenance, **fields,
     }  # fmt: skip
+
+
+EXTRACTOR_SEP = "@"
+"""Joins a metric and a second extractor in a suite's metric entry and in record names (``fid@effnet-lite0``)."""
+
+
+def split_metric(entry: str) -> tuple[str, str | None]:
+    """A suite's metric entry -> (metric, extractor): ``"fid@effnet-lite0"`` -> ``("fid", "effnet-lite0")``;
+    ``"fid"`` -> ``("fid", None)`` (None: the data set's own ``extractor``)."""
+    metric, sep, extractor = entry.partition(EXTRACTOR_SEP)
+    return (metric, extractor) if sep else (entry, None)
+
+
+def qualified(name: str, extractor: str | None) -> str:
+    """The record name of a metric output measured on ``extractor`` (``"fid@effnet-lite0"``); ``name`` itself for the
+    data set's own extractor (None), so the records of a suite without extra extractors keep their names."""
+    return name if extractor is None else f"{name}{EXTRACTOR_SEP}{extractor}"

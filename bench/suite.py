@@ -29,6 +29,7 @@ from metrics import extractors as freg
 from metrics import registry as mreg
 
 from . import data
+from .record import EXTRACTOR_SEP, qualified, split_metric  # noqa: F401 - qualified: re-exported for the pipeline's modules
 from .sections import SECTIONS
 from .suite_schema import check_depth, check_quoted, check_settings
 
@@ -39,20 +40,6 @@ class SuiteError(ValueError):
     """A suite that cannot be found or parsed; the message says what is wrong."""
 
 
-EXTRACTOR_SEP = "@"  # "fid@effnet-lite0": the metric fid on the extractor effnet-lite0 instead of the data set's own
-
-
-def split_metric(entry: str) -> tuple[str, str | None]:
-    """A suite's metric entry -> (metric, extractor): ``"fid@effnet-lite0"`` -> ``("fid", "effnet-lite0")``;
-    ``"fid"`` -> ``("fid", None)`` (None: the data set's own ``extractor``)."""
-    metric, sep, extractor = entry.partition(EXTRACTOR_SEP)
-    return (metric, extractor) if sep else (entry, None)
-
-
-def qualified(name: str, extractor: str | None) -> str:
-    """The record name of a metric output measured on ``extractor`` (``"fid@effnet-lite0"``); ``name`` itself for the
-    data set's own extractor (None), so the records of a suite without extra extractors keep their names."""
-    return name if extractor is None else f"{name}{EXTRACTOR_SEP}{extractor}"
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from metrics.extractors import (
 )
 from metrics.extractors.digits_cnn import REFERENCE_WEIGHTS_HASH, DigitsCNNExtractor
 from metrics.extractors.dinov2 import DinoV2Extractor
-from metrics.extractors.fidelity import ClipExtractor, InceptionExtractor, Uint8ImageDataset, hub_checkpoints, register_torch_fidelity
+from metrics.extractors.fidelity import ClipExtractor, InceptionExtractor, hub_checkpoints
+from metrics.extractors.fidelity_bridge import Uint8ImageDataset, register_torch_fidelity
 from metrics.extractors.mnist_cnn import REFERENCE_WEIGHTS_HASH as MNIST_REFERENCE_HASH
 from metrics.extractors.mnist_cnn import MnistCNNExtractor
 from metrics.extractors.thick_digits_cnn import ThickDigitsCNNExtractor
@@ -319,7 +320,7 @@ def test_embedded_extractors_load_the_shipped_weights(tmp_path, cls):
 
 
 def test_damaged_shipped_weights_fall_back_to_the_recipe(tmp_path, monkeypatch):
-    import metrics.extractors as ext_mod
+    import metrics.extractors.base as ext_mod
 
     bad = tmp_path / "weights"
     bad.mkdir()
@@ -331,7 +332,7 @@ def test_damaged_shipped_weights_fall_back_to_the_recipe(tmp_path, monkeypatch):
 
 
 def test_missing_training_data_is_a_clear_error(tmp_path, monkeypatch):
-    import metrics.extractors as ext_mod
+    import metrics.extractors.base as ext_mod
 
     monkeypatch.setattr(ext_mod, "SHIPPED_WEIGHTS_DIR", tmp_path / "no-shipped-weights")  # else the packaged weights need no data
     monkeypatch.setattr(TRAINING_DATA, "_entries", {})

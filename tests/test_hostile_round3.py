@@ -421,7 +421,7 @@ def test_an_artifact_copied_under_another_key_is_damage(tmp_path, caplog):
 
 
 def test_swapped_shipped_weights_are_reported(tmp_path, monkeypatch):
-    import metrics.extractors as ext_mod
+    import metrics.extractors.base as ext_mod
 
     swapped = tmp_path / "weights"
     swapped.mkdir()

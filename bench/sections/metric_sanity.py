@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.record import split_metric
 from bench.report import ARROW, CellStats, cell_stats, fmt_num, welch_halfwidth
-from bench.suite import split_metric
 
 __all__ = ["section", "verdict", "rulers_table", "FAILURE_TYPES"]
 

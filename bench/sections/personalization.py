@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.personalization import GRID_METRIC
+from bench.personalization_config import GRID_METRIC
 from bench.report import fmt_num
 
 COLUMNS = [

@@ -31,7 +31,16 @@ from torch import Tensor, nn
 from genbench.cache import MAGIC as ARTIFACT_MAGIC
 from genbench.cache import read_artifact, write_artifact
 
-from . import Extractor, ExtractorError, LabeledSplit, default_cache_dir, load_failure_reason, shipped_weights, state_hash, training_data
+from .base import (
+    Extractor,
+    ExtractorError,
+    LabeledSplit,
+    default_cache_dir,
+    load_failure_reason,
+    shipped_weights,
+    state_hash,
+    training_data,
+)
 
 __all__ = ["ClassifierExtractor", "train_classifier", "shift_augment"]
 

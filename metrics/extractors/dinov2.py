@@ -29,7 +29,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import Tensor, nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from . import ExtractorError
+from .base import ExtractorError
 from .fidelity import FidelityExtractor
 
 __all__ = ["DinoV2Net", "DinoV2Extractor", "DINOV2_DIMS"]

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import Extractor, ExtractorError, MissingExtraError, load_failure_reason
+from .base import Extractor, ExtractorError, MissingExtraError, load_failure_reason
 
 __all__ = [
     "EffNetLite0Extractor",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from . import Extractor
+from .base import Extractor
 
 __all__ = ["RawExtractor"]
 

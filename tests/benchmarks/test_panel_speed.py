@@ -4,7 +4,7 @@ Ours: FID, KID (100 subsets of 1000), precision/recall (k=3), density/coverage
 (k=5) and IS (10 splits) through the registered metric panel, features from
 ``digits-cnn``. Theirs: ``torch_fidelity.calculate_metrics`` with fid, kid,
 prc and isc and the same extractor registered with torch-fidelity
-(``metrics.extractors.fidelity.register_torch_fidelity``), its defaults otherwise (CPU,
+(``metrics.extractors.fidelity_bridge.register_torch_fidelity``), its defaults otherwise (CPU,
 no cache). Both see the same uint8-quantized images and both timings include
 feature extraction. Target (issue 11): ours <= 0.6 x theirs while computing
 more, as the median of per-pair ratios: the two run in turn, ours-theirs then
@@ -32,7 +32,7 @@ import torch
 from metrics import registry as mreg
 from metrics.context import EvalContext
 from metrics.extractors import get_extractor, to_uint8_rgb
-from metrics.extractors.fidelity import Uint8ImageDataset, register_torch_fidelity
+from metrics.extractors.fidelity_bridge import Uint8ImageDataset, register_torch_fidelity
 
 N = 10_000
 
