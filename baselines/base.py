@@ -87,7 +87,55 @@ def check_images(name: str, x: Any, info: DataInfo, what: str = "x") -> Tensor:
     return x.cpu()
 
 
-class Family:
+class Sampling:
+    """The protocol's ``sample``, written once: checks its arguments, then runs the class's :meth:`draw`.
+
+    Class attribute ``sample_needs_fit`` (default True): ``sample`` first calls ``require_fitted``. Used by
+    :class:`Family` and by the GAN (which trains two networks its own way).
+    """
+
+    name: ClassVar[str] = ""
+    sample_needs_fit: ClassVar[bool] = True  # False: ``sample`` runs on the initial network too (e.g. an oracle set in tests)
+
+    def require_fitted(self) -> None:
+        """``RuntimeError`` unless the model was fitted or loaded (``self._fitted``)."""
+        if not getattr(self, "_fitted", False):
+            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) first")
+
+    def sample(
+        self,
+        n: int,
+        *,
+        labels: Tensor | None = None,
+        prompts: Sequence[str] | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        sampler: Any = None,
+    ) -> Tensor:
+        """Draw ``n`` samples (the :class:`~genbench.protocol.Generator` protocol): checks that the model is
+        fitted (unless ``sample_needs_fit`` is False) and ``n`` >= 0 and refuses text prompts (class labels only;
+        :mod:`baselines.prompting` maps prompts to labels), then runs the family's :meth:`draw`. ``labels`` (N,) in 0..C-1 for conditional families;
+        ``steps``: sampler steps of iterative families (None: their default); ``sampler``: an object from the
+        family's ``make_sampler`` (None: its default); noise comes from ``generator``. Returns float32 on the
+        CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
+        if self.sample_needs_fit:
+            self.require_fitted()
+        if prompts is not None:
+            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
+        try:
+            n = operator.index(n)  # an int, numpy's included; not a float
+        except TypeError:
+            raise ValueError(f"{self.name}: n must be a non-negative int, got {n!r}") from None
+        if n < 0:
+            raise ValueError(f"{self.name}: n must be a non-negative int, got {n}")
+        return self.draw(n, labels, steps, generator, sampler)
+
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
+        """The family's sampling algorithm, called by :meth:`sample` after its checks (same arguments and result)."""
+        raise NotImplementedError
+
+
+class Family(Sampling):
     """Base class of a trainable family (see the module docstring).
 
     Class attributes a family sets: ``name`` (registry name; an instance may
@@ -108,7 +156,6 @@ class Family:
     rng: ClassVar[Literal["generator", "global"]] = "generator"
     clip_grad: ClassVar[float | None] = None
     betas: ClassVar[tuple[float, float]] = (0.9, 0.999)
-    sample_needs_fit: ClassVar[bool] = True  # False: ``sample`` runs on the initial network too (e.g. an oracle set in tests)
 
     net: nn.Module
     ema: EMA | None = None
@@ -137,43 +184,6 @@ class Family:
         """``x`` as float32 (N, *shape) on the CPU, checked (:func:`check_images`)."""
         return check_images(self.name, x, self.data_info, what)
 
-    def require_fitted(self) -> None:
-        """``RuntimeError`` unless the model was fitted or loaded."""
-        if not self._fitted:
-            raise RuntimeError(f"{self.name}: call fit() (or load_state_dict) first")
-
-    # -- sampling ---------------------------------------------------------------------
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator: torch.Generator | None = None,
-        sampler: Any = None,
-    ) -> Tensor:
-        """Draw ``n`` samples (the :class:`~genbench.protocol.Generator` protocol): checks that the model is fitted
-        (unless ``sample_needs_fit`` is False) and ``n`` >= 0 and refuses text prompts (class labels only; :mod:`baselines.prompting` maps prompts to
-        labels), then runs the family's :meth:`draw`. ``labels`` (N,) in 0..C-1 for conditional families;
-        ``steps``: sampler steps of iterative families (None: their default); ``sampler``: an object from the
-        family's ``make_sampler`` (None: its default); noise comes from ``generator``. Returns float32 on the
-        CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
-        if self.sample_needs_fit:
-            self.require_fitted()
-        if prompts is not None:
-            raise ValueError(f"{self.name}: text prompts are not supported (class labels only)")
-        try:
-            n = operator.index(n)  # an int, numpy's included; not a float
-        except TypeError:
-            raise ValueError(f"{self.name}: n must be a non-negative int, got {n!r}") from None
-        if n < 0:
-            raise ValueError(f"{self.name}: n must be a non-negative int, got {n}")
-        return self.draw(n, labels, steps, generator, sampler)
-
-    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
-        """The family's sampling algorithm, called by :meth:`sample` after its checks (same arguments and result)."""
-        raise NotImplementedError
 
     # -- training ---------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor | dict[str, Tensor]:

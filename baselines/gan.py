@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_images
+from .base import Sampling, check_images
 from .gan_nets import (
     ConvDiscriminator,
     ConvGenerator,
@@ -93,7 +93,7 @@ _SAMPLE_CHUNK = 4096
 
 
 # ============================================================================ the model
-class GAN:
+class GAN(Sampling):
     """A GAN on images or 2-D points; see the module docstring for the variants.
 
     Args:
@@ -119,6 +119,7 @@ class GAN:
     """
 
     family = "gan"
+    sample_needs_fit = False  # an untrained generator may be sampled (its initial weights)
     BN_BATCHES = 32  # noise batches used to re-estimate BatchNorm statistics after fit
 
     def __init__(
@@ -383,26 +384,13 @@ class GAN:
         return class_labels(self.name, n, labels, self.num_classes, bool(self.num_classes), generator)
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        labels: Tensor | None = None,
-        prompts: Sequence[str] | None = None,
-        steps: int | None = None,
-        generator=None,
-        sampler: OnePassSampler | None = None,
-    ) -> Tensor:
-        """Draw ``n`` samples (``steps`` is ignored: one generator pass; ``sampler`` from :meth:`make_sampler`).
+    def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
+        """``n`` samples (``steps`` is ignored: one generator pass; ``sampler`` from :meth:`make_sampler`).
 
         Images: float32 (n, C, H, W) on the K levels in [0, 1]; points: (n, D).
         BatchNorm uses its running statistics (eval mode), so each sample does
         not depend on the others in its batch.
         """
-        if prompts is not None:
-            raise ValueError(f"{self.name} does not accept text prompts")
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"{self.name}: n must be a non-negative int, got {n!r}")
         y = self._sample_labels(n, labels, generator)
         net = self._sampling_net(sampler)
         was_training = net.training

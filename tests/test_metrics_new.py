@@ -17,7 +17,7 @@ from scipy.stats import mannwhitneyu, wasserstein_distance
 from metrics.authpct import authenticity
 from metrics.cmmd import SCALE, SIGMA, cmmd, rbf_mmd2
 from metrics.ct import ct_statistic, zu_statistic
-from metrics.extractors.digits_cnn import DigitsNet
+from metrics.extractors.digits_cnn import DigitsCNNExtractor
 from metrics.fid import fid_from_features
 from metrics.fls import fit_log_variances, fls, mixture_nll
 from metrics.sfid import spatial_features
@@ -188,7 +188,7 @@ def test_sw_analytic_shift_identical_and_permutation():
 # ------------------------------------------------------------------------------ sfid
 def test_spatial_features_are_the_hooked_layer():
     torch.manual_seed(0)
-    net = DigitsNet().eval()
+    net = DigitsCNNExtractor.make_net().eval()
     x = torch.rand(5, 1, 8, 8)
     f = spatial_features(net, x, "body.4", 8)
     with torch.no_grad():
@@ -205,6 +205,6 @@ def test_spatial_features_are_the_hooked_layer():
 
 def test_sfid_identical_sets_zero():
     torch.manual_seed(0)
-    net = DigitsNet().eval()
+    net = DigitsCNNExtractor.make_net().eval()
     f = spatial_features(net, torch.rand(300, 1, 8, 8), "body.4", 4)
     assert fid_from_features(f, f).value == pytest.approx(0.0, abs=1e-6)

@@ -134,7 +134,8 @@ class ClassifierExtractor(Extractor):
 
     Subclasses set ``name``, ``version``, ``dim``, ``num_classes``, ``image_size``,
     ``data_name`` (the :data:`~metrics.extractors.TRAINING_DATA` provider),
-    ``epochs``, ``MIN_ACCURACY`` and implement :meth:`make_net`.
+    ``epochs``, ``MIN_ACCURACY``; the network is a :class:`SmallCNN` for ``image_size`` (``pool_first``: pool
+    after the first convolution too, for 28x28 inputs); a subclass may override :meth:`make_net`.
 
     Args:
         weights: a weights file instead of the cached/trained one: a plain
@@ -159,10 +160,12 @@ class ClassifierExtractor(Extractor):
     epochs: ClassVar[int] = 40
     max_shift: ClassVar[int] = 1
     MIN_ACCURACY: ClassVar[float] = 0.95
+    pool_first: ClassVar[bool] = False
 
     @classmethod
     def make_net(cls) -> nn.Module:
-        raise NotImplementedError
+        """A freshly initialised network (forward -> (features, logits))."""
+        return SmallCNN(side=cls.image_size[0], pool_first=cls.pool_first)
 
     def classifier_classes(self, shape: tuple[int, ...]) -> int:
         """``num_classes`` for 1-channel images; 0 for C > 1 channels (logits are per channel)."""

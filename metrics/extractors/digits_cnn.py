@@ -14,21 +14,12 @@ concatenated (3 x 128-D); logits are per channel (``channel_logits``).
 
 from __future__ import annotations
 
-from torch import nn
+from .classifier import ClassifierExtractor
 
-from .classifier import ClassifierExtractor, SmallCNN
-
-__all__ = ["DigitsNet", "DigitsCNNExtractor", "DIGITS_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
+__all__ = ["DigitsCNNExtractor", "DIGITS_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
 
 DIGITS_CNN_VERSION = 2  # bump when the architecture or training recipe changes
 REFERENCE_WEIGHTS_HASH = "244bf800a4a63d8c"  # the shipped weights (weights/digits-cnn-v2.pt); the recipe retrained on another CPU differs
-
-
-class DigitsNet(SmallCNN):
-    """Small CNN for 1x8x8 digits: forward -> (128-D penultimate features, 10 logits)."""
-
-    def __init__(self) -> None:
-        super().__init__(side=8, pool_first=False)
 
 
 class DigitsCNNExtractor(ClassifierExtractor):
@@ -43,6 +34,3 @@ class DigitsCNNExtractor(ClassifierExtractor):
     epochs = 40
     MIN_ACCURACY = 0.95
 
-    @classmethod
-    def make_net(cls) -> nn.Module:
-        return DigitsNet()

@@ -11,21 +11,12 @@ held-out digits is recorded and must be >= 0.97.
 
 from __future__ import annotations
 
-from torch import nn
+from .classifier import ClassifierExtractor
 
-from .classifier import ClassifierExtractor, SmallCNN
-
-__all__ = ["MnistNet", "MnistCNNExtractor", "MNIST_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
+__all__ = ["MnistCNNExtractor", "MNIST_CNN_VERSION", "REFERENCE_WEIGHTS_HASH"]
 
 MNIST_CNN_VERSION = 1  # bump when the architecture or training recipe changes
 REFERENCE_WEIGHTS_HASH = "a5c925f4dcf8bca1"  # the shipped weights (weights/mnist-cnn-v1.pt); the recipe retrained on another CPU differs
-
-
-class MnistNet(SmallCNN):
-    """Small CNN for 1x28x28 digits (28 -> 14 -> 7 -> 3): forward -> (128-D penultimate features, 10 logits)."""
-
-    def __init__(self) -> None:
-        super().__init__(side=28, pool_first=True)
 
 
 class MnistCNNExtractor(ClassifierExtractor):
@@ -39,8 +30,6 @@ class MnistCNNExtractor(ClassifierExtractor):
     data_name = "mnist5k"
     epochs = 12
     max_shift = 2
+    pool_first = True  # 28 -> 14 -> 7 -> 3
     MIN_ACCURACY = 0.97
 
-    @classmethod
-    def make_net(cls) -> nn.Module:
-        return MnistNet()
