@@ -63,7 +63,11 @@ __all__ = [
     "make_sampler",
 ]
 
-SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+SAMPLERS: Registry[type] = Registry("sampler")
+"""Sampler classes by name; ``kind`` says what model they run: ``eps`` / ``velocity`` (denoisers), ``tokens-causal`` /
+``tokens-masked`` (transformer priors over discrete codes, :mod:`baselines.token_samplers`)."""
+SAMPLERS.register("ancestral", "baselines.token_samplers:AutoregressiveSampler", kind="tokens-causal")
+SAMPLERS.register("maskgit", "baselines.token_samplers:MaskGITSampler", kind="tokens-masked")
 
 
 class DiffusionSchedule(Protocol):
@@ -442,7 +446,8 @@ class OnePassSampler:
 
 
 def make_sampler(kind: str, name: str, params: dict[str, Any], context: dict[str, Any], who: str) -> Sampler:
-    """Build the sampler ``name`` of a model that predicts ``kind`` ("eps" or "velocity").
+    """Build the sampler ``name`` of the ``kind`` a model runs (``eps``, ``velocity``, ``tokens-causal``,
+    ``tokens-masked``; see :data:`SAMPLERS`).
 
     ``context`` holds what the model supplies (schedule, clip, default_steps);
     ``params`` are the user's options (guidance_scale, eta ...). Unknown names

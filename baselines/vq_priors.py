@@ -2,17 +2,15 @@
 
 * ``vq-ar``: a causal transformer over the raster-ordered codes; exact
   ``log p(codes)``; sampled ancestrally, one network evaluation per token
-  (:class:`AutoregressiveSampler`, NFE = L). The VQ bound of ``vq.py`` applies.
+  (:class:`~baselines.token_samplers.AutoregressiveSampler`, NFE = L). The VQ bound of ``vq.py`` applies.
 * ``vq-maskgit``: a bidirectional transformer trained to predict masked codes
-  with the cosine mask schedule; :class:`MaskGITSampler` fills the grid in T
+  with the cosine mask schedule; :class:`~baselines.token_samplers.MaskGITSampler` fills the grid in T
   parallel steps, keeping the most confident predictions and re-masking the
   rest (Chang et al. 2022). ``steps`` = T = NFE. No tractable likelihood.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,10 +20,12 @@ from torch import Tensor, nn
 from .base import with_base_keywords
 from .protocol import Budget, DataInfo, TrainReport
 from .registry import register
+from .samplers import make_sampler
+from .token_samplers import AutoregressiveSampler, MaskGITSampler, cosine_mask_ratio
 from .training import Batch, default_warmup, train
 from .vq import _VQBase, _VQBound
 
-__all__ = ["AutoregressiveSampler", "CodeTransformer", "MaskGITSampler", "VQAutoregressive", "VQMaskGIT", "cosine_mask_ratio"]
+__all__ = ["CodeTransformer", "VQAutoregressive", "VQMaskGIT"]
 
 
 # ----------------------------------------------------------------------------- priors
@@ -75,98 +75,6 @@ class CodeTransformer(nn.Module):
         mask = self.causal_mask[:length, :length] if self.causal else None
         h = self.body(h, mask=mask, is_causal=self.causal)
         return self.head(self.norm(h))
-
-
-def cosine_mask_ratio(r: Tensor | float) -> Tensor:
-    """MaskGIT's cosine schedule gamma(r) = cos(pi r / 2): fraction of tokens masked at progress r in [0, 1]."""
-    return torch.cos(torch.as_tensor(r, dtype=torch.float64) * math.pi / 2)
-
-
-def _check_temperature(who: str, t: float) -> float:
-    if not float(t) > 0:
-        raise ValueError(f"{who}: temperature must be > 0, got {t}")
-    return float(t)
-
-
-class MaskGITSampler:
-    """MaskGIT decoding (Chang et al. 2022): T parallel steps with confidence-based re-masking.
-
-    Start with every token ``[MASK]``. At step t = 1..T the network predicts all
-    tokens once; a code is drawn for every masked position (softmax at
-    ``temperature``); its confidence is its log-probability plus Gumbel noise
-    scaled by ``choice_temperature * (1 - t / T)``; the
-    ``n_t = floor(L cos(pi t / (2 T)))`` least confident *new* tokens are
-    masked again (at least one new token is kept per step, so all L are
-    filled after step T). Already fixed tokens never change.
-
-    ``nfe`` = T network evaluations per sample; requires 1 <= T <= L.
-    """
-
-    name = "maskgit"
-
-    def __init__(self, steps: int = 8, *, temperature: float = 1.0, choice_temperature: float = 4.5) -> None:
-        if int(steps) < 1:
-            raise ValueError(f"maskgit: steps (T) must be >= 1, got {steps}")
-        if choice_temperature < 0:
-            raise ValueError(f"maskgit: choice_temperature must be >= 0, got {choice_temperature}")
-        self.steps = int(steps)
-        self.temperature = _check_temperature("maskgit", temperature)
-        self.choice_temperature = float(choice_temperature)
-        self.nfe = 0
-
-    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, mask_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """Codes (n, length) sampled with ``net(tokens) -> logits (n, length, K)``."""
-        T = self.steps
-        if T > length:
-            raise ValueError(f"maskgit: steps (T = {T}) must be at most the number of tokens L = {length}")
-        tokens = torch.full((n, length), mask_id, dtype=torch.long, device=device)
-        for t in range(1, T + 1):
-            logits = net(tokens).float()
-            masked = tokens == mask_id
-            probs = F.softmax(logits / self.temperature, dim=-1)
-            u = torch.rand(probs.shape[:-1], generator=generator).to(device)
-            draw = (probs.cumsum(-1) < u.unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
-            conf = probs.gather(-1, draw.unsqueeze(-1)).squeeze(-1).clamp_min(1e-30).log()
-            if self.choice_temperature > 0:
-                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp(1e-20, 1 - 1e-7))).to(device)
-                conf = conf + self.choice_temperature * (1 - t / T) * g
-            conf = torch.where(masked, conf, torch.full_like(conf, math.inf))  # fixed tokens stay
-            candidate = torch.where(masked, draw, tokens)
-            n_masked = masked.sum(1)  # same for every row
-            keep_masked = torch.floor(length * cosine_mask_ratio(t / T)).long().item() if t < T else 0
-            keep_masked = torch.clamp(torch.full_like(n_masked, int(keep_masked)), max=(n_masked - 1).clamp_min(0))
-            order = conf.argsort(dim=1)  # least confident first
-            rank = order.argsort(dim=1)
-            remask = rank < keep_masked[:, None]
-            tokens = torch.where(remask, torch.full_like(candidate, mask_id), candidate)
-        self.nfe = T
-        return tokens
-
-
-class AutoregressiveSampler:
-    """Ancestral sampling of a causal prior in raster order: one network
-    evaluation per token (``nfe`` = L), codes drawn at ``temperature``."""
-
-    name = "ancestral"
-
-    def __init__(self, *, temperature: float = 1.0) -> None:
-        self.temperature = _check_temperature("vq-ar", temperature)
-        self.nfe = 0
-
-    def __call__(self, net: Callable[[Tensor], Tensor], n: int, length: int, bos_id: int, *, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
-        """Codes (n, length) drawn from ``net([BOS, c_1 .. c_{L-1}]) -> logits (n, length, K)``."""
-        seq = torch.full((n, length), bos_id, dtype=torch.long, device=device)
-        codes = torch.zeros((n, length), dtype=torch.long, device=device)
-        for i in range(length):
-            logits = net(seq[:, : i + 1])[:, i].float()
-            probs = F.softmax(logits / self.temperature, dim=-1)
-            u = torch.rand(n, generator=generator).to(device)
-            c = (probs.cumsum(-1) < u[:, None]).sum(-1).clamp(max=probs.shape[-1] - 1)
-            codes[:, i] = c
-            if i + 1 < length:
-                seq[:, i + 1] = c
-        self.nfe = length
-        return codes
 
 
 class _TransformerPrior(_VQBase):
@@ -232,11 +140,8 @@ class VQAutoregressive(_VQBound, _TransformerPrior):
         return logp.gather(-1, codes.unsqueeze(-1)).squeeze(-1).sum(1)
 
     def make_sampler(self, **params: Any) -> AutoregressiveSampler:
-        """``AutoregressiveSampler(temperature=...)``; ``sampler="ancestral"`` may be named."""
-        name = params.pop("sampler", "ancestral")
-        if name != "ancestral":
-            raise ValueError(f"vq-ar: unknown sampler {name!r}; valid: ancestral")
-        return AutoregressiveSampler(**params)
+        """``AutoregressiveSampler(temperature=...)``: a ``tokens-causal`` sampler of :data:`SAMPLERS` (``ancestral``)."""
+        return make_sampler("tokens-causal", params.pop("sampler", "ancestral"), params, {}, "vq-ar")
 
     def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
         if not isinstance(sampler, AutoregressiveSampler):
@@ -277,11 +182,9 @@ class VQMaskGIT(_TransformerPrior):
         return F.cross_entropy(logits[masked], codes[masked])
 
     def make_sampler(self, **params: Any) -> MaskGITSampler:
-        """``MaskGITSampler(steps, temperature, choice_temperature)``; unspecified values use the model's defaults."""
-        name = params.pop("sampler", "maskgit")
-        if name != "maskgit":
-            raise ValueError(f"vq-maskgit: unknown sampler {name!r}; valid: maskgit")
-        return MaskGITSampler(**{**self._defaults, **params})
+        """``MaskGITSampler(steps, temperature, choice_temperature)``, a ``tokens-masked`` sampler of :data:`SAMPLERS`;
+        unspecified values use the model's defaults."""
+        return make_sampler("tokens-masked", params.pop("sampler", "maskgit"), {**self._defaults, **params}, {}, "vq-maskgit")
 
     def _sample_codes(self, n: int, sampler: Any, generator: torch.Generator | None, steps: int | None = None) -> Tensor:
         if not isinstance(sampler, MaskGITSampler):

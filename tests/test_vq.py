@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from baselines import vq, vq_priors, vq_quantizer
+from baselines import token_samplers, vq, vq_priors, vq_quantizer
 from baselines.protocol import Budget, DataInfo, HeldOutReference, LabeledSampler, LikelihoodBound, SamplerChoice, TrainData
 
 TINY = DataInfo(name="tiny", shape=(1, 4, 4), kind="image", levels=5)  # n_down=1 -> 2x2 code grid, L = 4
@@ -101,7 +101,7 @@ class _CountingNet:
 def test_maskgit_makes_T_calls_and_unmasks_every_token(T):
     L, K = 16, 10
     net = _CountingNet(K, mask_id=K)
-    s = vq_priors.MaskGITSampler(T, choice_temperature=1.0)
+    s = token_samplers.MaskGITSampler(T, choice_temperature=1.0)
     out = s(net, 5, L, K, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     assert net.calls == T and s.nfe == T
     assert out.shape == (5, L) and (out != K).all() and out.max() < K
@@ -118,9 +118,9 @@ def test_maskgit_makes_T_calls_and_unmasks_every_token(T):
 
 def test_maskgit_rejects_more_steps_than_tokens():
     with pytest.raises(ValueError, match="at most the number of tokens"):
-        vq_priors.MaskGITSampler(5)(_CountingNet(3, 3), 2, 4, 3, device=torch.device("cpu"))
+        token_samplers.MaskGITSampler(5)(_CountingNet(3, 3), 2, 4, 3, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="steps"):
-        vq_priors.MaskGITSampler(0)
+        token_samplers.MaskGITSampler(0)
 
 
 def test_bidirectional_prior_learns_to_copy_by_position():
@@ -150,9 +150,9 @@ def test_bidirectional_prior_learns_to_copy_by_position():
 
 
 def test_cosine_mask_ratio():
-    assert float(vq_priors.cosine_mask_ratio(0.0)) == 1.0
-    assert float(vq_priors.cosine_mask_ratio(0.5)) == pytest.approx(math.sqrt(0.5))
-    assert float(vq_priors.cosine_mask_ratio(1.0)) == pytest.approx(0.0, abs=1e-12)
+    assert float(token_samplers.cosine_mask_ratio(0.0)) == 1.0
+    assert float(token_samplers.cosine_mask_ratio(0.5)) == pytest.approx(math.sqrt(0.5))
+    assert float(token_samplers.cosine_mask_ratio(1.0)) == pytest.approx(0.0, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- priors and the bound
@@ -176,7 +176,7 @@ def test_ar_sampler_draws_from_the_prior_one_call_per_token():
     m = vq_priors.VQAutoregressive(TINY, num_codes=2, code_dim=4, width=8, prior_dim=16, prior_heads=2)
     calls = []
     net = lambda t: (calls.append(t.shape[1]), m.prior(t))[1]  # noqa: E731
-    s = vq_priors.AutoregressiveSampler()
+    s = token_samplers.AutoregressiveSampler()
     with torch.no_grad():
         codes = s(net, 4000, 4, 2, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
         p = m.code_log_prob(_all_code_grids(2, 4)).exp()
