@@ -31,7 +31,7 @@ ENTRY_POINT_GROUP = "genbench.generators"
 
 DEFAULT_KINDS = ("image", "points")
 
-GENERATORS: Registry[Factory] = Registry("generator", entry_point_group=ENTRY_POINT_GROUP)
+GENERATORS: Registry[Factory] = Registry("generator", entry_point_group=ENTRY_POINT_GROUP, meta={"family": str, "kinds": tuple})
 """Name -> factory, with metadata ``family`` and ``kinds`` (data kinds it supports)."""
 
 

@@ -63,7 +63,7 @@ __all__ = [
     "make_sampler",
 ]
 
-SAMPLERS: Registry[type] = Registry("sampler")
+SAMPLERS: Registry[type] = Registry("sampler", meta={"kind": str})
 """Sampler classes by name; ``kind`` says what model they run: ``eps`` / ``velocity`` (denoisers), ``tokens-causal`` /
 ``tokens-masked`` (transformer priors over discrete codes, :mod:`baselines.token_samplers`)."""
 SAMPLERS.register("ancestral", "baselines.token_samplers:AutoregressiveSampler", kind="tokens-causal")

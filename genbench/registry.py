@@ -101,13 +101,19 @@ class Registry(Generic[T]):
 
     ``modules`` are imported on the first query (they register the built-in
     entries); ``entry_point_group`` adds entries published by installed
-    packages (each entry point's object is the target).
+    packages (each entry point's object is the target). ``meta``: the metadata
+    this kind of entry carries, key -> type (``None`` allowed where the type
+    tuple includes ``type(None)``); :meth:`register` refuses other keys and
+    values of another type, naming the registry, the entry and the key.
     """
 
-    def __init__(self, kind: str, *, modules: tuple[str, ...] = (), entry_point_group: str | None = None) -> None:
+    def __init__(
+        self, kind: str, *, modules: tuple[str, ...] = (), entry_point_group: str | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
         self.kind = kind
         self.modules = tuple(modules)
         self.entry_point_group = entry_point_group
+        self.meta_types = dict(meta or {})  # metadata key -> type (or tuple of types) its values must have
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
         self._loading = False
@@ -121,6 +127,7 @@ class Registry(Generic[T]):
         ``replace=True``.
         """
         check_name(name, f"{self.kind} name")
+        self._check_meta(name, meta)
 
         def add(obj: Any) -> Any:
             old = self._entries.get(name)
@@ -134,6 +141,15 @@ class Registry(Generic[T]):
             return add
         add(target)
         return target
+
+    def _check_meta(self, name: str, meta: dict[str, Any]) -> None:
+        unknown = sorted(set(meta) - set(self.meta_types))
+        if unknown:
+            valid = ", ".join(sorted(self.meta_types)) or "none"
+            raise TypeError(f"{self.kind} {name!r}: unknown metadata {unknown}; a {self.kind} takes: {valid}")
+        for key, value in meta.items():
+            if not isinstance(value, self.meta_types[key]):
+                raise TypeError(f"{self.kind} {name!r}: metadata {key}={value!r} must be {_type_names(self.meta_types[key])}")
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for tests and for user code that replaces a built-in)."""
@@ -151,7 +167,7 @@ class Registry(Generic[T]):
                 for ep in entry_points(group=self.entry_point_group):
                     if ep.name not in self._entries:
                         obj = ep.load()
-                        self.register(ep.name, obj, **_entry_point_meta(obj))
+                        self.register(ep.name, obj, **{k: v for k, v in _entry_point_meta(obj).items() if k in self.meta_types})
             self._loaded = True
         finally:
             self._loading = False
@@ -186,6 +202,10 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def _type_names(t: Any) -> str:
+    return " or ".join(x.__name__ for x in (t if isinstance(t, tuple) else (t,)))
 
 
 def _entry_point_meta(obj: Any) -> dict[str, Any]:

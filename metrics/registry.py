@@ -111,7 +111,7 @@ METRIC_MODULES = package_modules("metrics", Path(__file__).parent, exclude=("reg
 """Every module of the ``metrics`` package but this one (subpackages such as the extractors are not metrics)."""
 
 
-METRICS: Registry = Registry("metric", modules=METRIC_MODULES)
+METRICS: Registry = Registry("metric", modules=METRIC_MODULES, meta={"outputs": tuple, "applies": Callable, "phase": str})
 
 
 def _always(ctx: EvalContext) -> bool:

@@ -134,3 +134,25 @@ def test_bits_per_dim_rejects_empty_and_nan():
         bits_per_dim(torch.tensor([1.0, float("nan")]), 64)
     with pytest.raises(ValueError, match="empty"):
         nll_nats(lambda x: x.sum(1), torch.zeros(0, 2))
+
+
+def test_each_registry_declares_the_metadata_its_entries_carry():
+    """A registry states its metadata keys and their types; an unknown key or a value of the wrong type is refused
+    at registration, naming the registry, the entry and the key; every built-in entry passes."""
+    reg = Registry("widget", meta={"kind": str, "extra": (str, type(None))})
+    reg.register("a", object(), kind="x", extra=None)
+    with pytest.raises(TypeError, match=r"widget 'b': unknown metadata \['colour'\]; a widget takes: extra, kind"):
+        reg.register("b", object(), colour="red")
+    with pytest.raises(TypeError, match=r"widget 'c': metadata kind=3 must be str"):
+        reg.register("c", object(), kind=3)
+    from baselines import registry as greg
+    from baselines.samplers import SAMPLERS
+    from bench.data.core import DATASETS
+    from metrics.extractors import EXTRACTORS
+
+    for r, keys in ((greg.GENERATORS, {"family", "kinds"}), (SAMPLERS, {"kind"}), (DATASETS, {"kind", "source", "extractor"}),
+                    (EXTRACTORS, {"kinds", "weights"}), (mreg.METRICS, {"outputs", "applies", "phase"})):  # fmt: skip
+        greg.available() if r is greg.GENERATORS else None
+        assert keys <= set(r.meta_types), r.kind
+        for name, e in r.entries().items():
+            r._check_meta(name, e.meta)  # the built-ins satisfy their registry's declaration

@@ -108,6 +108,7 @@ DATASETS: Registry[Callable[..., Any]] = Registry(
     "dataset",
     modules=package_modules("bench.data", Path(__file__).parent, exclude=("core",)),  # every loader module of the package
     entry_point_group="genbench.datasets",
+    meta={"kind": str, "source": str, "extractor": (str, type(None))},
 )
 
 

@@ -96,7 +96,11 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------ registry
-EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("extractor", entry_point_group="genbench.extractors")
+EXTRACTORS: Registry[Callable[..., Extractor]] = Registry(
+    "extractor",
+    entry_point_group="genbench.extractors",
+    meta={"kinds": tuple, "inputs": str, "trained_on": str, "dim": str, "weights": str, "shapes": tuple, "available": str, "extra": str},
+)
 # Metadata (``bench list extractors``): inputs, what it was trained on, feature size, where its weights come from
 # (``weights``: "none" = needs none, "shipped" = metrics/extractors/weights/, "download" = fetched or a local file),
 # and ``shapes``, the sample shapes (C, H, W) it is made for (None: any image size, resized inside).
