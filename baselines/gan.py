@@ -28,7 +28,9 @@ combine them (e.g. ``gan`` with ``loss = "wgan-gp"``).
 
 Networks (:mod:`baselines.gan_nets`): MLPs for 2-D data, DCGAN-style conv
 nets for images, BatchNorm in the discriminator's inner layers except in the
-WGAN-GP critic.
+WGAN-GP critic. ``arch="style"`` swaps in the style-based generator of
+:mod:`baselines.stylegan_nets` (the ``stylegan`` preset, :mod:`baselines.stylegan`),
+trained by the same loop, with R1 on the discriminator (``r1_gamma``).
 
 2-D data are standardized per coordinate (train mean and std, kept in the
 state) before the networks see them; samples are mapped back.
@@ -79,12 +81,14 @@ from .gan_nets import (
     MLPGenerator,
     gradient_penalty,
     pack_samples,
+    r1_penalty,
     recalibrate_batchnorm,
 )
 from .nets import pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, dequantize, quantize
 from .registry import preset
 from .samplers import OnePassSampler
+from .stylegan_nets import StyleGenerator
 from .training import EMA, Batch, seeded_generator, train
 
 __all__ = ["GAN", "VARIANTS", "gradient_penalty", "pack_samples"]
@@ -139,6 +143,10 @@ class GAN(Sampling):
         n_critic: int = 1,
         gp_weight: float = 10.0,
         ema: float | None = None,
+        arch: str = "dcgan",
+        r1_gamma: float = 0.0,
+        style_mixing: float = 0.9,
+        mapping_layers: int = 4,
         device: str | None = None,
     ) -> None:
         if info.kind not in ("image", "points"):
@@ -159,6 +167,12 @@ class GAN(Sampling):
             raise ValueError(f"{name}: images must have shape (C, H, W), got {info.shape}")
         if len(tuple(betas)) != 2:
             raise ValueError(f"{name}: betas must have two values, got {betas}")
+        if arch not in ("dcgan", "style"):
+            raise ValueError(f"{name}: arch must be 'dcgan' or 'style', got {arch!r}")
+        if arch == "style" and (info.kind != "image" or conditional):
+            raise ValueError(f"{name}: the style-based generator is for unconditional images")
+        if r1_gamma < 0:
+            raise ValueError(f"{name}: r1_gamma must be >= 0, got {r1_gamma}")
         self.data_info = info
         self.name = name
         self.loss = loss
@@ -172,6 +186,8 @@ class GAN(Sampling):
         self.n_critic = int(n_critic)
         self.gp_weight = float(gp_weight)
         self.ema = None if ema is None else float(ema)
+        self.arch, self.r1_gamma = arch, float(r1_gamma)
+        self.style_mixing, self.mapping_layers = float(style_mixing), int(mapping_layers)
         self.device = pick_device(device)
         self._build()
 
@@ -184,8 +200,12 @@ class GAN(Sampling):
             self.D = MLPDiscriminator(d * self.pack, self.hidden, k)
         else:
             c = info.shape[0]
-            self.G = ConvGenerator(self.z_dim, info.shape, self.width, k)
-            self.D = ConvDiscriminator(c * self.pack, info.shape, self.width, batchnorm=self.loss != "wgan-gp", num_classes=k)
+            if self.arch == "style":
+                self.G = StyleGenerator(self.z_dim, info.shape, self.width, self.mapping_layers, self.style_mixing)
+            else:
+                self.G = ConvGenerator(self.z_dim, info.shape, self.width, k)
+            batchnorm = self.loss != "wgan-gp"  # no BatchNorm in a WGAN-GP critic
+            self.D = ConvDiscriminator(c * self.pack, info.shape, self.width, batchnorm=batchnorm, num_classes=k)
         self.G.to(self.device)
         self.D.to(self.device)
         # EMA of the generator: warm-up decay min(ema, (1 + t) / (10 + t)) with t = steps_done after the step
@@ -199,14 +219,8 @@ class GAN(Sampling):
     @property
     def info(self) -> GeneratorInfo:
         g_all, g_tr = count_parameters(self.G)
-        return GeneratorInfo(
-            name=self.name,
-            family=self.family,
-            shape=tuple(self.data_info.shape),
-            conditioning="class" if self.num_classes else "none",
-            n_params=g_all,
-            n_trainable=g_tr,
-        )
+        cond = "class" if self.num_classes else "none"
+        return GeneratorInfo(name=self.name, family=self.family, shape=tuple(self.data_info.shape), conditioning=cond, n_params=g_all, n_trainable=g_tr)
 
     @property
     def accepts(self) -> frozenset[str]:
@@ -252,7 +266,9 @@ class GAN(Sampling):
             y = None  # packing is for unconditional models only
         return self.D(x, y) if self.num_classes else self.D(x)
 
-    def _g(self, z: Tensor, y: Tensor | None) -> Tensor:
+    def _g(self, z: Tensor, y: Tensor | None, gen: torch.Generator | None = None) -> Tensor:
+        if getattr(self.G, "stochastic", False):  # the style generator draws noise (and mixing) from ``gen``
+            return self.G(z, generator=gen)
         return self.G(z, y) if self.num_classes else self.G(z)
 
     # -- training ----------------------------------------------------------------------
@@ -280,10 +296,14 @@ class GAN(Sampling):
             real = self._prepare_real(xb, gen)
             z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
             with torch.no_grad():
-                fake = self._g(z, yb)
+                fake = self._g(z, yb, gen)
+            if self.r1_gamma > 0:
+                real.requires_grad_(True)
             d_real, d_fake = self._d(real, yb), self._d(fake, yb)
             if self.loss == "ns":
                 d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+                if self.r1_gamma > 0:  # R1 (Mescheder et al. 2018): gamma / 2 E ||grad_x D(x_real)||^2
+                    d_loss = d_loss + self.r1_gamma / 2 * r1_penalty(d_real, real)
             else:
                 critic = functools.partial(self._d, y=yb)
                 gp = gradient_penalty(critic, real, fake, gen)
@@ -292,7 +312,7 @@ class GAN(Sampling):
             d_loss.backward()
             opt_d.step()
         z = torch.randn(n_use, self.z_dim, generator=gen).to(self.device)
-        d_out = self._d(self._g(z, yb), yb)
+        d_out = self._d(self._g(z, yb, gen), yb)
         g_loss = F.softplus(-d_out).mean() if self.loss == "ns" else -d_out.mean()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -338,19 +358,11 @@ class GAN(Sampling):
         self.G.eval()
         self.D.eval()
         report.wall_time_s = time.perf_counter() - t0
-        report.extra.update(
-            {
-                "lr": lr,
-                "betas": list(self.betas),
-                "n_critic": self.n_critic,
-                "pack": self.pack,
-                "samples_per_step": n_use,
-                "ema": self.ema,
-                "loss": self.loss,
-                "d_params": self.n_params_discriminator,
-                "d_updates": report.steps * self.n_critic,
-            }
-        )
+        report.extra.update({
+            "lr": lr, "betas": list(self.betas), "n_critic": self.n_critic, "pack": self.pack, "samples_per_step": n_use, "ema": self.ema,
+            "loss": self.loss, "d_params": self.n_params_discriminator, "d_updates": report.steps * self.n_critic,
+            **({"arch": self.arch, "r1_gamma": self.r1_gamma, "style_mixing": self.style_mixing} if self.arch != "dcgan" else {}),
+        })  # fmt: skip
         return report
 
     def _update_ema(self) -> None:
@@ -360,16 +372,27 @@ class GAN(Sampling):
             self._ema.update()
 
     # -- sampling ----------------------------------------------------------------------
-    def make_sampler(self, weights: str | None = None) -> OnePassSampler:
-        """Sampling option for :meth:`sample`: ``weights=None`` (the default: the EMA
+    def make_sampler(self, weights: str | None = None, psi: float = 1.0) -> OnePassSampler:
+        """Sampling options for :meth:`sample`: ``weights=None`` (the default: the EMA
         generator when ``ema`` > 0, else the raw one), ``"ema"`` (the EMA generator;
         an error without one) or ``"raw"`` (the trained generator's own weights, for
-        the EMA-against-raw comparison on one run)."""
+        the EMA-against-raw comparison on one run); ``psi`` in (0, 1], the truncation:
+        the style generator moves every w towards the tracked mean w̄ (``w̄ + psi (w - w̄)``),
+        the DCGAN-type generators scale z (``z ~ N(0, psi^2 I)``); 1 = none."""
         if weights not in (None, "ema", "raw"):
             raise ValueError(f"{self.name}: weights must be 'ema' or 'raw', got {weights!r}")
         if weights == "ema" and self.G_ema is None:
             raise ValueError(f"{self.name}: weights='ema' needs a model built with ema > 0")
-        return OnePassSampler(self.name, {"weights": weights})
+        if not 0.0 < float(psi) <= 1.0:
+            raise ValueError(f"{self.name}: truncation psi must be in (0, 1], got {psi}")
+        return OnePassSampler(self.name, {"weights": weights, **({"psi": float(psi)} if psi != 1.0 else {})})
+
+    def _generate(self, net: nn.Module, z: Tensor, y: Tensor | None, generator: torch.Generator | None, psi: float) -> Tensor:
+        """One pass of the sampling generator ``net`` at truncation ``psi`` (see :meth:`make_sampler`)."""
+        if getattr(net, "stochastic", False):
+            return net(z, generator=generator, psi=psi)
+        z = z if psi == 1.0 else psi * z
+        return net(z, y) if self.num_classes else net(z)
 
     def _sampling_net(self, sampler: OnePassSampler | None = None) -> nn.Module:
         if sampler is not None and sampler.get("weights") == "raw":
@@ -393,6 +416,7 @@ class GAN(Sampling):
         """
         y = self._sample_labels(n, labels, generator)
         net = self._sampling_net(sampler)
+        psi = 1.0 if sampler is None else float(sampler.get("psi", 1.0))
         was_training = net.training
         net.eval()
         out = []
@@ -401,7 +425,7 @@ class GAN(Sampling):
                 m = min(_SAMPLE_CHUNK, n - i)
                 z = torch.randn(m, self.z_dim, generator=generator).to(self.device)
                 yb = y[i : i + m].to(self.device) if y is not None else None
-                out.append(self._to_output(net(z, yb) if self.num_classes else net(z)))
+                out.append(self._to_output(self._generate(net, z, yb, generator, psi)))
         finally:
             net.train(was_training)
         if not out:
@@ -419,6 +443,7 @@ class GAN(Sampling):
             "width": self.width,
             "ema": self.ema,
             "num_classes": self.num_classes,
+            **({"arch": self.arch, "mapping_layers": self.mapping_layers} if self.arch != "dcgan" else {}),
         }
 
     def state_dict(self) -> dict[str, Any]:

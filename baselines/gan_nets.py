@@ -30,6 +30,13 @@ __all__ = [
 ]  # fmt: skip
 
 
+def r1_penalty(d_real: Tensor, real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): ``E ||grad_x D(x)||^2`` over real examples ``real`` (which must require grad),
+    with ``d_real = D(real)``; a scalar, not yet weighted (the loss adds ``gamma / 2`` times it)."""
+    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return grad.pow(2).reshape(len(grad), -1).sum(1).mean()
+
+
 def gradient_penalty(critic, real: Tensor, fake: Tensor, generator: torch.Generator | None = None, **critic_kwargs: Any) -> Tensor:
     """WGAN-GP penalty ``E (||grad_x f(x_hat)||_2 - 1)^2`` (a scalar, not yet weighted).
 
