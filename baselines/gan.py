@@ -57,10 +57,9 @@ and ``sample`` uses it. ``ema=None`` samples the raw generator. After
 training, the sampling generator's BatchNorm statistics are re-estimated at
 its final weights (32 noise batches), and ``sample`` runs it in eval mode.
 
-Determinism: every random draw in ``fit`` comes from a CPU ``torch.Generator``
-seeded from the global torch RNG, so ``torch.manual_seed`` before building and
-before ``fit`` fixes the result (on CPU). ``sample`` draws its noise (and
-random labels) on the CPU from its ``generator`` argument.
+Determinism: every random draw in ``fit`` comes from a CPU generator seeded from
+the global torch RNG (``torch.manual_seed`` fixes it, on CPU); ``sample`` draws its
+noise (and random labels) on the CPU from its ``generator`` argument.
 """
 
 from __future__ import annotations
@@ -224,9 +223,8 @@ class GAN(Sampling):
 
     @property
     def accepts(self) -> frozenset[str]:
-        """``{"labels"}`` for a conditional GAN: ``sample(n, labels=...)`` uses the given labels (ints in
-        [0, num_classes)); with ``labels=None`` they are drawn uniformly from ``generator``; fakes in a
-        training step take the labels of the real minibatch."""
+        """``{"labels"}`` for a conditional GAN (ints in [0, num_classes); ``labels=None`` draws them uniformly
+        from ``generator``; fakes in a training step take the real minibatch's labels)."""
         return frozenset({"labels"}) if self.num_classes else frozenset()
 
     @property
@@ -355,8 +353,9 @@ class GAN(Sampling):
             y_all = data.y if self.num_classes else None
             for net in (self.G, self.G_ema) if self.G_ema is not None else (self.G,):
                 recalibrate_batchnorm(net, self.z_dim, gen, n_bn, self.BN_BATCHES, y_all, self.device)
-        self.G.eval()
-        self.D.eval()
+        for net in (self.G, self.D, self.G_ema):
+            if net is not None:
+                net.eval()
         report.wall_time_s = time.perf_counter() - t0
         report.extra.update({
             "lr": lr, "betas": list(self.betas), "n_critic": self.n_critic, "pack": self.pack, "samples_per_step": n_use, "ema": self.ema,
@@ -373,12 +372,9 @@ class GAN(Sampling):
 
     # -- sampling ----------------------------------------------------------------------
     def make_sampler(self, weights: str | None = None, psi: float = 1.0) -> OnePassSampler:
-        """Sampling options for :meth:`sample`: ``weights=None`` (the default: the EMA
-        generator when ``ema`` > 0, else the raw one), ``"ema"`` (the EMA generator;
-        an error without one) or ``"raw"`` (the trained generator's own weights, for
-        the EMA-against-raw comparison on one run); ``psi`` in (0, 1], the truncation:
-        the style generator moves every w towards the tracked mean w̄ (``w̄ + psi (w - w̄)``),
-        the DCGAN-type generators scale z (``z ~ N(0, psi^2 I)``); 1 = none."""
+        """Sampling options: ``weights`` None (the EMA generator when ``ema`` > 0, else the raw one), ``"ema"`` or
+        ``"raw"`` (the trained weights, for the EMA-against-raw comparison); ``psi`` in (0, 1], the truncation: the
+        style generator moves every w towards the tracked mean (``w̄ + psi (w - w̄)``), the DCGAN-type ones scale z."""
         if weights not in (None, "ema", "raw"):
             raise ValueError(f"{self.name}: weights must be 'ema' or 'raw', got {weights!r}")
         if weights == "ema" and self.G_ema is None:
@@ -393,6 +389,21 @@ class GAN(Sampling):
             return net(z, generator=generator, psi=psi)
         z = z if psi == 1.0 else psi * z
         return net(z, y) if self.num_classes else net(z)
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of z (:class:`~genbench.protocol.LatentPath`)."""
+        return self.z_dim
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The sampling generator's continuous output for latents ``z`` (images in (0, 1), not quantized; 2-D data
+        in data units); the style generator's noise from ``generator``. Unconditional models only."""
+        if self.num_classes:
+            raise ValueError(f"{self.name}: a conditional generator has no latent path without labels")
+        net = self._sampling_net().eval()
+        y = self._generate(net, torch.as_tensor(z).float().to(self.device), None, generator, 1.0).float().cpu()
+        return y if self.data_info.is_image else y * self.scale + self.loc
 
     def _sampling_net(self, sampler: OnePassSampler | None = None) -> nn.Module:
         if sampler is not None and sampler.get("weights") == "raw":
@@ -435,16 +446,10 @@ class GAN(Sampling):
     # -- state -------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "loss": self.loss,
-            "pack": self.pack,
-            "z_dim": self.z_dim,
-            "hidden": list(self.hidden),
-            "width": self.width,
-            "ema": self.ema,
-            "num_classes": self.num_classes,
+            "name": self.name, "loss": self.loss, "pack": self.pack, "z_dim": self.z_dim, "hidden": list(self.hidden), "width": self.width,
+            "ema": self.ema, "num_classes": self.num_classes,
             **({"arch": self.arch, "mapping_layers": self.mapping_layers} if self.arch != "dcgan" else {}),
-        }
+        }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain python only (loads with ``torch.load(weights_only=True)``)."""

@@ -47,6 +47,7 @@ __all__ = [
     "CycleConsistent",
     "TranslationReference",
     "DiscreteLatent",
+    "LatentPath",
     "count_parameters",
     "to_levels",
     "from_levels",
@@ -318,6 +319,18 @@ class SamplerChoice(Protocol):
     last_nfe: int
 
     def make_sampler(self, **params: Any) -> Sampler: ...
+
+
+@runtime_checkable
+class LatentPath(Protocol):
+    """Generators whose sample is a function of a Gaussian latent z ~ N(0, I) (and of noise drawn from
+    ``generator``): ``latent_dim`` and ``from_latent(z (N, latent_dim), generator=None)`` -> float32 samples on
+    the CPU, images in [0, 1] *before* quantization to the data's levels (paths through the latent space, e.g.
+    the perceptual path length, need the continuous output). Equal seeds give equal noise."""
+
+    latent_dim: int
+
+    def from_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor: ...
 
 
 @runtime_checkable
