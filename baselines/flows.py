@@ -372,6 +372,19 @@ class RealNVP(Family):
             lp = lp - self.data_info.dim * math.log(self.data_info.levels)
         return lp.float().cpu()
 
+    @property
+    def latent_dim(self) -> int:
+        """Size of z, the data's dimension (:class:`~genbench.protocol.LatentPath`)."""
+        return self.data_info.dim
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The inverse flow of latents ``z`` (N, latent_dim): images in [0, 1] (clipped, not quantized), 2-D data."""
+        self.require_fitted()
+        self.net.eval()
+        x = self.net.invert(torch.as_tensor(z).float().reshape(-1, *self.data_info.shape).to(self.device)).float().cpu()
+        return x.clamp(0, 1) if self.data_info.is_image else x
+
     def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples: z ~ N(0, T^2 I) pushed through the inverse flow (T from
         :meth:`make_sampler`, default 1); images quantized to the K levels."""

@@ -343,6 +343,17 @@ class VAE(Family):
         levels = torch.arange(k, device=params.device, dtype=params.dtype) / (k - 1)
         return (params.exp() * levels).sum(-1)
 
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The decoder's mean for latents ``z`` (N, latent_dim) (:class:`~genbench.protocol.LatentPath`): images in
+        [0, 1], not rounded to the levels; 2-D data in data units."""
+        self.require_fitted()
+        self.net.eval()
+        params = self.net.decoder_params(torch.as_tensor(z).float().to(self.device))
+        if self.data_info.is_image:
+            return self._image_mean(params).float().cpu()
+        return (params[0] * self.net.scale + self.net.shift).float().cpu()
+
     def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """n samples: z ~ N(0, T^2 I), then x ~ p(x|z) (or its mean; options from :meth:`make_sampler`)."""
         opts = self.make_sampler() if sampler is None else sampler

@@ -104,3 +104,23 @@ def test_registered_metric_on_a_gan(tmp_path):
     v = spec.fn(ctx)["ppl"]
     assert v.value > 0 and math.isfinite(v.value) and v.settings["pairs"] == 64 and v.settings["interp"] == "slerp"
     assert spec.fn(ctx)["ppl"].value == v.value  # seeded by the job's seed
+
+
+@pytest.mark.parametrize("name, params", [("vae", {"latent_dim": 4, "width": 8}), ("realnvp", {})])
+def test_vae_and_realnvp_have_a_latent_path(name, params):
+    """The VAE's decoder mean and RealNVP's inverse flow, continuous in [0, 1], are the path PPL measures."""
+    from baselines.registry import build
+    from bench import data
+    from genbench.protocol import Budget, LatentPath, TrainData
+
+    ds = data.load("digits")
+    torch.manual_seed(0)
+    m = build(name, ds.info, **params)
+    assert isinstance(m, LatentPath)
+    with pytest.raises(RuntimeError, match="fit"):
+        m.from_latent(torch.zeros(1, m.latent_dim))
+    m.fit(TrainData(ds.train_x[:128], ds.info), Budget(steps=3, batch_size=32))
+    z = torch.randn(5, m.latent_dim, generator=torch.Generator().manual_seed(0))
+    x = m.from_latent(z)
+    assert x.shape == (5, 1, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1 and torch.equal(x, m.from_latent(z))
+    assert not torch.allclose(x * 16, (x * 16).round())  # not rounded to the 17 levels

@@ -116,3 +116,25 @@ def test_dcgan_truncation_scales_z():
     z = torch.randn(6, m.z_dim, generator=torch.Generator().manual_seed(2))
     assert torch.equal(x, m._to_output(m.G(psi * z)))
     assert m.make_sampler().options == {"weights": None}  # psi = 1 leaves the options (and the cache keys) as they were
+
+
+def test_style_mixing_grid_takes_coarse_styles_from_rows_and_fine_from_columns():
+    from baselines.stylegan import style_mixing_grid
+
+    torch.manual_seed(0)
+    m = build("stylegan", DIGITS, width=8, z_dim=16)
+    net = m._sampling_net()
+    a, b = torch.randn(2, 16), torch.randn(3, 16)
+    grid = style_mixing_grid(m, a, b, crossover=2, generator=torch.Generator().manual_seed(0))
+    assert grid.shape == (3, 4, 1, 8, 8)
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        wa, wb = net.mapping(a[1:2]), net.mapping(b[2:3])
+        ws = torch.cat([wa[:, None].expand(1, 2, -1), wb[:, None].expand(1, net.num_ws - 2, -1)], 1)
+        cell = net.synthesis(ws, torch.Generator().manual_seed(seed))
+        plain_b = net.synthesis(wb[:, None].expand(1, net.num_ws, -1), torch.Generator().manual_seed(seed))
+    assert torch.allclose(grid[2, 3], cell[0], atol=1e-6) and torch.allclose(grid[0, 3], plain_b[0], atol=1e-6)
+    with pytest.raises(ValueError, match="crossover"):
+        style_mixing_grid(m, a, b, crossover=net.num_ws)
+    with pytest.raises(ValueError, match="style-based"):
+        style_mixing_grid(build("gan", DIGITS, width=8), a, b, crossover=1)
