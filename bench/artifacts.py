@@ -13,10 +13,11 @@ from genbench.cache import atomic_write
 from genbench.protocol import (
     Autoencoding,
     ImageConditioned,
+    LatentPath,
 )
 from genbench.registry import check_name
 
-from .figures import latent_figure_applies, vae_latent_figure
+from .figures import latent_figure_applies, latent_interpolation_figure, style_mixing_figure, vae_latent_figure
 from .job import JobContext
 from .plots import save_sample_grid, save_translation_grid
 from .stages import _translation_inputs
@@ -47,12 +48,18 @@ def _save_samples(ctx: JobContext, row: str, x: torch.Tensor, labels: torch.Tens
 
 
 def _latent_figure(ctx: JobContext) -> None:
-    """The latent-space arithmetic figure for any model that encodes and decodes, on labelled images that have the figure's classes."""
-    if not isinstance(ctx.model, Autoencoding) or not latent_figure_applies(ctx.ds):
+    """The latent-space figures of a freshly trained model on images: latent arithmetic for a model that encodes and
+    decodes (labelled images with the figure's classes), interpolation for one with a latent path, and the
+    style-mixing grid for a style-based generator."""
+    job, model = ctx.job, ctx.model
+    stem = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(job.gen.name, 'generator name')}"
+    if isinstance(model, Autoencoding) and latent_figure_applies(ctx.ds):
+        vae_latent_figure(model, ctx.ds, _inside(ctx.assets, f"{stem}_latent-arithmetic.png"))
+    if not ctx.ds.info.is_image or not isinstance(model, LatentPath) or getattr(model, "num_classes", 0):
         return
-    job = ctx.job
-    name = f"{check_name(job.dataset.name, 'dataset name')}__{check_name(job.gen.name, 'generator name')}_latent-arithmetic.png"
-    vae_latent_figure(ctx.model, ctx.ds, _inside(ctx.assets, name))
+    latent_interpolation_figure(model, _inside(ctx.assets, f"{stem}_interpolation.png"), seed=job.seed)
+    if getattr(model, "arch", None) == "style":
+        style_mixing_figure(model, _inside(ctx.assets, f"{stem}_style-mixing.png"), seed=job.seed)
 
 
 def _inside(root: Path, name: str) -> Path:

@@ -6,6 +6,12 @@
   a linear interpolation between two test digits, and class-attribute vectors
   (mean latent of class a minus mean latent of class b, added with growing
   strength to a test example of class b).
+* :func:`latent_interpolation_figure`: rows of samples along paths between
+  pairs of random latents, for any :class:`~genbench.protocol.LatentPath`
+  generator (GANs, the VAE's decoder, RealNVP), with the rule stated (slerp
+  in z, as for a Gaussian latent).
+* :func:`style_mixing_figure`: StyleGAN's mixing grid (coarse styles from the
+  rows, fine from the columns).
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .plots import _plt, image_grid, save_figure
+from metrics.ppl import INTERPOLATIONS
 
-__all__ = ["latent_codes", "latent_figure_applies", "vae_latent_figure"]
+from .plots import _plt, finish_figure, image_grid, save_figure
+
+__all__ = ["latent_codes", "latent_figure_applies", "latent_interpolation_figure", "style_mixing_figure", "vae_latent_figure"]
 
 INTERPOLATE = (0, 6)
 PAIRS = ((1, 7), (3, 8), (9, 4))
@@ -126,3 +134,39 @@ def vae_latent_figure(
     save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def _save_rows(x: Tensor, ncol: int, path: str | Path, title: str) -> Path:
+    """Images (N, C, H, W) in [0, 1] laid out ``ncol`` per row, written as a PNG with ``title``."""
+    plt = _plt()
+    g = image_grid(x, nrow=ncol)
+    fig, ax = plt.subplots(figsize=(max(3.6, 0.45 * ncol + 0.3), 0.45 * len(x) / ncol + 0.5), dpi=100)
+    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=7)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return finish_figure(fig, path)
+
+
+def latent_interpolation_figure(model: Any, path: str | Path, *, rows: int = 6, cols: int = 9, seed: int = 0, interp: str = "slerp") -> Path:
+    """Row i shows ``model.from_latent(interp(z0_i, z1_i, t))`` for t = 0 .. 1 in ``cols`` steps, z0, z1 ~ N(0, I)
+    seeded by ``seed`` (the noise of row i from seed + 1 + i, the same along the row); continuous outputs."""
+    if cols * rows > cols * cols:
+        raise ValueError(f"interpolation figure: at most {cols} rows of {cols}")
+    g = torch.Generator().manual_seed(seed)
+    z0, z1 = torch.randn(rows, model.latent_dim, generator=g), torch.randn(rows, model.latent_dim, generator=g)
+    t = torch.linspace(0, 1, cols)[:, None]
+    f = INTERPOLATIONS[interp]
+    x = torch.cat([model.from_latent(f(z0[i : i + 1].expand(cols, -1), z1[i : i + 1].expand(cols, -1), t), torch.Generator().manual_seed(seed + 1 + i)) for i in range(rows)])
+    return _save_rows(x, cols, path, f"{getattr(model, 'name', 'model')}: {interp} in z between random latents, t = 0 .. 1")
+
+
+def style_mixing_figure(model: Any, path: str | Path, *, n: int = 5, crossover: int = 2, seed: int = 0) -> Path:
+    """StyleGAN's style-mixing figure (:func:`baselines.stylegan.style_mixing_grid`): the top row shows the sources
+    of the fine styles, the left column those of the coarse styles (layers < ``crossover``)."""
+    from baselines.stylegan import style_mixing_grid
+
+    g = torch.Generator().manual_seed(seed)
+    coarse, fine = torch.randn(n, model.latent_dim, generator=g), torch.randn(n, model.latent_dim, generator=g)
+    grid = style_mixing_grid(model, coarse, fine, crossover, generator=g)
+    return _save_rows(grid.reshape(-1, *grid.shape[2:]), n + 1, path, f"{model.name}: styles of layers < {crossover} from the left,\nthe rest from the top")

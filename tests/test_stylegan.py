@@ -138,3 +138,26 @@ def test_style_mixing_grid_takes_coarse_styles_from_rows_and_fine_from_columns()
         style_mixing_grid(m, a, b, crossover=net.num_ws)
     with pytest.raises(ValueError, match="style-based"):
         style_mixing_grid(build("gan", DIGITS, width=8), a, b, crossover=1)
+
+
+def test_a_suite_run_writes_the_interpolation_and_style_mixing_figures(tmp_path):
+    """The job of the first seed draws the latent figures of a freshly trained model: interpolation for any model
+    with a latent path (here the GAN and StyleGAN), the style-mixing grid for StyleGAN; the leaderboard links them."""
+    from bench.leaderboard import write_leaderboard
+    from bench.runner import run_suite
+    from bench.suite import load_suite
+
+    (tmp_path / "sg.toml").write_text(
+        'name = "sg"\nseeds = [0]\n[[datasets]]\nname = "digits"\nn_fake = 64\nmetrics = ["fid"]\n'
+        '[[generators]]\nname = "stylegan"\nparams = { width = 8, z_dim = 16 }\nbudget = { steps = 2, batch_size = 16 }\n'
+        '[[generators]]\nname = "gan"\nparams = { width = 8 }\nbudget = { steps = 2, batch_size = 16 }\n'
+    )
+    suite = load_suite(str(tmp_path / "sg.toml"))
+    summary = run_suite(suite, results_dir=tmp_path / "res", progress=False)
+    assert not summary.failed, summary.failed
+    assets = tmp_path / "res" / "sg" / "assets"
+    names = {p.name for p in assets.glob("*.png")}
+    assert {"digits__stylegan_interpolation.png", "digits__stylegan_style-mixing.png", "digits__gan_interpolation.png"} <= names
+    assert "digits__gan_style-mixing.png" not in names
+    md = write_leaderboard(suite, tmp_path / "res", tmp_path / "lb").read_text()
+    assert "digits__stylegan_style-mixing.png" in md and "digits__gan_interpolation.png" in md
