@@ -114,10 +114,10 @@ class Sampling:
     ) -> Tensor:
         """Draw ``n`` samples (the :class:`~genbench.protocol.Generator` protocol): checks that the model is
         fitted (unless ``sample_needs_fit`` is False) and ``n`` >= 0 and refuses text prompts (class labels only;
-        :mod:`baselines.prompting` maps prompts to labels), then runs the family's :meth:`draw`. ``labels`` (N,) in 0..C-1 for conditional families;
-        ``steps``: sampler steps of iterative families (None: their default); ``sampler``: an object from the
-        family's ``make_sampler`` (None: its default); noise comes from ``generator``. Returns float32 on the
-        CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
+        :mod:`baselines.prompting` maps prompts to labels), then runs the family's :meth:`draw`. ``labels`` (N,)
+        in 0..C-1 for conditional families; ``steps``: sampler steps of iterative families (None: their
+        default); ``sampler``: an object from the family's ``make_sampler`` (None: its default); noise comes
+        from ``generator``. Returns float32 on the CPU: images NCHW on the K levels of [0, 1], 2-D data (n, 2)."""
         if self.sample_needs_fit:
             self.require_fitted()
         if prompts is not None:
@@ -183,7 +183,6 @@ class Family(Sampling):
     def check_x(self, x: Any, what: str = "x") -> Tensor:
         """``x`` as float32 (N, *shape) on the CPU, checked (:func:`check_images`)."""
         return check_images(self.name, x, self.data_info, what)
-
 
     # -- training ---------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor | dict[str, Tensor]:
