@@ -54,6 +54,7 @@ class DenoisingModel(Family):
     sample_needs_fit = False  # the network runs as initialised (tests set an oracle denoiser)
     prediction: ClassVar[str] = ""  # "eps" or "velocity"
     default_sampler: ClassVar[str] = ""
+    deterministic_sampler: ClassVar[str] = ""  # the sampler that maps noise to a sample deterministically (latent path)
     time_dtype: ClassVar[torch.dtype] = torch.float32
     likelihood: ClassVar[str | None] = None
     t_scale: ClassVar[float] = 1.0  # multiplies t before the sinusoidal time embedding
@@ -233,6 +234,22 @@ class DenoisingModel(Family):
         x = sampler.run(self._run_denoiser(self.denoiser(net)), x.to(self.device), steps, y, generator)
         self.last_nfe = sampler.nfe
         return x
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the initial noise, the data's dimension (:class:`~genbench.protocol.LatentPath`)."""
+        return self.data_info.dim
+
+    @torch.no_grad()
+    def from_latent(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The deterministic sampler's output (``deterministic_sampler`` at its default steps: DDIM with eta 0, the
+        Euler ODE) for initial noise ``z`` (N, latent_dim): images in [0, 1], clipped, not quantized; 2-D data in
+        data units. Unconditional models only."""
+        if self.conditional:
+            raise ValueError(f"{self.name}: a conditional model has no latent path without labels")
+        sampler = self.make_sampler(self.deterministic_sampler)
+        x = self.sample_internal(len(z), noise=torch.as_tensor(z).float(), sampler=sampler, generator=generator).float().cpu()
+        return ((x + 1) / 2).clamp(0, 1) if self.data_info.is_image else x * self.scale + self.shift
 
     def draw(self, n: int, labels: Tensor | None, steps: int | None, generator: torch.Generator | None, sampler: Any) -> Tensor:
         """Draw ``n`` samples with ``sampler`` (from :meth:`make_sampler`; default

@@ -104,6 +104,7 @@ class DDPM(DenoisingModel):
     family = "diffusion"
     prediction = "eps"
     default_sampler = "ddpm"
+    deterministic_sampler = "ddim"
     time_dtype = torch.long
     likelihood = "elbo"
 

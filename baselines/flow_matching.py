@@ -55,6 +55,7 @@ class FlowMatching(DenoisingModel):
     family = "flow_matching"
     prediction = "velocity"
     default_sampler = "euler"
+    deterministic_sampler = "euler"
     time_dtype = torch.float32
     likelihood = None
 

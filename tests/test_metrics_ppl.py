@@ -124,3 +124,25 @@ def test_vae_and_realnvp_have_a_latent_path(name, params):
     x = m.from_latent(z)
     assert x.shape == (5, 1, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1 and torch.equal(x, m.from_latent(z))
     assert not torch.allclose(x * 16, (x * 16).round())  # not rounded to the 17 levels
+
+
+@pytest.mark.parametrize("name", ["ddpm", "flow-matching"])
+def test_the_deterministic_sampler_gives_denoising_models_a_latent_path(name):
+    """DDIM (eta 0) and the Euler ODE map initial noise to a sample deterministically: that map is the latent path
+    (slerp-interpolated noise is how the DDIM paper interpolates)."""
+    from baselines.registry import build
+    from bench import data
+    from genbench.protocol import LatentPath
+
+    ds = data.load("digits")
+    torch.manual_seed(0)
+    m = build(name, ds.info, width=8)
+    assert isinstance(m, LatentPath) and m.latent_dim == 64
+    z = torch.randn(3, 64, generator=torch.Generator().manual_seed(0))
+    x = m.from_latent(z)
+    assert x.shape == (3, 1, 8, 8) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(x, m.from_latent(z, torch.Generator().manual_seed(5)))  # no noise beyond z
+    internal = m.sample_internal(3, noise=z, sampler=m.make_sampler(m.deterministic_sampler))
+    assert torch.allclose(x, ((internal + 1) / 2).clamp(0, 1))
+    with pytest.raises(ValueError, match="conditional"):
+        build(name, ds.info, width=8, conditional=True).from_latent(z)
