@@ -87,7 +87,7 @@ from .nets import pick_device
 from .protocol import Budget, DataInfo, GeneratorInfo, TrainData, TrainReport, class_labels, count_parameters, dequantize, quantize
 from .registry import preset
 from .samplers import OnePassSampler
-from .stylegan_nets import StyleGenerator
+from .stylegan_nets import StyleGenerator, WSpace
 from .training import EMA, Batch, seeded_generator, train
 
 __all__ = ["GAN", "VARIANTS", "gradient_penalty", "pack_samples"]
@@ -96,7 +96,7 @@ _SAMPLE_CHUNK = 4096
 
 
 # ============================================================================ the model
-class GAN(Sampling):
+class GAN(Sampling, WSpace):
     """A GAN on images or 2-D points; see the module docstring for the variants.
 
     Args:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ModulatedConv2d", "StyleGenerator"]
+__all__ = ["ModulatedConv2d", "StyleGenerator", "WSpace"]
 
 
 class ModulatedConv2d(nn.Module):
@@ -160,3 +160,37 @@ class StyleGenerator(nn.Module):
             second = (mix[:, None] & (torch.arange(self.num_ws)[None] >= cut[:, None])).to(z.device)
             ws = torch.where(second[..., None], w2[:, None].expand_as(ws), ws)
         return self.synthesis(self.truncate(ws, psi), generator)
+
+
+class WSpace:
+    """The intermediate latent space w of a model whose sampling network (``_sampling_net()``) is a
+    :class:`StyleGenerator`: :meth:`to_w` and :meth:`from_w` (PPL in w, interpolation in w). Other networks raise."""
+
+    name: str
+    device: torch.device
+
+    def _sampling_net(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def has_w_space(self) -> bool:
+        """Whether the sampling network is style-based (``ppl_w`` applies)."""
+        return isinstance(self._sampling_net(), StyleGenerator)
+
+    def _style_net(self) -> StyleGenerator:
+        net = self._sampling_net().eval()
+        if not isinstance(net, StyleGenerator):
+            raise ValueError(f"{self.name}: only the style-based generator has a w space")
+        return net
+
+    @torch.no_grad()
+    def to_w(self, z: Tensor) -> Tensor:
+        """w (N, w_dim) of latents z (N, z_dim), on the CPU."""
+        return self._style_net().mapping(torch.as_tensor(z).float().to(self.device)).cpu()
+
+    @torch.no_grad()
+    def from_w(self, w: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Images (continuous, in (0, 1)) from w (N, w_dim), every layer reading the same w; noise from ``generator``."""
+        net = self._style_net()
+        w = torch.as_tensor(w).float().to(self.device)
+        return net.synthesis(w[:, None].expand(-1, net.num_ws, -1), generator).float().cpu()

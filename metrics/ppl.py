@@ -27,7 +27,7 @@ from genbench.protocol import LatentPath
 from .context import EvalContext
 from .registry import MetricValue, Output, register_metric
 
-__all__ = ["lerp", "slerp", "path_lengths", "trimmed_mean", "ppl_metric"]
+__all__ = ["lerp", "slerp", "path_lengths", "trimmed_mean", "ppl_metric", "ppl_w_metric"]
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -85,6 +85,28 @@ def trimmed_mean(d: Tensor, lower: float = 1.0, upper: float = 99.0) -> tuple[fl
     return float(kept.mean()), float(kept.std()), int(kept.size)
 
 
+def _ppl(ctx: EvalContext, space: str) -> MetricValue:
+    """PPL in ``space``: ``z`` (slerp between Gaussian latents, ``from_latent``) or ``w`` (lerp between their
+    images under the mapping network, ``to_w`` / ``from_w``, as Karras et al. do in w)."""
+    gen = ctx.generator
+    n, eps = int(ctx.setting("ppl_pairs", 1000)), float(ctx.setting("ppl_epsilon", 1e-4))
+    g = torch.Generator().manual_seed(int(ctx.seed))
+    z0, z1 = torch.randn(n, gen.latent_dim, generator=g), torch.randn(n, gen.latent_dim, generator=g)
+    t = torch.rand(n, 1, generator=g) * (1 - eps)
+    if space == "w":
+        interp = "lerp"
+        d = path_lengths(gen.from_w, ctx.extractor.features, gen.to_w(z0), gen.to_w(z1), t, eps, interp, noise_seed=int(ctx.seed))
+    else:
+        interp = str(ctx.setting("ppl_interp", "slerp"))
+        d = path_lengths(gen.from_latent, ctx.extractor.features, z0, z1, t, eps, interp, noise_seed=int(ctx.seed))
+    mean, std, kept = trimmed_mean(d)
+    settings = {
+        **ctx.extractor.settings(), "pairs": n, "epsilon": eps, "interp": interp, "space": space, "t": "U(0, 1 - eps) (full path)",
+        "distance": "squared L2 of extractor features / eps^2", "trim": "1st-99th percentile", "kept": kept,
+    }  # fmt: skip
+    return MetricValue(mean, None, settings, {"std": std})
+
+
 @register_metric(
     "ppl",
     [Output("ppl", "PPL", "min", per_extractor=True)],
@@ -94,16 +116,15 @@ def trimmed_mean(d: Tensor, lower: float = 1.0, upper: float = 99.0) -> tuple[fl
 def ppl_metric(ctx: EvalContext) -> dict[str, MetricValue]:
     """PPL of the generator's latent space (module docstring); settings ``ppl_pairs`` (default 1000),
     ``ppl_epsilon`` (1e-4), ``ppl_interp`` (``slerp``); latents, positions and noise seeded by the job's seed."""
-    gen = ctx.generator
-    n, eps = int(ctx.setting("ppl_pairs", 1000)), float(ctx.setting("ppl_epsilon", 1e-4))
-    interp = str(ctx.setting("ppl_interp", "slerp"))
-    g = torch.Generator().manual_seed(int(ctx.seed))
-    z0, z1 = torch.randn(n, gen.latent_dim, generator=g), torch.randn(n, gen.latent_dim, generator=g)
-    t = torch.rand(n, 1, generator=g) * (1 - eps)
-    d = path_lengths(gen.from_latent, ctx.extractor.features, z0, z1, t, eps, interp, noise_seed=int(ctx.seed))
-    mean, std, kept = trimmed_mean(d)
-    settings = {
-        **ctx.extractor.settings(), "pairs": n, "epsilon": eps, "interp": interp, "space": "z", "t": "U(0, 1 - eps) (full path)",
-        "distance": "squared L2 of extractor features / eps^2", "trim": "1st-99th percentile", "kept": kept,
-    }  # fmt: skip
-    return {"ppl": MetricValue(mean, None, settings, {"std": std})}
+    return {"ppl": _ppl(ctx, "z")}
+
+
+@register_metric(
+    "ppl_w",
+    [Output("ppl_w", "PPL in w", "min", per_extractor=True)],
+    applies=lambda ctx: isinstance(ctx.generator, LatentPath) and bool(getattr(ctx.generator, "has_w_space", False)),
+    description="Perceptual path length in w, StyleGAN's intermediate latent space: lerp between mapped latents, as ppl otherwise",
+)
+def ppl_w_metric(ctx: EvalContext) -> dict[str, MetricValue]:
+    """PPL in w (``to_w`` / ``from_w``), the same settings as ``ppl``."""
+    return {"ppl_w": _ppl(ctx, "w")}

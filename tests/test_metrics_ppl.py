@@ -146,3 +146,26 @@ def test_the_deterministic_sampler_gives_denoising_models_a_latent_path(name):
     assert torch.allclose(x, ((internal + 1) / 2).clamp(0, 1))
     with pytest.raises(ValueError, match="conditional"):
         build(name, ds.info, width=8, conditional=True).from_latent(z)
+
+
+def test_ppl_in_w_for_stylegan_only():
+    """StyleGAN's w space: from_w(to_w(z)) is the image of z (same noise seed); ppl_w applies to it and not to a DCGAN."""
+    from baselines.registry import build
+    from bench import data
+    from metrics.context import EvalContext
+    from metrics.extractors import get_extractor
+    from metrics.registry import get_metric
+
+    ds = data.load("digits")
+    torch.manual_seed(0)
+    sg, gan = build("stylegan", ds.info, width=8, z_dim=16), build("gan", ds.info, width=8)
+    z = torch.randn(4, 16)
+    assert torch.allclose(sg.from_w(sg.to_w(z), torch.Generator().manual_seed(1)), sg.from_latent(z, torch.Generator().manual_seed(1)), atol=1e-6)
+    spec = get_metric("ppl_w")
+    ext = get_extractor("digits-cnn")
+    ctx = EvalContext(ds.info, ds.test_x[:50], ds.train_x[:50], ext, generator=sg, settings={"ppl_pairs": 32}, seed=0)
+    v = spec.fn(ctx)["ppl_w"]
+    assert spec.applies(ctx) and v.value > 0 and v.settings["space"] == "w" and v.settings["interp"] == "lerp"
+    assert not spec.applies(EvalContext(ds.info, ds.test_x[:50], ds.train_x[:50], ext, generator=gan))
+    with pytest.raises(ValueError, match="w space"):
+        gan.to_w(z)
