@@ -136,6 +136,15 @@ def get(name: str) -> Entry:
     raise UnknownGeneratorError(f"unknown generator {name!r}; valid: {', '.join(entries)}; {IMPORT_HINT}")
 
 
+def family_of(name: str) -> str | None:
+    """The registered family of generator ``name``; None when it cannot be resolved (not registered, or its
+    module fails to import)."""
+    try:
+        return get(name).family
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+
+
 def build(name: str, info: DataInfo, **hparams: Any) -> Generator:
     """Build generator ``name`` for data described by ``info``.
 

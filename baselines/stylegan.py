@@ -19,7 +19,6 @@ from torch import Tensor
 
 from .gan import GAN
 from .registry import preset
-from .stylegan_nets import StyleGenerator
 
 __all__ = ["STYLEGAN_SETTINGS", "style_mixing_grid"]
 
@@ -41,9 +40,7 @@ def style_mixing_grid(model: GAN, coarse: Tensor, fine: Tensor, crossover: int, 
     styles of layers < ``crossover`` (coarse: the start resolutions) from ``coarse[i]`` and the rest from
     ``fine[j]``. Latents z (N, z_dim); the sampling (EMA) generator, no truncation; the noise inputs of each of
     the three image sets come from one seed drawn from ``generator``."""
-    net = model._sampling_net().eval()
-    if not isinstance(net, StyleGenerator):
-        raise ValueError(f"{model.name}: style mixing needs the style-based generator (arch='style')")
+    net = model._style_net()
     if not 0 < crossover < net.num_ws:
         raise ValueError(f"{model.name}: crossover must be in [1, {net.num_ws - 1}], got {crossover}")
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))

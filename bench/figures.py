@@ -25,7 +25,7 @@ from torch import Tensor
 
 from metrics.ppl import INTERPOLATIONS
 
-from .plots import _plt, finish_figure, image_grid, save_figure
+from .plots import _plt, finish_figure, image_grid, save_figure, show_image_grid
 
 __all__ = ["latent_codes", "latent_figure_applies", "latent_interpolation_figure", "style_mixing_figure", "vae_latent_figure"]
 
@@ -141,8 +141,7 @@ def _save_rows(x: Tensor, ncol: int, path: str | Path, title: str) -> Path:
     plt = _plt()
     g = image_grid(x, nrow=ncol)
     fig, ax = plt.subplots(figsize=(max(3.6, 0.45 * ncol + 0.3), 0.45 * len(x) / ncol + 0.5), dpi=100)
-    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    show_image_grid(ax, g)
     ax.set_title(title, fontsize=7)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return finish_figure(fig, path)

@@ -163,10 +163,7 @@ def _code_hash(factory: Any) -> str:
 def model_family(model: str) -> str | None:
     """The registered family of generator ``model`` (None when it cannot be resolved), written into each record so
     that the report needs no family code to tell reference rows from ranked ones."""
-    try:
-        return greg.get(model).family
-    except (KeyError, ValueError, ImportError, AttributeError):
-        return None
+    return greg.family_of(model)
 
 
 @dataclass

@@ -52,6 +52,12 @@ def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> np.ndarray:
     return grid
 
 
+def show_image_grid(ax: Any, g: np.ndarray) -> None:
+    """Draw an :func:`image_grid` array on ``ax``: grey for one channel, values in [0, 1], no smoothing, no axes."""
+    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+
+
 def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n: int = 64) -> Path:
     """Images: an 8x8 grid of the first ``n`` samples. 2-D: a scatter with the mode centres."""
     plt = _plt()
@@ -60,8 +66,7 @@ def save_sample_grid(x: torch.Tensor, info, path: str | Path, title: str = "", n
     fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
     if info.is_image:
         g = image_grid(x[:n])
-        ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.axis("off")
+        show_image_grid(ax, g)
     else:
         pts = x[:2500].cpu().numpy()
         ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
@@ -97,8 +102,7 @@ def save_translation_grid(source: torch.Tensor, output: torch.Tensor, target: to
                 tiles.append(c[i + j] if i + j < n else torch.ones_like(c[0]))
     g = image_grid(torch.stack(tiles), nrow=k * per_line)
     fig, ax = plt.subplots(figsize=(3.2, 3.2 * g.shape[0] / g.shape[1] + 0.3), dpi=100)
-    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap="gray" if g.shape[-1] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    show_image_grid(ax, g)
     if title:
         ax.set_title(title, fontsize=7)
     return finish_figure(fig, path)

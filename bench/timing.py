@@ -31,6 +31,7 @@ by the row's NFE), ``flops_per_sample``, ``params``, ``peak_mem_mb``.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -48,6 +49,12 @@ from metrics.latency import Latency, LoadMonitor, measure_round_robin
 from .suite import metric_names
 
 __all__ = ["TimingSettings", "run_timing_phase", "timing_outputs"]
+
+@functools.cache
+def _output_meta(record: str) -> dict[str, Any]:
+    """Label, direction, unit of a timing record, from its metric's registration (looked up once per name)."""
+    return mreg.output_meta(mreg.all_outputs()[record])
+
 
 def timing_outputs(metrics: list[str] | tuple[str, ...]) -> set[str]:
     """Record names the timing phase writes for a row whose metric list is ``metrics``: the outputs of its metrics
@@ -234,7 +241,7 @@ def _append(runner: Any, r: _Row, metric: str, fields: dict[str, Any]) -> None:
     if r.nfe is not None:
         fields = {**fields, "nfe": r.nfe}
     fields = {**fields, "timing_hash": timing_hash(r.job.dataset.settings)}
-    runner.append(r.job, r.row, metric, {**mreg.output_meta(mreg.all_outputs()[metric]), **fields}, steps=r.steps)
+    runner.append(r.job, r.row, metric, {**_output_meta(metric), **fields}, steps=r.steps)
     r.want.discard(metric)
 
 

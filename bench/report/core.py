@@ -24,16 +24,6 @@ ARROW = mreg.ARROWS
 LEVEL = 0.95
 
 
-def _legacy_family(model: Any) -> str | None:
-    """The registered family of ``model``, for records written before records carried it (imports the families)."""
-    from baselines import registry as greg
-
-    try:
-        return greg.get(str(model)).family
-    except (KeyError, ValueError, ImportError):  # a model no longer registered: ranked like any row
-        return None
-
-
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records -> DataFrame with the columns sections rely on. ``reference`` (bool) marks the floors and ceilings:
     shown, never ranked or bolded. Records carry it from run time; for older records that lack it, it is looked up
@@ -44,7 +34,9 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             df[c] = None
     missing = df["reference"].isna()
     if missing.any():
-        fam = {m: _legacy_family(m) for m in df.loc[missing, "model"].dropna().unique()}
+        from baselines.registry import family_of  # records written before they carried it: imports the families
+
+        fam = {m: family_of(str(m)) for m in df.loc[missing, "model"].dropna().unique()}
         df.loc[missing, "family"] = df.loc[missing, "model"].map(fam)
         df.loc[missing, "reference"] = df.loc[missing, "family"] == REFERENCE_FAMILY
     df["reference"] = df["reference"].astype(bool)
