@@ -43,7 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genbench.protocol import Budget, DataInfo, TrainData
+from baselines import registry as greg
+from genbench.protocol import Budget, DataInfo, Distilled, TrainData
 
 from . import data as dreg
 from .capabilities import (
@@ -232,6 +233,17 @@ def check_generator(
     rep.add("capabilities", "fail" if partial else "ok", "; ".join(partial) if partial else _capability_list(model))
 
     # -- fit
+    if isinstance(model, Distilled):  # a student: a tiny DDPM teacher of its size first, trained with the same budget
+        t0 = time.perf_counter()
+        try:
+            torch.manual_seed(seed)
+            teacher = greg.build("ddpm", info, **model.teacher_params(), device=device)
+            teacher.fit(TrainData(ds.train_x, info), Budget(steps=budget_steps, batch_size=batch_size, progress=False))
+            model.set_teacher(teacher)
+            rep.add("teacher", "ok", f"a ddpm teacher ({model.teacher_params()}) trained {budget_steps} steps x {batch_size}", time.perf_counter() - t0)
+        except Exception as e:
+            rep.add("teacher", "fail", f"set_teacher() with a ddpm of teacher_params() {model.teacher_params()} raised {_short(e)}", time.perf_counter() - t0)
+            return rep
     if has_method(model, "fit"):
         t0 = time.perf_counter()
         try:

@@ -5,6 +5,7 @@ cache or fitted and cached), the sampler, the samples (validated when made and w
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from baselines.training import thin_curve
 from genbench.precision import autocast, budget_for, settings_for
 from genbench.protocol import (
     Budget,
+    Distilled,
     HeldOutReference,
     ImageConditioned,
     LabeledSampler,
@@ -39,10 +41,32 @@ def load_data(ctx: JobContext) -> Any:
     return ctx.ds
 
 
+def _model_key(ctx: JobContext, model: str, params: dict[str, Any], budget: dict[str, Any], row: str) -> dict[str, Any]:
+    """The artifact-cache key of a trained network: what it was built and trained from, and the hash of its
+    family's code (:func:`~bench.job._code_hash`). A student's teacher gets the key its own row's job uses, so the
+    two share one cached network."""
+    job, settings = ctx.job, device_settings(ctx)
+    key = {
+        "model": model, "params": params, "budget": budget_for(budget, settings, row), "dataset": job.dataset.name,
+        "dataset_params": job.dataset.params, "seed": job.seed, "code": _code_hash(greg.get(model).factory),
+    }  # fmt: skip
+    if settings.get("precision", "fp32") != "fp32":  # fp32 keys stay as they were
+        key["precision"] = settings["precision"]
+    return key
+
+
+def _teacher_spec(ctx: JobContext) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(model, params, cache key) of the job's teacher, None for a row without one."""
+    t = ctx.job.gen.teacher
+    if t is None:
+        return None
+    params = {**t["params"], **t["dataset_params"].get(ctx.job.dataset.name, {})}
+    return t["model"], params, _model_key(ctx, t["model"], params, t["budget"], t["name"])
+
+
 def build_model(ctx: JobContext) -> Any:
     """The untrained generator of the job, seeded; held-out reference rows receive the test split."""
     job, ds = ctx.job, ctx.ds
-    entry = greg.get(job.gen.model)
     params = job.gen.params_for(job.dataset.name)
     seed_everything(job.seed)
     model = greg.build(job.gen.model, ds.info, **params, device=ctx.device)
@@ -55,13 +79,12 @@ def build_model(ctx: JobContext) -> Any:
             raise ValueError(f"{job.gen.name}: {ds.name} does not know the true target of its test sources")
         model.use_pairs(ds.test_source, ds.test_truth)
     ctx.model = model
-    settings = device_settings(ctx)
-    ctx.model_key = {
-        "model": job.gen.model, "params": params, "budget": budget_for(job.gen.budget, settings, job.gen.name), "dataset": job.dataset.name,
-        "dataset_params": job.dataset.params, "seed": job.seed, "code": _code_hash(entry.factory),
-    }  # fmt: skip
-    if settings.get("precision", "fp32") != "fp32":  # fp32 keys stay as they were
-        ctx.model_key["precision"] = settings["precision"]
+    ctx.model_key = _model_key(ctx, job.gen.model, params, job.gen.budget, job.gen.name)
+    teacher = _teacher_spec(ctx)
+    if teacher is not None:
+        if not isinstance(model, Distilled):
+            raise TypeError(f"{job.gen.name}: teacher = {job.gen.teacher['name']!r} given, but {job.gen.model} does not learn from a teacher (no set_teacher)")
+        ctx.model_key["teacher"] = teacher[2]  # a retrained teacher retrains its students
     return model
 
 
@@ -93,28 +116,53 @@ def _small_report(rep: dict[str, Any]) -> dict[str, Any]:
     return {"steps": rep.get("steps"), "losses": losses, "train_extra": rep.get("extra", {})}
 
 
-def train(ctx: JobContext) -> dict[str, Any] | None:
-    """Stage 1: build the model and train it (or load its cached state). Returns the ``train_s`` record fields, None if not trainable."""
-    job = ctx.job
-    model = build_model(ctx)
-    if not isinstance(model, Trainable):
-        return None
-    with ctx.cache.lock("models", ctx.model_key):  # rows sharing a network (ddpm/ddim) running at once: one trains, the other waits
-        state = ctx.cache.get("models", ctx.model_key)
-        report = ctx.cache.get_json("models", ctx.model_key)
+def _load_or_fit(ctx: JobContext, build: Callable[[], Any], key: dict[str, Any], before_fit: Callable[[Any], None] | None = None) -> tuple[Any, dict[str, Any], bool]:
+    """(model, train report dict, cached?): the network cached under ``key``, else a freshly built one fitted on the
+    train split (``before_fit(model)`` first, e.g. a student receiving its teacher) and cached. Rows sharing a network
+    (ddpm/ddim, a teacher and its students) running at once: one trains, the others wait on the lock."""
+    model = build()
+    with ctx.cache.lock("models", key):
+        state = ctx.cache.get("models", key)
+        report = ctx.cache.get_json("models", key)
         if state is not None and isinstance(report, dict):
             try:
                 model.load_state_dict(state)
-                return {"value": report.get("wall_time_s"), "extra": {"cached": True, **_small_report(report)}, "settings": {"budget": ctx.model_key["budget"]}}
+                return model, report, True
             except (RuntimeError, KeyError, ValueError, TypeError):  # state from another code version: retrain
-                model = build_model(ctx)
-        seed_everything(job.seed)
+                model = build()
+        if before_fit is not None:
+            before_fit(model)
+        seed_everything(ctx.job.seed)
         with autocast(ctx.device, device_settings(ctx).get("precision", "fp32")):
             data = TrainData(ctx.ds.train_x, ctx.ds.info, ctx.ds.train_y, source=getattr(ctx.ds, "train_source", None))
-            rep = model.fit(data, Budget(**ctx.model_key["budget"], progress=None if ctx.progress else False))
-        ctx.cache.put("models", ctx.model_key, model.state_dict())
-        ctx.cache.put_json("models", ctx.model_key, rep.to_dict())
-    return {"value": rep.wall_time_s, "extra": {"cached": False, **_small_report(rep.to_dict())}, "settings": {"budget": ctx.model_key["budget"]}}
+            rep = model.fit(data, Budget(**key["budget"], progress=None if ctx.progress else False)).to_dict()
+        ctx.cache.put("models", key, model.state_dict())
+        ctx.cache.put_json("models", key, rep)
+    return model, rep, False
+
+
+def _give_teacher(ctx: JobContext, student: Any) -> None:
+    """Load (or train and cache, as its own row would) the job's teacher and hand it to ``student``."""
+    model, params, key = _teacher_spec(ctx)  # type: ignore[misc]
+
+    def build() -> Any:
+        seed_everything(ctx.job.seed)
+        return greg.build(model, ctx.ds.info, **params, device=ctx.device)
+
+    teacher, report, _ = _load_or_fit(ctx, build, key)
+    student.set_teacher(teacher, train_s=report.get("wall_time_s"))
+
+
+def train(ctx: JobContext) -> dict[str, Any] | None:
+    """Stage 1: build the model and train it (or load its cached state). Returns the ``train_s`` record fields, None if not trainable."""
+    model = build_model(ctx)
+    if not isinstance(model, Trainable):
+        return None
+    first = [model]
+    build = lambda: first.pop() if first else build_model(ctx)  # noqa: E731
+    before = (lambda m: _give_teacher(ctx, m)) if ctx.job.gen.teacher is not None else None
+    ctx.model, report, cached = _load_or_fit(ctx, build, ctx.model_key, before)
+    return {"value": report.get("wall_time_s"), "extra": {"cached": cached, **_small_report(report)}, "settings": {"budget": ctx.model_key["budget"]}}
 
 
 def choose_sampler(ctx: JobContext) -> None:

@@ -334,10 +334,16 @@ def _device_dataset(job: Any, device: str | None) -> dict[str, Any]:
     return {**job.dataset.__dict__, "settings": dict(job.dataset.settings) if device is None else settings_for(job.dataset.settings, device)}
 
 
+def _gen_fields(job: Any, drop: tuple[str, ...]) -> dict[str, Any]:
+    """The row's fields that its hashes cover: all but ``drop``, and ``teacher`` only where the row has one (rows
+    without a teacher hash as they did before students existed)."""
+    return {k: v for k, v in job.gen.__dict__.items() if k not in drop and not (k == "teacher" and v is None)}
+
+
 def _config_hash(job: Any, device: str | None = "cpu") -> str:
     """Hash of the row's and data set's configuration as it applies on ``device`` (:func:`_device_dataset`);
     the row's list of seeds is not part of a job (it has one seed)."""
-    gen = {k: v for k, v in job.gen.__dict__.items() if k != "seeds"}
+    gen = _gen_fields(job, drop=("seeds",))
     return content_hash({"gen": gen, "dataset": _device_dataset(job, device)})
 
 
@@ -352,7 +358,7 @@ def _row_hash(job: Any, device: str | None = "cpu") -> str:
     ``METRIC@EXTRACTOR`` entries (adding a second extractor keeps the first one's records current;
     :class:`CurrentConfig` checks the second extractor's records against the entries listed now); settings
     resolved for ``device`` as in :func:`_config_hash`."""
-    gen = {k: v for k, v in job.gen.__dict__.items() if k not in ("seeds", "steps")}
+    gen = _gen_fields(job, drop=("seeds", "steps"))
     gen["metrics"] = _own_metrics(job.gen.metrics)
     ds = _device_dataset(job, device)
     ds.update(metrics=_own_metrics(job.dataset.metrics), settings={k: v for k, v in ds["settings"].items() if k not in TIMING_SETTING_KEYS})

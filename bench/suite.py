@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ class GeneratorSpec:
     metrics: tuple[str, ...] | None = None  # restrict the dataset's metrics for this row
     dataset_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-dataset overrides of params
     seeds: tuple[int, ...] | None = None  # this row's seeds, replacing the suite's (a sweep whose ordering needs more)
+    teacher: dict[str, Any] | None = None  # a distillation student's teacher: that row's model, params, budget, dataset_params
 
     def params_for(self, dataset: str) -> dict[str, Any]:
         return {**self.params, **self.dataset_params.get(dataset, {})}
@@ -181,7 +182,8 @@ class _Fields:
 
 
 _DATASET_KEYS = {"name", "extractor", "metrics", "n_fake", "params", "settings"}
-_GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params", "seeds"}
+_GENERATOR_KEYS = {"name", "model", "params", "budget", "sample_params", "steps", "datasets", "metrics", "dataset_params", "seeds", "teacher"}
+TEACHER_FIELDS = ("model", "params", "budget", "dataset_params")  # what a student's job carries of its teacher row
 _TOP_KEYS = {"name", "description", "seeds", "settings", "datasets", "generators", "quoted", "sections", "experiment"}
 
 
@@ -276,7 +278,25 @@ def _generator(v: Any, i: int, c: _Fields) -> GeneratorSpec:
         metrics=_metric_entries(g["metrics"], f"{f}.metrics", c) if "metrics" in g else None,
         dataset_params={k: c.table(x, f"{f}.dataset_params.{k}") for k, x in dparams.items()},
         seeds=seeds,
+        teacher={"name": c.string(g["teacher"], f"{f}.teacher", name=True)} if "teacher" in g else None,
     )
+
+
+def _resolve_teachers(gens: list[GeneratorSpec], c: _Fields) -> list[GeneratorSpec]:
+    """Each ``teacher = "ROW"`` replaced by that row's :data:`TEACHER_FIELDS`, so a student's job (and its
+    configuration hash) carries the teacher's whole configuration; the teacher must be a row without a teacher."""
+    by_name = {g.name: g for g in gens}
+    out = []
+    for i, g in enumerate(gens):
+        if g.teacher is not None:
+            t = by_name.get(g.teacher["name"])
+            if t is None:
+                raise c.fail(f"generators[{i}].teacher", f"names row {g.teacher['name']!r}, which the suite does not list; rows: {sorted(by_name)}")
+            if t.teacher is not None or t.name == g.name:
+                raise c.fail(f"generators[{i}].teacher", f"row {t.name!r} is itself a student; a teacher is a row trained on the data")
+            g = replace(g, teacher={"name": t.name, **{k: getattr(t, k) for k in TEACHER_FIELDS}})
+        out.append(g)
+    return out
 
 
 def _seeds(v: Any, f: str, c: _Fields) -> tuple[int, ...]:
@@ -332,6 +352,7 @@ def load_suite(name: str) -> Suite:
             raise c.fail(f"generators[{i}].name", f"{spec.name!r} is used twice; names label rows and must be unique")
         seen.add(spec.name)
         gens.append(spec)
+    gens = _resolve_teachers(gens, c)
     if not experiment and (not datasets or not gens):
         raise SuiteError(f"{path}: a suite needs at least one [[datasets]] and one [[generators]] entry")
     seeds = _seeds(raw.get("seeds", [0]), "seeds", c)

@@ -29,6 +29,7 @@ __all__ = [
     "TrainData",
     "Budget",
     "TrainReport",
+    "Distilled",
     "GeneratorInfo",
     "Generator",
     "Trainable",
@@ -227,6 +228,18 @@ class Trainable(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class Distilled(Protocol):
+    """A student that learns from a trained teacher (a suite row's ``teacher = "ROW"``): the pipeline loads or
+    trains that row's network and hands it over before ``fit``; ``train_s`` is the teacher's own training time (s)."""
+
+    def set_teacher(self, teacher: Any, train_s: float | None = None) -> None: ...
+
+    def teacher_params(self) -> dict[str, Any]:
+        """Hyperparameters of a compatible ``ddpm`` teacher (network size, schedule) for tools that make one."""
+        ...
 
 
 @runtime_checkable

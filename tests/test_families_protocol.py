@@ -18,6 +18,7 @@ from baselines.protocol import (
     Autoencoding,
     Budget,
     Conditional,
+    Distilled,
     ExactLikelihood,
     Generator,
     HeldOutReference,
@@ -47,6 +48,9 @@ TINY: dict[str, tuple[dict, dict]] = {
     "ddpm": _DIFF,
     "flow-matching": ({"width": 8, "default_steps": 5}, {"hidden": (16, 16), "default_steps": 5}),
     "gmm": ({"n_components": 2}, {"n_components": 2}),
+    "reflow": ({"width": 8, "pairs": 64, "teacher_steps": 4}, {}),
+    "consistency-distillation": ({"width": 8, "T": 20, "intervals": 5}, {}),
+    "progressive-distillation": ({"width": 8, "T": 20, "start_steps": 4}, {}),
     "ppca": ({"k": 4}, {"k": 1}),
 }
 # Known likelihood kinds (image, 2-D) of some families, checked on top of the generic consistency rules.
@@ -90,12 +94,22 @@ def _build(name, ds, seed=0):
     return registry.build(name, ds.info, device="cpu", **_hp(name, ds))
 
 
+def _teach(m, ds, steps=25, seed=0):
+    """A student (Distilled) gets a tiny DDPM teacher of its size, fitted like the student."""
+    if isinstance(m, Distilled):
+        torch.manual_seed(seed)
+        teacher = registry.build("ddpm", ds.info, device="cpu", **m.teacher_params())
+        teacher.fit(TrainData(ds.train_x[:512], ds.info), Budget(steps=steps, batch_size=32))
+        m.set_teacher(teacher)
+
+
 def _ready(name, ds, steps=25, seed=0):
     """Built, given its pool (reference rows) and fitted (trainable ones) on a small slice."""
     m = _build(name, ds, seed)
     rep = None
     if isinstance(m, HeldOutReference):
         m.use_pool(ds.test_x, ds.test_y)
+    _teach(m, ds, steps, seed)
     if isinstance(m, Trainable):
         torch.manual_seed(seed)
         rep = m.fit(TrainData(ds.train_x[:512], ds.info, ds.train_y[:512] if ds.train_y is not None else None), Budget(steps=steps, batch_size=32))
@@ -246,6 +260,7 @@ def test_max_seconds_stops_training(name):
     m = _build(name, ds)
     if not isinstance(m, Trainable):
         pytest.skip(f"{name} is not trainable")
+    _teach(m, ds, steps=3)
     y = ds.train_y[:256] if ds.train_y is not None else None
     rep = m.fit(TrainData(ds.train_x[:256], ds.info, y), Budget(steps=10_000, batch_size=16, max_seconds=0.2))
     assert 1 <= rep.steps < 10_000
