@@ -39,6 +39,7 @@ SECTIONS.register("personalization", "bench.sections.personalization:section", d
 SECTIONS.register("translation", "bench.sections.translation:section", description="Translation rows head to head, seed by seed (blur vs realism)")
 SECTIONS.register("claims", "bench.sections.claims:section", description="Textbook claims tested on the suite's runs: reproduced, within noise or not reproduced")
 SECTIONS.register("budget_curve", "bench.sections.budget_curve:section", description="Quality against training compute: each model at several budgets (FID/IS vs steps and training seconds)")
+SECTIONS.register("distillation", "bench.sections.distillation:section", description="Few-step students against their teacher: FID ratio by seed, speed-up, training cost")
 SECTIONS.register("metric_sanity", "bench.sections.metric_sanity:section", description="Constructed failures vs every metric: which metric detects which failure")
 
 

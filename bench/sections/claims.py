@@ -33,6 +33,14 @@ rows share, so the claim tests the per-seed differences instead: their mean
 and the 95% t-interval (n - 1 degrees of freedom) over the seeds both rows
 have. With fewer than two common seeds it falls back to the unpaired test.
 
+``relation = "within_factor"`` with ``factor = F`` (for a metric where lower
+is better, e.g. "a one-step student's FID is within 2x of its teacher's"):
+the ratio a / b, paired by seed when ``paired`` (geometric mean of the
+per-seed ratios with the 95% t-interval of their mean log), else the ratio of
+the means with the interval from the Welch half-width on the difference
+divided by b's mean. ``reproduced`` when the whole interval lies at or below
+F, ``not reproduced`` when it lies above F, ``within noise`` otherwise.
+
 A claim that does not reproduce stays in the table with its numbers.
 """
 
@@ -46,7 +54,7 @@ from scipy import stats as _stats
 
 from bench.report import CellStats, cell_stats, fmt_num, welch_halfwidth
 
-RELATIONS = ("better", "no_worse")
+RELATIONS = ("better", "no_worse", "within_factor")
 _KEYS = ("claim", "dataset", "metric", "a", "b")
 
 
@@ -104,10 +112,55 @@ def verdict(a: CellStats, b: CellStats, direction: str | None, relation: str) ->
     return _judge(lead, hw, relation), lead, hw
 
 
+def ratio_verdict(
+    a: CellStats, b: CellStats, factor: float, per_seed: tuple[dict[int, float], dict[int, float]] | None = None, level: float = 0.95
+) -> tuple[str, float | None, float | None, float | None]:
+    """(verdict, ratio a / b, lower, upper end of its ``level`` interval) of a ``within_factor`` claim (see the
+    module docstring); paired by seed when ``per_seed`` holds both rows' values of two or more common seeds."""
+    if per_seed is not None:
+        pa, pb = per_seed
+        seeds = sorted(s for s in set(pa) & set(pb) if pa[s] > 0 and pb[s] > 0)
+        if len(seeds) >= 2:
+            logs = [math.log(pa[s] / pb[s]) for s in seeds]
+            n = len(logs)
+            mean = sum(logs) / n
+            sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
+            hw = float(_stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+            return _ratio_judge(math.exp(mean), math.exp(mean - hw), math.exp(mean + hw), factor)
+    if not (a.testable and b.testable) or not b.mean:
+        return "untested", None, None, None
+    hw = welch_halfwidth(a, b) / abs(b.mean)
+    r = a.mean / b.mean
+    return _ratio_judge(r, r - hw, r + hw, factor)
+
+
+def _ratio_judge(r: float, lo: float, hi: float, factor: float) -> tuple[str, float, float, float]:
+    v = "reproduced" if hi <= factor else "not reproduced" if lo > factor else "within noise"
+    return v, r, lo, hi
+
+
 def _cell_text(c: CellStats) -> str:
     if c.mean is None:
         return "—"
     return fmt_num(c.mean) + (f" ± {fmt_num(c.sd)}" if c.sd is not None else "") + f" (n={c.n_seeds})"
+
+
+def _factor_row(records: pd.DataFrame, c: dict, ca: CellStats, cb: CellStats) -> dict[str, str]:
+    """The table row of a ``within_factor`` claim."""
+    factor = float(c.get("factor", 2.0))
+    per_seed = None
+    if c.get("paired"):
+        per_seed = (_per_seed(records, c["dataset"], c["metric"], c["a"]), _per_seed(records, c["dataset"], c["metric"], c["b"]))
+    v, r, lo, hi = ratio_verdict(ca, cb, factor, per_seed)
+    paired = per_seed is not None and len(set(per_seed[0]) & set(per_seed[1])) >= 2
+    label = next((x for x in records.loc[records["metric"] == c["metric"], "label"] if isinstance(x, str)), c["metric"])
+    return {
+        "claim": c["claim"] + (f" ({c['cite']})" if c.get("cite") else ""),
+        "test": f"{c['a']} / {c['b']} ≤ {fmt_num(factor)}× on {label}, {c['dataset']}" + (", paired by seed" if paired else ""),
+        "a": _cell_text(ca), "b": _cell_text(cb),
+        "a ahead by [95% ±]": "—" if r is None else f"ratio {fmt_num(r)}× [{fmt_num(lo)}, {fmt_num(hi)}]",
+        "verdict": f"**{v}**" if v.startswith("reproduced") else v,
+    }  # fmt: skip
 
 
 def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
@@ -130,6 +183,9 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         relation = c.get("relation", "better")
         ca, dir_a = _cell(records, c["dataset"], c["metric"], c["a"])
         cb, dir_b = _cell(records, c["dataset"], c["metric"], c["b"])
+        if relation == "within_factor":
+            rows.append(_factor_row(records, c, ca, cb))
+            continue
         v, lead, hw = verdict(ca, cb, dir_a or dir_b, relation)
         paired = None
         if c.get("paired") and v != "untested":
