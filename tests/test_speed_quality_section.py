@@ -133,7 +133,7 @@ def test_speed_quality_suite_parses_and_shares_models():
 
     s = load_suite("speed-quality")
     validate_names(s)
-    assert s.sections == ("speed_quality",) and s.settings["latency_batch"] == 256
+    assert s.sections == ("speed_quality", "distillation", "claims") and s.settings["latency_batch"] == 256
     g = {x.name: x for x in s.generators}
     # DDPM and DDIM rows: one trained network (same model, params and budget), different samplers
     assert (g["ddpm"].model, g["ddpm"].params, g["ddpm"].budget) == (g["ddim"].model, g["ddim"].params, g["ddim"].budget)
