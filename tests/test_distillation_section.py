@@ -42,15 +42,15 @@ def test_distillation_section_pairs_students_with_the_reference(tmp_path):
         rec("reflow@1", "fid", s, 1.5 * (10.0 + s))
         rec("reflow@2", "fid", s, 1.1 * (10.0 + s))
         rec("reflow", "train_s", s, 50.0, extra={"train_extra": {"teacher_train_s": 190.0 + s, "student_s": 100.0, "teacher_evals": 409600}})
-    rec("ddpm@1000", "latency", 0, 60.0)
-    rec("reflow@1", "latency", 0, 0.06)
-    rec("reflow@2", "latency", 0, 0.12, t=5 * 3600)
+    rec("ddpm@1000", "latency_ms", 0, 60.0)
+    rec("reflow@1", "latency_ms", 0, 0.06)
+    rec("reflow@2", "latency_ms", 0, 0.12, t=5 * 3600)
     suite = {"settings": {"latency_batch": 256}, "generators": [{"name": "ddpm", "model": "ddpm"}, {"name": "reflow", "teacher": "ddpm", "steps": [1, 2]}]}
     md = section(records_frame(recs), suite, tmp_path)
     one = next(line for line in md.splitlines() if line.startswith("| reflow@1 "))
     cells = [c.strip() for c in one.strip("|").split("|")]
-    assert cells[3] == "1" and cells[5] == "1.50× [1.50, 1.50]" and cells[6] == "reproduced"
-    assert cells[8] == "1,000×" and cells[9] == "191" and cells[10] == "100" and cells[11] == "409,600" and cells[12] == "3"
+    assert cells[3] == "1" and cells[5] == "1.50×" and cells[6] == "1.50× [1.50, 1.50]" and cells[7] == "reproduced"
+    assert cells[9] == "1,000×" and cells[10] == "191" and cells[11] == "100" and cells[12] == "409,600" and cells[13] == "3"
     two = next(line for line in md.splitlines() if line.startswith("| reflow@2 "))
     assert "500.0× †" in two and "different timing phases" in md  # timed 5 h after the reference: flagged
     assert section(records_frame(recs), {"generators": [{"name": "ddpm"}]}, tmp_path).strip().endswith("No distillation students in this suite.")

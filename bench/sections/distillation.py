@@ -2,8 +2,8 @@
 
 For every row of the suite that names a ``teacher`` (a distillation student,
 see :mod:`baselines.distillation`), one line per step count: the method
-(model), NFE, FID (mean ± sd over seeds), the FID ratio to the reference row
-paired by seed (the student of seed s against the reference row of seed s,
+(model), NFE, FID (mean ± sd over seeds), the ratio of its mean FID to the
+reference row's, the FID ratio to the reference row paired by seed (the student of seed s against the reference row of seed s,
 which samples the student's own teacher network: geometric mean and the 95%
 t-interval of the mean log ratio), the latency per sample at the suite's
 ``latency_batch`` and how many times faster than the reference the row is
@@ -31,17 +31,17 @@ from bench.report import cell_stats, fmt_num
 
 from .claims import _per_seed, ratio_verdict
 
+LATENCY = "latency_ms"  # the timing phase's record of ms per sample at the suite's latency_batch
+SAME_PHASE_S = 3 * 3600  # latencies whose records are further apart than this came from different timing phases
+
 
 def _latency(records: pd.DataFrame, dataset: str, row: str) -> tuple[float | None, float | None]:
     """(mean ms/sample at the suite batch over the timed seeds, the latest timestamp of those records)."""
-    sub = records[(records["dataset"] == dataset) & (records["metric"] == "latency") & (records["generator"] == row) & records["value"].notna()]
+    sub = records[(records["dataset"] == dataset) & (records["metric"] == LATENCY) & (records["generator"] == row) & records["value"].notna()]
     if sub.empty:
         return None, None
     stamps = [float(t) for t in sub["timestamp"] if t is not None and pd.notna(t)] if "timestamp" in sub else []
     return float(sub["value"].mean()), (max(stamps) if stamps else None)
-
-
-SAME_PHASE_S = 3 * 3600  # latencies whose records are further apart than this came from different timing phases
 
 
 def _costs(records: pd.DataFrame, dataset: str, base: str) -> dict[str, float | None]:
@@ -68,7 +68,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         return "\n".join(md + ["No distillation students in this suite."])
     md += [
         f"Students of a teacher network, each row against **{ref}** (its teacher sampled by the ancestral sampler): FID mean ± sd over seeds; "
-        f"FID ratio row / {ref} paired by seed (geometric mean [95% t-interval]; verdict: is the interval at or below {fmt_num(factor)}×?); "
+        f"the ratio of the two rows' mean FIDs; the FID ratio row / {ref} paired by seed (geometric mean [95% t-interval]; verdict: is the interval at or below {fmt_num(factor)}×?); "
         f"ms/sample at batch {batch} and speed-up = {ref} ms / row ms (timed seeds); training cost per seed: the teacher's own training, "
         "the student's (its distillation data included) and the teacher network evaluations the distillation spent (examples × evaluations).",
         "",
@@ -77,6 +77,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         ref_lat, ref_when = _latency(records, ds, ref)
         apart = False
         per_ref = _per_seed(records, ds, "fid", ref)
+        ref_mean = cell_stats(list(per_ref.values())).mean
         rows = []
         for g in students:
             name = g["name"]
@@ -94,7 +95,8 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
                 rows.append({
                     "row": label, "model": g.get("model", name), "teacher": g["teacher"], "NFE": "" if steps is None else str(steps),
                     "FID ↓": fmt_num(c.mean) + (f" ± {fmt_num(c.sd)}" if c.sd is not None else ""),
-                    f"FID / {ref}": "n/a" if r is None else f"{fmt_num(r)}× [{fmt_num(lo)}, {fmt_num(hi)}]",
+                    f"mean FID / mean {ref}": "n/a" if not (c.mean and ref_mean) else f"{fmt_num(c.mean / ref_mean)}×",
+                    f"FID / {ref} by seed": "n/a" if r is None else f"{fmt_num(r)}× [{fmt_num(lo)}, {fmt_num(hi)}]",
                     f"≤ {fmt_num(factor)}×": v,
                     f"ms/sample @b{batch}": fmt_num(lat), "speed-up": "n/a" if not (lat and ref_lat) else f"{fmt_num(ref_lat / lat)}×" + (" †" if far else ""),
                     "teacher train s": fmt_num(costs["teacher_train_s"]), "student s": fmt_num(costs["student_s"]),
