@@ -27,6 +27,7 @@ __all__ = ["EXPERIMENTS", "run_experiment"]
 
 EXPERIMENTS: Registry = Registry("experiment")
 EXPERIMENTS.register("personalization", "bench.personalization:run_personalization", description="teach a held-out digit to the conditional DDPM")
+EXPERIMENTS.register("inversion", "bench.inversion_study:run_inversion", description="invert held-out images with each generator's methods")
 
 
 def run_experiment(suite: Suite, *, seeds: list[int] | None, results_dir: Path, device: str, progress: bool = True) -> RunSummary:

@@ -40,6 +40,7 @@ SECTIONS.register("translation", "bench.sections.translation:section", descripti
 SECTIONS.register("claims", "bench.sections.claims:section", description="Textbook claims tested on the suite's runs: reproduced, within noise or not reproduced")
 SECTIONS.register("budget_curve", "bench.sections.budget_curve:section", description="Quality against training compute: each model at several budgets (FID/IS vs steps and training seconds)")
 SECTIONS.register("distillation", "bench.sections.distillation:section", description="Few-step students against their teacher: FID ratio by seed, speed-up, training cost")
+SECTIONS.register("inversion", "bench.sections.inversion:section", description="Inversion of held-out images: reconstruction error, feature distance, class kept, time per image")
 SECTIONS.register("metric_sanity", "bench.sections.metric_sanity:section", description="Constructed failures vs every metric: which metric detects which failure")
 
 
