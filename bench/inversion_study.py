@@ -8,7 +8,11 @@ registered method (:data:`baselines.inversion.INVERSIONS`, with the row's ``opti
 is measured against the input (:mod:`metrics.inversion_measures`): pixel MSE, PSNR (dB, capped at 100) and SSIM
 on [0, 1] images, the distance in the extractor's feature space, whether the extractor's classifier gives the
 reconstruction the same class as the input (``class_agree``) and the input's true class (``class_kept``), and the
-inversion's wall time per image. Each record is one (row, seed, measure): the mean over the images with its 95%
+inversion's wall time per image, and, for a latent whose prior is N(0, I) (a GAN's z, the sampling ODE's noise, a
+flow's base point), how typical it is: ``||z||^2 / d`` per image, about 1 for a draw of the prior. A bijection
+(RealNVP, the DDIM / Euler ODE) reconstructs any input up to float error by construction; what tells whether the
+model represents the image is then that typicality (a far-from-1 value: the input sits where the model puts
+little mass), not the reconstruction. Each record is one (row, seed, measure): the mean over the images with its 95%
 t-interval over images; the leaderboard's cells are means over seeds.
 
 Reference rows (``method = "identity"`` / ``"nearest-train"``, no model): the input itself (the floor of every
@@ -29,7 +33,7 @@ import torch
 
 from genbench.cache import Cache
 from metrics import extractors as freg
-from metrics.inversion_measures import inversion_measures
+from metrics.inversion_measures import inversion_measures, summarize
 
 from . import data as dreg
 from . import stages
@@ -47,7 +51,9 @@ MEASURES = {  # measure -> (label, direction, unit)
     "class_agree": ("class agreement", "max", "fraction"),
     "class_kept": ("true class kept", "max", "fraction"),
     "seconds_per_image": ("s/image", "min", "s"),
+    "latent_norm": ("latent ‖z‖²/d", "one", ""),
 }
+GAUSSIAN_SPACES = ("z", "noise", "base")  # latents whose prior is N(0, I): ||z||^2 / d is about 1 when typical
 
 
 class _Result:
@@ -105,6 +111,9 @@ def run_inversion(suite: dict[str, Any], results_dir: Path, cache_dir: Path, dev
                 result = invert(method, model, x, generator=torch.Generator().manual_seed(seed), **dict(row.get("options", {})))
                 model_name = row["model"]
             measures = inversion_measures(x, result, features=ext.features, classifier=classifier, labels=labels)
+            if getattr(result, "space", None) in GAUSSIAN_SPACES:
+                z = result.latent.double().flatten(1)
+                measures["latent_norm"] = summarize((z**2).mean(1))
             for key, s in measures.items():
                 label, direction, unit = MEASURES[key]
                 records.append({

@@ -55,6 +55,9 @@ def test_inversion_experiment_records_and_section(tmp_path, monkeypatch):
     nearest = train[torch.cdist(x, train).argmin(1)]
     assert val[("nearest-train", "inversion_mse")]["value"] == pytest.approx(float(((nearest - x) ** 2).mean(1).mean()), rel=1e-9)
     assert val[("nearest-train", "inversion_mse")]["reference"] is True and val[("gan-optimize", "inversion_mse")]["reference"] is False
+    # the typicality of a latent with an N(0, I) prior: the GAN's z and the ODE's noise, not the reference rows
+    assert ("ddpm-ddim", "inversion_latent_norm") in val and ("gan-optimize", "inversion_latent_norm") in val
+    assert ("identity", "inversion_latent_norm") not in val and val[("ddpm-ddim", "inversion_latent_norm")]["direction"] == "one"
     for row in ("gan-optimize", "gan-hybrid", "vae-encoder", "ddpm-ddim"):
         r = val[(row, "inversion_mse")]
         assert 0 <= r["lo"] <= r["value"] <= r["hi"] and r["settings"]["n_images"] == 24

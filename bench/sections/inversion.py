@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.report import ARROW, cell_stats, fmt_num, tied_with_best
 
-MEASURE_ORDER = ("mse", "psnr", "ssim", "feature_dist", "class_agree", "class_kept", "seconds_per_image")
+MEASURE_ORDER = ("mse", "psnr", "ssim", "feature_dist", "class_agree", "class_kept", "latent_norm", "seconds_per_image")
 
 
 def _text(c) -> str:
@@ -38,8 +38,10 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
         f"The first {n} images of the test split, inverted by each row's method and reconstructed; per measure the mean over "
         "images, then mean ± std over seeds. MSE on [0, 1] pixels, PSNR in dB (capped at 100), SSIM, the distance in the "
         "extractor's feature space, the fraction of images whose reconstruction the extractor's classifier puts in the same "
-        "class as the input (agreement) and in the input's true class (kept), and seconds per image of the inversion "
-        "(a learned encoder's training not included). **Bold**: best non-reference row and rows tied with it.",
+        "class as the input (agreement) and in the input's true class (kept), ‖z‖²/d of a latent whose prior is N(0, I) "
+        "(about 1 for a typical draw; a bijection such as RealNVP or the DDIM ODE reconstructs any input exactly, so this is "
+        "its informative number), and seconds per image of the inversion (a learned encoder's training not included). "
+        "**Bold**: best non-reference row and rows tied with it.",
         "",
     ]
     for ds in [d for d in records["dataset"].dropna().unique()]:
