@@ -216,14 +216,19 @@ def _require_differentiable(model: Any, sp: _LatentSpace, generator: torch.Gener
         raise InversionError(f"{_model_name(model)}: its latent path ({sp.name}) is not differentiable; use another inversion method")
 
 
-class OptimizeInversion(InversionMethod):
-    """Optimization of the latent by Adam from several random starts (best start per image)."""
+class _LatentInversion(InversionMethod):
+    """What ``optimize``, ``encoder`` and ``hybrid`` share: they apply to models with a latent space."""
 
-    name = "optimize"
     applies_to = "unconditional LatentPath models with a differentiable from_latent (GANs, VAE, RealNVP); StyleGAN also in w and w+"
 
     def applies(self, model: Any) -> bool:
         return bool(latent_spaces(model))
+
+
+class OptimizeInversion(_LatentInversion):
+    """Optimization of the latent by Adam from several random starts (best start per image)."""
+
+    name = "optimize"
 
     def invert(
         self,
@@ -272,25 +277,22 @@ class OptimizeInversion(InversionMethod):
 
 def _encoder_for(
     model: Any, space: str, encoder: LatentEncoder | None, options: dict[str, Any], gen: torch.Generator
-) -> tuple[LatentEncoder, float]:
-    """The given encoder (checked against ``space``) or a new one trained with ``options``; and the training seconds."""
+) -> tuple[LatentEncoder, float, dict[str, Any]]:
+    """The given encoder (checked against ``space``) or a new one trained with ``options`` (steps, batch_size, lr,
+    width); the training seconds; and the options to report (``encoder: "given"`` or ``encoder_<option>``)."""
     if encoder is not None:
         if encoder.space != space:
             raise InversionError(f"{_model_name(model)}: the encoder predicts latents in {encoder.space!r}, not {space!r}")
-        return encoder, 0.0
+        return encoder, 0.0, {"encoder": "given"}
     t0 = time.perf_counter()
     enc = train_encoder(model, space=space, generator=gen, **options)
-    return enc, time.perf_counter() - t0
+    return enc, time.perf_counter() - t0, {f"encoder_{k}": v for k, v in options.items()}
 
 
-class EncoderInversion(InversionMethod):
+class EncoderInversion(_LatentInversion):
     """A learned encoder trained on generated pairs (latent, G(latent)); the reconstruction is G(E(x))."""
 
     name = "encoder"
-    applies_to = OptimizeInversion.applies_to
-
-    def applies(self, model: Any) -> bool:
-        return bool(latent_spaces(model))
 
     def invert(
         self,
@@ -312,7 +314,7 @@ class EncoderInversion(InversionMethod):
         gen = generator if generator is not None else seeded_generator()
         sp = _latent_space(model, space)
         train_opts = {"steps": encoder_steps, "batch_size": encoder_batch_size, "lr": encoder_lr, "width": encoder_width}
-        enc, setup = _encoder_for(model, space, encoder, train_opts, gen)
+        enc, setup, enc_options = _encoder_for(model, space, encoder, train_opts, gen)
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -320,19 +322,15 @@ class EncoderInversion(InversionMethod):
             rec = sp.decode(lat, noise_seed)
         seconds = (time.perf_counter() - t0) / len(x)
         loss = _per_item_mse(rec.float().cpu(), x)
-        options = {"space": space, **({"encoder": "given"} if encoder is not None else {f"encoder_{k}": v for k, v in train_opts.items()})}
+        options = {"space": space, **enc_options}
         extra = {"loss": loss, "noise_seed": noise_seed, "setup_seconds": setup, "encoder": enc}
         return InversionResult(self.name, options, _finish(model, rec), lat.cpu(), sp.name, seconds, extra)
 
 
-class HybridInversion(InversionMethod):
+class HybridInversion(_LatentInversion):
     """Optimization of the latent started from the learned encoder's output (Zhu et al. 2016's hybrid)."""
 
     name = "hybrid"
-    applies_to = OptimizeInversion.applies_to
-
-    def applies(self, model: Any) -> bool:
-        return bool(latent_spaces(model))
 
     def invert(
         self,
@@ -358,7 +356,7 @@ class HybridInversion(InversionMethod):
         gen = generator if generator is not None else seeded_generator()
         sp = _latent_space(model, space)
         train_opts = {"steps": encoder_steps, "batch_size": encoder_batch_size, "lr": encoder_lr, "width": encoder_width}
-        enc, setup = _encoder_for(model, space, encoder, train_opts, gen)
+        enc, setup, enc_options = _encoder_for(model, space, encoder, train_opts, gen)
         noise_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
         _require_differentiable(model, sp, gen)
         t0 = time.perf_counter()
@@ -370,7 +368,6 @@ class HybridInversion(InversionMethod):
             parts.append(_optimize_latents(sp, xb, start[None], steps=steps, lr=lr, noise_seed=noise_seed))
         lat, rec, loss, start_loss = (torch.cat(p) for p in zip(*parts))
         seconds = (time.perf_counter() - t0) / len(x)
-        options = {"space": space, "steps": steps, "lr": lr, "batch_size": batch_size}
-        options.update({"encoder": "given"} if encoder is not None else {f"encoder_{k}": v for k, v in train_opts.items()})
+        options = {"space": space, "steps": steps, "lr": lr, "batch_size": batch_size, **enc_options}
         extra = {"loss": loss, "start_loss": start_loss, "noise_seed": noise_seed, "setup_seconds": setup, "encoder": enc}
         return InversionResult(self.name, options, _finish(model, rec), lat, sp.name, seconds, extra)

@@ -61,10 +61,9 @@ class Reflow(Student, FlowMatching):
         """The teacher's pairs: (samples x, their noise z) in the model's space, z drawn from the global torch RNG
         (seeded by the run). The loop draws minibatches of x with the matching z as ``Batch.y``."""
         self.check_x(data.x, "training data")
+        if self.ode.schedule.T < self.teacher_steps:
+            raise ValueError(f"reflow: teacher_steps ({self.teacher_steps}) must be <= the teacher's T ({self.ode.schedule.T})")
         z = torch.randn(self.pairs, *self.data_info.shape)
-        teacher = self.require_teacher()
-        if teacher.T < self.teacher_steps:
-            raise ValueError(f"reflow: teacher_steps ({self.teacher_steps}) must be <= the teacher's T ({teacher.T})")
         return self.ode.sample(z, self.teacher_steps), z
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None, *, net: nn.Module | None = None, p_uncond: float | None = None) -> Tensor:

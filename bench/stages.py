@@ -116,11 +116,13 @@ def _small_report(rep: dict[str, Any]) -> dict[str, Any]:
     return {"steps": rep.get("steps"), "losses": losses, "train_extra": rep.get("extra", {})}
 
 
-def _load_or_fit(ctx: JobContext, build: Callable[[], Any], key: dict[str, Any], before_fit: Callable[[Any], None] | None = None) -> tuple[Any, dict[str, Any], bool]:
-    """(model, train report dict, cached?): the network cached under ``key``, else a freshly built one fitted on the
-    train split (``before_fit(model)`` first, e.g. a student receiving its teacher) and cached. Rows sharing a network
-    (ddpm/ddim, a teacher and its students) running at once: one trains, the others wait on the lock."""
-    model = build()
+def _load_or_fit(
+    ctx: JobContext, model: Any, build: Callable[[], Any], key: dict[str, Any], before_fit: Callable[[Any], None] | None = None
+) -> tuple[Any, dict[str, Any], bool]:
+    """(model, train report dict, cached?): ``model`` (just built) with the state cached under ``key``, else fitted on
+    the train split (``before_fit(model)`` first, e.g. a student receiving its teacher) and cached; a state from
+    another code version is dropped and a fresh ``build()`` fitted. Rows sharing a network (ddpm/ddim, a teacher and
+    its students) running at once: one trains, the others wait on the lock."""
     with ctx.cache.lock("models", key):
         state = ctx.cache.get("models", key)
         report = ctx.cache.get_json("models", key)
@@ -149,7 +151,7 @@ def _give_teacher(ctx: JobContext, student: Any) -> None:
         seed_everything(ctx.job.seed)
         return greg.build(model, ctx.ds.info, **params, device=ctx.device)
 
-    teacher, report, _ = _load_or_fit(ctx, build, key)
+    teacher, report, _ = _load_or_fit(ctx, build(), build, key)
     student.set_teacher(teacher, train_s=report.get("wall_time_s"))
 
 
@@ -158,10 +160,8 @@ def train(ctx: JobContext) -> dict[str, Any] | None:
     model = build_model(ctx)
     if not isinstance(model, Trainable):
         return None
-    first = [model]
-    build = lambda: first.pop() if first else build_model(ctx)  # noqa: E731
     before = (lambda m: _give_teacher(ctx, m)) if ctx.job.gen.teacher is not None else None
-    ctx.model, report, cached = _load_or_fit(ctx, build, ctx.model_key, before)
+    ctx.model, report, cached = _load_or_fit(ctx, model, lambda: build_model(ctx), ctx.model_key, before)
     return {"value": report.get("wall_time_s"), "extra": {"cached": cached, **_small_report(report)}, "settings": {"budget": ctx.model_key["budget"]}}
 
 

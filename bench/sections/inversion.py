@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report import ARROW, cell_stats, fmt_num, tied_with_best
+from bench.report import ARROW, cell_stats, tied_with_best
+from bench.report.core import _cell_text
 
 MEASURE_ORDER = ("mse", "psnr", "ssim", "feature_dist", "class_agree", "class_kept", "latent_norm", "seconds_per_image")
-
-
-def _text(c) -> str:
-    if c.mean is None:
-        return "n/a"
-    if c.n_seeds >= 2:
-        return f"{fmt_num(c.mean)} ± {fmt_num(c.sd)}"
-    return fmt_num(c.mean) + (f" [{fmt_num(c.lo)}, {fmt_num(c.hi)}]" if c.lo is not None and c.hi is not None else "")
 
 
 def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
@@ -61,7 +54,7 @@ def section(records: pd.DataFrame, suite: dict, assets_dir: Path) -> str:
             ref = r["method"] in ("identity", "nearest-train")
             line = {"row": r["name"] + (" (reference)" if ref else ""), "method": r["method"], "model": r.get("model", "—")}
             for m in cols:
-                t = _text(cells[m][r["name"]])
+                t = _cell_text(cells[m][r["name"]])
                 line[f"{meta[m][0]} {ARROW.get(meta[m][1], '')}".strip()] = f"**{t}**" if r["name"] in bold[m] else t
             line["seeds"] = str(max((c.n_seeds for c in (cells[m][r["name"]] for m in cols)), default=0))
             table.append(line)
